@@ -1,0 +1,23 @@
+"""SimCLR optimizers and schedules: LARS, warmup + cosine decay, lr scaling."""
+
+from simclr_tf2.optim.factory import EXCLUDE_FROM_WEIGHT_DECAY
+from simclr_tf2.optim.factory import build_optimizer
+from simclr_tf2.optim.factory import weight_decay_loss
+from simclr_tf2.optim.lars import LARS
+from simclr_tf2.optim.lars import variable_path
+from simclr_tf2.optim.schedule import WarmupCosineDecay
+from simclr_tf2.optim.schedule import build_learning_rate_schedule
+from simclr_tf2.optim.schedule import scale_learning_rate
+from simclr_tf2.optim.schedule import warmup_and_total_steps
+
+__all__ = [
+    "EXCLUDE_FROM_WEIGHT_DECAY",
+    "LARS",
+    "WarmupCosineDecay",
+    "build_learning_rate_schedule",
+    "build_optimizer",
+    "scale_learning_rate",
+    "variable_path",
+    "warmup_and_total_steps",
+    "weight_decay_loss",
+]

@@ -1,0 +1,150 @@
+"""Every absl flag of run.py: the original SimCLR TF2 flags plus our own."""
+
+from absl import flags
+
+# --------------------------------------------------------------------------
+# Flags of the original SimCLR TF2 run.py (same names, types and meaning).
+# Where our default differs, the help says why.
+# --------------------------------------------------------------------------
+flags.DEFINE_float(
+    "learning_rate", 0.3,
+    "Initial learning rate per 256 examples (linear scaling) or the "
+    "coefficient of sqrt(batch size) (sqrt scaling).")
+flags.DEFINE_enum(
+    "learning_rate_scaling", "linear", ["linear", "sqrt"],
+    "How to scale the learning rate with the batch size: lr*B/256 or lr*sqrt(B).")
+flags.DEFINE_float("warmup_epochs", 10, "Number of epochs of linear warmup.")
+flags.DEFINE_float("weight_decay", 1e-6, "Amount of weight decay to use.")
+flags.DEFINE_float("batch_norm_decay", 0.9, "Batch norm moving-average decay.")
+flags.DEFINE_integer(
+    "train_batch_size", 512,
+    "Global batch size for training (split over replicas). Larger than the "
+    "dataset is allowed: examples repeat within a batch (with a warning).")
+flags.DEFINE_string(
+    "train_split", "train",
+    "Split for training; TFDS slicing such as 'train[:10%]' works for every dataset.")
+flags.DEFINE_integer("train_epochs", 100, "Number of epochs to train for.")
+flags.DEFINE_integer(
+    "train_steps", 0, "Number of steps to train for. If provided, overrides train_epochs.")
+flags.DEFINE_integer(
+    "eval_steps", 0, "Number of steps to eval for. If not provided, evals over the entire split.")
+flags.DEFINE_integer("eval_batch_size", 256, "Batch size for eval.")
+flags.DEFINE_integer("checkpoint_epochs", 1, "Number of epochs between checkpoints/summaries.")
+flags.DEFINE_integer(
+    "checkpoint_steps", 0,
+    "Number of steps between checkpoints/summaries. If provided, overrides checkpoint_epochs.")
+flags.DEFINE_string(
+    "eval_split", "validation",
+    "Split for evaluation (datasets without 'validation' fall back to 'test').")
+flags.DEFINE_string(
+    "dataset", "digits",
+    "Dataset: 'digits' (embedded, no download; the default), 'fashion_mnist', "
+    "'folder:/path/to/images', or any prepared TFDS name such as 'cifar10' or "
+    "'imagenet2012'. The original defaulted to imagenet2012, which needs a "
+    "prepared copy; pass --dataset=imagenet2012 --data_dir=... for it.")
+flags.DEFINE_bool("cache_dataset", False, "Whether to cache the decoded dataset in memory.")
+flags.DEFINE_enum(
+    "mode", "train", ["train", "eval", "train_then_eval"],
+    "Whether to perform training or evaluation (or train, then evaluate).")
+flags.DEFINE_enum(
+    "train_mode", "pretrain", ["pretrain", "finetune", "distill"],
+    "pretrain: SimCLR self-supervised pretraining; finetune: supervised "
+    "fine-tuning (or linear evaluation with --fine_tune_after_block=4); "
+    "distill: SimCLRv2 distillation from --teacher on unlabeled data.")
+flags.DEFINE_bool(
+    "lineareval_while_pretraining", True,
+    "Train a linear classifier on stop_gradient(h) while pretraining (labels "
+    "never reach the encoder); needed for eval accuracy of a pretraining run.")
+flags.DEFINE_string(
+    "checkpoint", None,
+    "Checkpoint (file prefix or model_dir) to initialise the encoder and "
+    "projection head from, typically a pretraining run for fine-tuning.")
+flags.DEFINE_bool(
+    "zero_init_logits_layer", False, "If True, zero initialize layers after avg_pool for supervised learning.")
+flags.DEFINE_integer(
+    "fine_tune_after_block", -1,
+    "The layers after which block that we will fine-tune. -1 means fine-tuning "
+    "everything. 0 means fine-tuning after stem block. 4 means fine-tuning just "
+    "the linear head (linear evaluation, encoder BN statistics frozen).")
+flags.DEFINE_string("master", None, "Address/name of the TensorFlow master to use. By default, use TPU in config.")
+flags.DEFINE_string(
+    "model_dir", None,
+    "Model directory for checkpoints, summaries and exports. Default: a fresh "
+    "temporary directory, printed at start.")
+flags.DEFINE_string("data_dir", None, "Directory where TFDS datasets are prepared (no download happens).")
+flags.DEFINE_bool(
+    "use_tpu", False,
+    "Whether to run on TPU (TPUStrategy). The original defaulted to True; "
+    "here False so the default run works on any machine.")
+flags.DEFINE_string("tpu_name", None, "The Cloud TPU to use for training.")
+flags.DEFINE_string("tpu_zone", None, "GCE zone where the Cloud TPU is located in.")
+flags.DEFINE_string("gcp_project", None, "Project name for the Cloud TPU-enabled project.")
+flags.DEFINE_enum(
+    "optimizer", "lars", ["momentum", "adam", "lars"], "Optimizer to use.")
+flags.DEFINE_float("momentum", 0.9, "Momentum parameter.")
+flags.DEFINE_string("eval_name", None, "Name for eval (used in result file names and summaries).")
+flags.DEFINE_integer("keep_checkpoint_max", 5, "Maximum number of checkpoints to keep.")
+flags.DEFINE_integer("keep_hub_module_max", 1, "Maximum number of exported SavedModels/Hub modules to keep.")
+flags.DEFINE_float("temperature", 0.1, "Temperature parameter for contrastive loss.")
+flags.DEFINE_boolean("hidden_norm", True, "Whether to L2-normalise the projection output before the contrastive loss.")
+flags.DEFINE_enum(
+    "proj_head_mode", "nonlinear", ["none", "linear", "nonlinear"], "How the head projection is done.")
+flags.DEFINE_integer("proj_out_dim", 128, "Number of head projection dimension.")
+flags.DEFINE_integer("num_proj_layers", 3, "Number of non-linear head layers.")
+flags.DEFINE_integer(
+    "ft_proj_selector", 0,
+    "Which layer of the projection head to use during fine-tuning. 0 means "
+    "no projection head, and -1 means the final layer.")
+flags.DEFINE_boolean("global_bn", True, "Whether to aggregate BN statistics across distributed cores.")
+flags.DEFINE_float(
+    "width_multiplier", 1,
+    "Multiplier to change width of network (fractional values such as 0.25 "
+    "give CPU-sized models).")
+flags.DEFINE_integer("resnet_depth", 50, "Depth of ResNet: 18, 34, 50, 101, 152 or 200.")
+flags.DEFINE_float("sk_ratio", 0.0, "If it is bigger than 0, it will enable SK. Recommendation: 0.0625.")
+flags.DEFINE_float("se_ratio", 0.0, "If it is bigger than 0, it will enable SE.")
+flags.DEFINE_integer("image_size", 224, "Input image size.")
+flags.DEFINE_float("color_jitter_strength", 1.0, "The strength of color jittering.")
+flags.DEFINE_boolean("use_blur", True, "Whether or not to use Gaussian blur for augmentation during pretraining.")
+
+# --------------------------------------------------------------------------
+# Flags new in simclr_tf2.
+# --------------------------------------------------------------------------
+flags.DEFINE_enum(
+    "cifar_stem", "auto", ["auto", "true", "false"],
+    "ResNet stem: 'true' = 3x3 stride-1 conv without max-pool (CIFAR), "
+    "'false' = 7x7 stride-2 conv + max-pool (ImageNet), 'auto' = CIFAR stem "
+    "for image_size <= 64.")
+flags.DEFINE_integer("seed", 0, "Seed for data order, augmentation and weight initialisation.")
+flags.DEFINE_enum(
+    "precision", "float32", ["float32", "mixed_bfloat16", "mixed_float16"],
+    "Compute precision (Keras mixed-precision policy); float16 uses loss scaling.")
+flags.DEFINE_bool("jit_compile", False, "Compile the train step with XLA.")
+flags.DEFINE_integer(
+    "steps_per_execution", 1, "Train steps run per tf.function call (fewer Python round trips).")
+flags.DEFINE_integer(
+    "num_logical_cpu_devices", 0,
+    "Split the CPU into this many logical devices and train with "
+    "MirroredStrategy over them (for testing distribution without GPUs).")
+flags.DEFINE_integer(
+    "log_every_steps", 10, "Print a progress line and write train summaries every N steps.")
+flags.DEFINE_integer(
+    "eval_timeout_secs", 600,
+    "--mode=eval: stop waiting for a new checkpoint after this many seconds.")
+flags.DEFINE_float(
+    "label_fraction", 1.0,
+    "Fraction in (0, 1] of the labelled train split to use, class-balanced, "
+    "chosen with --seed; the chosen ids are written to model_dir/label_subset.txt.")
+flags.DEFINE_string(
+    "label_subset_file", None,
+    "File of example ids (one per line, e.g. a label_subset.txt) to train on.")
+flags.DEFINE_string(
+    "teacher", None,
+    "train_mode=distill: teacher SavedModel directory (hub-style callable "
+    "returning 'logits_sup') or a fine-tuning model_dir.")
+flags.DEFINE_float("distill_temperature", 1.0, "Softmax temperature of teacher and student when distilling.")
+flags.DEFINE_float(
+    "distill_label_weight", 0.0,
+    "Weight of the true-label cross entropy added to the distillation loss (0: unlabeled only).")
+flags.DEFINE_bool("export_after_eval", True, "Export a SavedModel to model_dir/saved_model/<step> after evaluation.")
+flags.DEFINE_bool("nesterov", False, "Use Nesterov momentum with --optimizer=momentum (the fine-tuning recipe does).")

@@ -1,0 +1,98 @@
+"""Per-dataset and per-train_mode recipes: flag values used when not set.
+
+Precedence, lowest first: flag default < dataset recipe < train_mode recipe
+< a flag the user set explicitly.
+"""
+
+# The paper's ImageNet setting (Sec. 2.3, App. B): the flag defaults already
+# are, except for the batch size the paper trains at.
+_IMAGENET = {
+    "train_batch_size": 4096,
+    "image_size": 224,
+    "resnet_depth": 50,
+    "eval_split": "validation",
+}
+
+# The original README's CIFAR-10 command.
+_CIFAR10 = {
+    "train_batch_size": 512,
+    "train_epochs": 1000,
+    "learning_rate": 1.0,
+    "weight_decay": 1e-4,
+    "temperature": 0.5,
+    "image_size": 32,
+    "eval_split": "test",
+    "resnet_depth": 18,
+    "use_blur": False,
+    "color_jitter_strength": 0.5,
+}
+
+# CPU-sized: a quarter-width ResNet-18 on 16 px upsampled 8x8 digits, so
+# `python run.py --mode=train_then_eval` ends within minutes on 2 cores.
+_DIGITS = {
+    "train_batch_size": 256,
+    "train_epochs": 60,
+    "learning_rate": 1.0,
+    "weight_decay": 1e-4,
+    "warmup_epochs": 5,
+    "temperature": 0.5,
+    "image_size": 16,
+    "eval_split": "test",
+    "eval_batch_size": 360,
+    "resnet_depth": 18,
+    "width_multiplier": 0.25,
+    "use_blur": False,
+    "color_jitter_strength": 0.5,
+    "num_proj_layers": 2,
+    "proj_out_dim": 64,
+    "checkpoint_epochs": 10,
+}
+
+# Fashion-MNIST (28 px grey): the CIFAR recipe at its native size.
+_FASHION_MNIST = dict(_CIFAR10, image_size=28, train_epochs=200,
+                      eval_batch_size=500)
+
+DATASET_RECIPES = {
+    "imagenet2012": _IMAGENET,
+    "cifar10": _CIFAR10,
+    "cifar100": _CIFAR10,
+    "digits": _DIGITS,
+    "fashion_mnist": _FASHION_MNIST,
+}
+
+# Paper App. B.5: Nesterov momentum, lr 0.05 x B/256, no warmup, no weight
+# decay; crop + flip only (the pipeline does that for finetune).
+_FINETUNE = {
+    "optimizer": "momentum",
+    "nesterov": True,
+    "learning_rate": 0.05,
+    "learning_rate_scaling": "linear",
+    "warmup_epochs": 0,
+    "weight_decay": 0.0,
+}
+
+TRAIN_MODE_RECIPES = {
+    "pretrain": {},
+    "finetune": _FINETUNE,
+    "distill": _FINETUNE,
+}
+
+
+def recipe_for(dataset, train_mode):
+    """Merged recipe values for a dataset and train mode.
+
+    Args:
+      dataset: the --dataset value (a 'folder:' path gets no dataset recipe).
+      train_mode: the --train_mode value.
+
+    Returns:
+      (values, origin): dict flag name -> value, and flag name -> a short
+      label of the recipe it came from.
+    """
+    values, origin = {}, {}
+    for label, recipe in ((f"recipe:{dataset}", DATASET_RECIPES.get(dataset, {})),
+                          (f"recipe:{train_mode}",
+                           TRAIN_MODE_RECIPES.get(train_mode, {}))):
+        values.update(recipe)
+        origin.update({name: label for name in recipe})
+    return values, origin

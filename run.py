@@ -1,0 +1,131 @@
+"""Entry point: SimCLR pretraining, fine-tuning, distillation and evaluation.
+
+    python run.py --mode=train_then_eval --train_batch_size=4096
+
+Flags are defined in flags/definitions.py (the original SimCLR TF2 flags plus
+our own); this file turns them into a RunConfig and drives simclr_tf2.
+User errors end with one line on stderr and exit status 1.
+"""
+
+import os
+import sys
+import tempfile
+import warnings
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+warnings.filterwarnings("ignore")
+
+from absl import app  # noqa: E402
+from absl import flags as absl_flags  # noqa: E402
+from absl import logging  # noqa: E402
+
+import flags as simclr_flags  # noqa: E402  (registers the flags)
+
+FLAGS = absl_flags.FLAGS
+
+
+def _quiet_tensorflow_start():
+    """Imports TF and lists devices with fd 2 muted.
+
+    TF's C++ start-up logs (oneDNN notice, CUDA probing) bypass
+    TF_CPP_MIN_LOG_LEVEL; muting them keeps stderr for real problems.
+    """
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        import tensorflow as tf
+        tf.config.list_physical_devices()
+    finally:
+        os.dup2(saved, 2)
+        os.close(devnull)
+        os.close(saved)
+
+
+def _print(line):
+    print(line, flush=True)
+
+
+def _prepare_model_dir(model_dir):
+    """Creates model_dir (fresh temp dir by default) and checks it is writable."""
+    if not model_dir:
+        model_dir = tempfile.mkdtemp(prefix="simclr_tf2_")
+        _print(f"model_dir (fresh): {model_dir}")
+    try:
+        os.makedirs(model_dir, exist_ok=True)
+        probe = tempfile.NamedTemporaryFile(dir=model_dir, prefix=".probe_")
+        probe.close()
+    except OSError as err:
+        raise simclr_flags.ConfigError(
+            f"model_dir {model_dir} cannot be written ({err.strerror}); pass a "
+            "writable --model_dir.") from err
+    return model_dir
+
+
+def _print_config(values, origin):
+    _print("effective configuration (value  [source]):")
+    for name in sorted(values):
+        _print(f"  {name} = {values[name]!r}  [{origin[name]}]")
+
+
+def _known_flag_values():
+    """Effective values of this project's flags only (not absl's own)."""
+    ours = {f.name for f in FLAGS.get_flags_for_module(simclr_flags.definitions)}
+    values, origin = simclr_flags.effective_values(FLAGS)
+    return ({k: v for k, v in values.items() if k in ours},
+            {k: v for k, v in origin.items() if k in ours})
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise simclr_flags.ConfigError(
+            f"unexpected arguments {argv[1:]}; flags look like --name=value.")
+    values, origin = _known_flag_values()
+    model_dir = _prepare_model_dir(values["model_dir"])
+    config = simclr_flags.config_from_values(values, model_dir)
+    _print_config(dict(values, model_dir=model_dir), origin)
+
+    # Imported late so that TF starts after flags are validated.
+    _quiet_tensorflow_start()
+    if config.distribute.num_logical_cpu_devices > 1:
+        from simclr_tf2 import distribute
+        distribute.configure_logical_cpus(config.distribute.num_logical_cpu_devices)
+    from simclr_tf2 import app as simclr_app
+    simclr_app.run(config, origin, printer=_print)
+
+
+def _user_error_types():
+    from simclr_tf2 import callbacks, checkpoints
+    from simclr_tf2.data import sources
+    return (simclr_flags.ConfigError, sources.DataError,
+            checkpoints.CheckpointMismatchError,
+            callbacks.TrainingDivergedError, ValueError, OSError)
+
+
+def _parse_flags(argv):
+    """absl flag parsing, but a bad flag is one line on stderr and exit 1."""
+    try:
+        return FLAGS(argv)
+    except absl_flags.Error as err:
+        message = " ".join(str(err).split())
+        print(f"error: {message} (see python run.py --helpfull)",
+              file=sys.stderr, flush=True)
+        sys.exit(1)
+
+
+def entry_point():
+    logging.set_verbosity(logging.WARNING)
+    try:
+        app.run(main, flags_parser=_parse_flags)
+    except _user_error_types() as err:
+        message = " ".join(str(err).split()) or type(err).__name__
+        print(f"error: {message}", file=sys.stderr, flush=True)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        print("error: interrupted; the last checkpoint is kept.",
+              file=sys.stderr)
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    entry_point()

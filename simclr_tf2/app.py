@@ -1,0 +1,63 @@
+"""Drives one invocation of run.py: train, eval or train_then_eval, then export."""
+
+import os
+
+from simclr_tf2 import distribute
+from simclr_tf2 import evaluate
+from simclr_tf2.train import Run
+
+
+def write_flags_json(config, origin):
+    """model_dir/flags.json: every effective value and where it came from."""
+    payload = dict(config.to_dict(), origin=dict(sorted(origin.items())))
+    evaluate.atomic_write_json(
+        os.path.join(config.train.model_dir, "flags.json"), payload)
+
+
+def _export(run, printer):
+    """Exports the current weights to model_dir/saved_model/<step>/."""
+    if not run.config.train.export_after_eval:
+        return
+    try:
+        from export import saved_model  # the top-level exporter package
+    except ImportError:
+        return
+    path = saved_model.export_to_model_dir(
+        run.model, run.config, run.global_step,
+        keep=run.config.train.keep_hub_module_max)
+    printer(f"exported SavedModel to {path}")
+
+
+def run(config, origin, printer=print, teacher=None, example_ids=None):
+    """Runs the mode asked for in `config.train.mode`.
+
+    Args:
+      config: RunConfig-like object.
+      origin: flag name -> where its value came from (for flags.json).
+      printer: function taking a line of progress text.
+      teacher: callable images -> logits for distillation.
+      example_ids: optional list of training example ids (label subsets).
+
+    Returns:
+      The last evaluation result dict, or None for --mode=train.
+    """
+    write_flags_json(config, origin)
+    strategy = distribute.make_strategy(
+        use_tpu=config.distribute.use_tpu, tpu_name=config.distribute.tpu_name,
+        tpu_zone=config.distribute.tpu_zone,
+        gcp_project=config.distribute.gcp_project,
+        master=config.distribute.master,
+        num_logical_cpu_devices=config.distribute.num_logical_cpu_devices)
+    session = Run(config, strategy, printer=printer, teacher=teacher,
+                  example_ids=example_ids)
+    mode = config.train.mode
+    result = None
+    if mode in ("train", "train_then_eval"):
+        session.train()
+    if mode == "train_then_eval":
+        result = session.evaluate()
+        _export(session, printer)
+    elif mode == "eval":
+        result = session.evaluate_checkpoints(
+            on_result=lambda _: _export(session, printer))
+    return result

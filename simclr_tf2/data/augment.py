@@ -1,0 +1,392 @@
+"""SimCLR image augmentations built on TF stateless random ops.
+
+Every random op takes a `seed`: an int32/int64 tensor of shape [2]. The same
+seed gives the same result eagerly and inside `tf.data.Dataset.map`, because
+only stateless ops (`tf.random.stateless_*`, `tf.image.stateless_*`) draw
+randomness. Ops that need several draws split their seed with
+`tf.random.experimental.stateless_split`.
+
+All ops work on a single image `[H, W, C]` whose height and width may be
+unknown until run time. Float images are expected in [0, 1]; the outputs are
+float32 in [0, 1]. The augmentation policy follows Appendix A of the SimCLR
+paper (Chen et al., 2020) and the SimCLR v2 code's choices (multiplicative
+brightness, random jitter order).
+"""
+
+import tensorflow as tf
+
+CROP_PROPORTION = 0.875  # Eval centre crop for large images (Inception style).
+
+
+def _split(seed, num):
+    """Splits a [2] seed into `num` independent [2] seeds.
+
+    Returns:
+        A tensor of shape [num, 2]; index it to get each sub-seed.
+    """
+    return tf.random.experimental.stateless_split(seed, num=num)
+
+
+def _random_apply(fn, image, p, seed):
+    """Applies `fn` to `image` with probability `p`.
+
+    Args:
+        fn: Callable mapping an image to an image of the same shape.
+        image: Float tensor of shape [H, W, C].
+        p: Python float, the probability of applying `fn`.
+        seed: Int tensor of shape [2].
+
+    Returns:
+        `fn(image)` or `image`, shape [H, W, C].
+    """
+    apply = tf.random.stateless_uniform([], seed) < p
+    return tf.cond(apply, lambda: fn(image), lambda: image)
+
+
+def _resize(image, size):
+    """Bicubic resize to [size, size], clipped because bicubic overshoots."""
+    image = tf.image.resize(image, [size, size], method="bicubic")
+    return tf.clip_by_value(image, 0.0, 1.0)
+
+
+def to_float_rgb(image):
+    """Converts an image to float32 RGB in [0, 1].
+
+    Integer images are scaled by their dtype's maximum (255 for uint8); float
+    images are assumed to be in [0, 1] already and only cast.
+
+    Args:
+        image: Tensor of shape [H, W, C] with C in {1, 3}, any integer or
+            float dtype.
+
+    Returns:
+        Float32 tensor of shape [H, W, 3]; one channel is tiled to three.
+
+    Raises:
+        ValueError: If the rank or a statically known channel count is wrong.
+    """
+    image = tf.convert_to_tensor(image)
+    if image.shape.rank is not None and image.shape.rank != 3:
+        raise ValueError(f"Expected an image of shape [H, W, C], got shape {image.shape}.")
+    channels = image.shape[-1] if image.shape.rank is not None else None
+    if channels is not None and channels not in (1, 3):
+        raise ValueError(f"Expected 1 (grayscale) or 3 (RGB) channels, got {channels}.")
+    if channels is None:
+        num = tf.shape(image)[-1]
+        with tf.control_dependencies([tf.debugging.assert_equal(
+                tf.logical_or(tf.equal(num, 1), tf.equal(num, 3)), True,
+                message="Expected 1 (grayscale) or 3 (RGB) channels.")]):
+            image = tf.identity(image)
+    image = tf.image.convert_image_dtype(image, tf.float32)
+    # Broadcasting tiles a single channel and leaves three channels alone.
+    shape = tf.concat([tf.shape(image)[:2], [3]], axis=0)
+    return tf.broadcast_to(image, shape)
+
+
+def distorted_crop_window(image_shape, seed, area_range=(0.08, 1.0),
+                          aspect_ratio_range=(3 / 4, 4 / 3)):
+    """Samples an Inception-style crop window.
+
+    The window covers a fraction of the image area within `area_range` and has
+    a width/height ratio within `aspect_ratio_range` (TF's sampler, up to 100
+    attempts, falling back to the whole image).
+
+    Args:
+        image_shape: Int tensor of shape [3], the image's [H, W, C].
+        seed: Int tensor of shape [2].
+        area_range: (min, max) fraction of the image area to keep.
+        aspect_ratio_range: (min, max) crop width / height.
+
+    Returns:
+        Int32 tensor of shape [4]: (offset_y, offset_x, height, width).
+    """
+    whole_image = tf.constant([0.0, 0.0, 1.0, 1.0], shape=[1, 1, 4])
+    begin, size, _ = tf.image.stateless_sample_distorted_bounding_box(
+        image_shape, bounding_boxes=whole_image, seed=seed,
+        # The box is the whole image, so "covered" equals the area fraction;
+        # area_range alone bounds it (the original code's 0.1 raised the floor).
+        min_object_covered=0.0,
+        aspect_ratio_range=list(aspect_ratio_range),
+        area_range=list(area_range), max_attempts=100,
+        use_image_if_no_bounding_boxes=True)
+    return tf.cast(tf.concat([begin[:2], size[:2]], axis=0), tf.int32)
+
+
+def random_crop_and_resize(image, size, seed, area_range=(0.08, 1.0),
+                           aspect_ratio_range=(3 / 4, 4 / 3)):
+    """Inception-style random crop, resized (bicubic) to a square.
+
+    Args:
+        image: Float tensor of shape [H, W, 3] in [0, 1].
+        size: Python int, the output side.
+        seed: Int tensor of shape [2].
+        area_range: (min, max) fraction of the image area to keep.
+        aspect_ratio_range: (min, max) crop width / height.
+
+    Returns:
+        Float32 tensor of shape [size, size, 3] in [0, 1].
+    """
+    window = distorted_crop_window(tf.shape(image), seed, area_range,
+                                   aspect_ratio_range)
+    crop = tf.image.crop_to_bounding_box(image, window[0], window[1],
+                                         window[2], window[3])
+    return _resize(crop, size)
+
+
+def random_flip(image, seed):
+    """Flips left-right with probability 0.5.
+
+    Args:
+        image: Tensor of shape [H, W, C].
+        seed: Int tensor of shape [2].
+
+    Returns:
+        Tensor of shape [H, W, C].
+    """
+    return tf.image.stateless_random_flip_left_right(image, seed)
+
+
+def _jitter_ops(strength):
+    """Returns the four jitter ops `fn(image, seed)` for a jitter strength."""
+    s = 0.8 * strength
+    lower = max(1.0 - s, 0.0)  # Contrast and saturation reject factors < 0.
+
+    def brightness(x, seed):
+        # SimCLR v2 scales brightness rather than adding a delta.
+        factor = tf.random.stateless_uniform([], seed, lower, 1.0 + s)
+        return x * factor
+
+    def contrast(x, seed):
+        return tf.image.stateless_random_contrast(x, lower, 1.0 + s, seed)
+
+    def saturation(x, seed):
+        return tf.image.stateless_random_saturation(x, lower, 1.0 + s, seed)
+
+    def hue(x, seed):
+        return tf.image.stateless_random_hue(x, min(0.2 * strength, 0.5), seed)
+
+    return [brightness, contrast, saturation, hue]
+
+
+def _random_order(num, seed):
+    """Returns a random permutation of range(num), int32 shape [num]."""
+    return tf.argsort(tf.random.stateless_uniform([num], seed))
+
+
+def color_jitter(image, strength, seed):
+    """Jitters brightness, contrast, saturation and hue in a random order.
+
+    Brightness, contrast and saturation factors are uniform in
+    [max(0, 1 - 0.8 s), 1 + 0.8 s]; the hue shift is uniform in
+    [-0.2 s, 0.2 s]. The image is clipped to [0, 1] after each op.
+
+    Args:
+        image: Float tensor of shape [H, W, 3] in [0, 1].
+        strength: Python float s, the jitter strength (0 disables jitter).
+        seed: Int tensor of shape [2].
+
+    Returns:
+        Float32 tensor of shape [H, W, 3] in [0, 1].
+    """
+    if strength == 0:
+        return image
+    ops = _jitter_ops(strength)
+    seeds = _split(seed, len(ops) + 1)
+    order = _random_order(len(ops), seeds[0])
+    for i in range(len(ops)):
+        # Each op keeps its own sub-seed, whatever position it lands in.
+        branches = [lambda op=op, k=k, x=image: op(x, seeds[k + 1])
+                    for k, op in enumerate(ops)]
+        image = tf.clip_by_value(tf.switch_case(order[i], branches), 0.0, 1.0)
+    return image
+
+
+def color_drop(image):
+    """Converts to grayscale, kept as three equal channels.
+
+    Args:
+        image: Float tensor of shape [H, W, 3].
+
+    Returns:
+        Float tensor of shape [H, W, 3] with equal channels.
+    """
+    return tf.tile(tf.image.rgb_to_grayscale(image), [1, 1, 3])
+
+
+def color_distortion(image, strength, seed):
+    """Applies color jitter with p=0.8, then color drop with p=0.2.
+
+    Args:
+        image: Float tensor of shape [H, W, 3] in [0, 1].
+        strength: Python float, the color jitter strength.
+        seed: Int tensor of shape [2].
+
+    Returns:
+        Float32 tensor of shape [H, W, 3] in [0, 1].
+    """
+    seeds = _split(seed, 3)
+    image = _random_apply(lambda x: color_jitter(x, strength, seeds[0]),
+                          image, 0.8, seeds[1])
+    image = _random_apply(color_drop, image, 0.2, seeds[2])
+    return tf.clip_by_value(image, 0.0, 1.0)
+
+
+def gaussian_blur(image, sigma, kernel_size):
+    """Blurs each channel with a separable Gaussian, zero ('SAME') padding.
+
+    Args:
+        image: Float tensor of shape [H, W, C].
+        sigma: Float scalar (Python or tensor), the standard deviation in px.
+        kernel_size: Int scalar (Python or tensor). An even size k is treated
+            as k + 1, so the kernel is centred: radius = k // 2.
+
+    Returns:
+        Float32 tensor of shape [H, W, C].
+    """
+    radius = tf.cast(kernel_size, tf.int32) // 2
+    x = tf.cast(tf.range(-radius, radius + 1), tf.float32)
+    sigma = tf.cast(sigma, tf.float32)
+    kernel = tf.exp(-tf.square(x) / (2.0 * tf.square(sigma)))
+    kernel /= tf.reduce_sum(kernel)
+    channels = tf.shape(image)[-1]
+    # depthwise filter [kh, kw, C, 1]: one 1-D kernel per channel.
+    kernel_h = tf.tile(tf.reshape(kernel, [-1, 1, 1, 1]), [1, 1, channels, 1])
+    kernel_w = tf.reshape(kernel_h, [1, -1, channels, 1])
+    batch = tf.cast(image, tf.float32)[tf.newaxis]
+    batch = tf.nn.depthwise_conv2d(batch, kernel_h, [1, 1, 1, 1], "SAME")
+    batch = tf.nn.depthwise_conv2d(batch, kernel_w, [1, 1, 1, 1], "SAME")
+    return tf.ensure_shape(batch[0], image.shape)
+
+
+def random_blur(image, seed, p=0.5, sigma_range=(0.1, 2.0)):
+    """Gaussian-blurs with probability `p`, sigma ~ U(sigma_range).
+
+    The kernel size is about 10% of the image height: radius = H // 20
+    (at least 1), size = 2 * radius + 1, as in the original code's H // 10.
+
+    Args:
+        image: Float tensor of shape [H, W, C].
+        seed: Int tensor of shape [2].
+        p: Python float, the probability of blurring.
+        sigma_range: (min, max) of the Gaussian standard deviation in px.
+
+    Returns:
+        Float32 tensor of shape [H, W, C].
+    """
+    seeds = _split(seed, 2)
+    sigma = tf.random.stateless_uniform([], seeds[0], *sigma_range)
+    radius = tf.maximum(tf.shape(image)[0] // 20, 1)
+
+    def blur(x):
+        return gaussian_blur(x, sigma, 2 * radius + 1)
+
+    return _random_apply(blur, image, p, seeds[1])
+
+
+def center_crop(image, size, crop_proportion):
+    """Crops the centre square and resizes it (bicubic) to [size, size].
+
+    The square's side is `crop_proportion` times the shorter image side;
+    odd margins put the extra pixel before the crop, as Inception eval does.
+    With crop_proportion=1.0 a square image is only resized.
+
+    Args:
+        image: Float tensor of shape [H, W, 3] in [0, 1].
+        size: Python int, the output side.
+        crop_proportion: Python float in (0, 1].
+
+    Returns:
+        Float32 tensor of shape [size, size, 3] in [0, 1].
+    """
+    shape = tf.shape(image)
+    shorter = tf.cast(tf.minimum(shape[0], shape[1]), tf.float32)
+    side = tf.maximum(tf.cast(tf.math.rint(crop_proportion * shorter), tf.int32), 1)
+    offset_y = (shape[0] - side + 1) // 2
+    offset_x = (shape[1] - side + 1) // 2
+    crop = tf.image.crop_to_bounding_box(image, offset_y, offset_x, side, side)
+    return _resize(crop, size)
+
+
+def preprocess_for_pretrain(image, image_size, seed, color_jitter_strength=1.0,
+                            use_blur=True):
+    """Makes one SimCLR pretraining view: crop, flip, color, blur.
+
+    Args:
+        image: Tensor of shape [H, W, C], C in {1, 3}; uint8 or float in [0, 1].
+        image_size: Python int, the output side.
+        seed: Int tensor of shape [2].
+        color_jitter_strength: Python float, the color jitter strength.
+        use_blur: Whether to apply random Gaussian blur (p=0.5).
+
+    Returns:
+        Float32 tensor of shape [image_size, image_size, 3] in [0, 1].
+    """
+    seeds = _split(seed, 4)
+    image = to_float_rgb(image)
+    image = random_crop_and_resize(image, image_size, seeds[0])
+    image = random_flip(image, seeds[1])
+    image = color_distortion(image, color_jitter_strength, seeds[2])
+    if use_blur:
+        image = random_blur(image, seeds[3])
+    image = tf.clip_by_value(image, 0.0, 1.0)
+    return tf.ensure_shape(image, [image_size, image_size, 3])
+
+
+def preprocess_for_finetune(image, image_size, seed):
+    """Random crop and flip only, as for fine-tuning (paper Appendix B.5).
+
+    Args:
+        image: Tensor of shape [H, W, C], C in {1, 3}; uint8 or float in [0, 1].
+        image_size: Python int, the output side.
+        seed: Int tensor of shape [2].
+
+    Returns:
+        Float32 tensor of shape [image_size, image_size, 3] in [0, 1].
+    """
+    seeds = _split(seed, 2)
+    image = to_float_rgb(image)
+    image = random_crop_and_resize(image, image_size, seeds[0])
+    image = random_flip(image, seeds[1])
+    return tf.ensure_shape(image, [image_size, image_size, 3])
+
+
+def preprocess_for_eval(image, image_size):
+    """Deterministic eval preprocessing.
+
+    Images larger than 32 px get a centre crop of `CROP_PROPORTION`; small
+    images (e.g. CIFAR) are only resized, with no crop, as the original does.
+
+    Args:
+        image: Tensor of shape [H, W, C], C in {1, 3}; uint8 or float in [0, 1].
+        image_size: Python int, the output side.
+
+    Returns:
+        Float32 tensor of shape [image_size, image_size, 3] in [0, 1].
+    """
+    image = to_float_rgb(image)
+    if image_size > 32:
+        image = center_crop(image, image_size, CROP_PROPORTION)
+    else:
+        image = _resize(image, image_size)
+    return tf.ensure_shape(image, [image_size, image_size, 3])
+
+
+def two_views(image, image_size, seed, color_jitter_strength=1.0, use_blur=True):
+    """Makes two independent pretraining views, stacked along channels.
+
+    Args:
+        image: Tensor of shape [H, W, C], C in {1, 3}; uint8 or float in [0, 1].
+        image_size: Python int, the output side.
+        seed: Int tensor of shape [2].
+        color_jitter_strength: Python float, the color jitter strength.
+        use_blur: Whether to apply random Gaussian blur (p=0.5).
+
+    Returns:
+        Float32 tensor of shape [image_size, image_size, 6]: view 1 in
+        channels 0:3, view 2 in channels 3:6.
+    """
+    seeds = _split(seed, 2)
+    views = [preprocess_for_pretrain(image, image_size, seeds[i],
+                                     color_jitter_strength, use_blur)
+             for i in range(2)]
+    return tf.concat(views, axis=-1)

@@ -1,0 +1,236 @@
+"""What every data source shares: the error, dataset info, split slicing, arrays.
+
+Every source yields *raw* examples, a `tf.data.Dataset` of dicts::
+
+    {'image': uint8 [H, W, C] (C = 1 or 3),
+     'label': int64 scalar (-1 when unlabeled),
+     'id':    int64 scalar (stable index of the example in its split)}
+
+Split specs follow TFDS: ``'train'``, ``'train[:10%]'``, ``'train[100:200]'``,
+``'test[-50:]'`` and ``'train[:10%]+test'``. Percent boundaries round to the
+closest example, like TFDS's default ``rounding='closest'``. A sliced split
+keeps the ids of the full split, so ``'train[100:200]'`` yields ids 100..199.
+"""
+
+import dataclasses
+import logging
+import re
+from typing import Callable, Mapping
+
+import numpy as np
+import tensorflow as tf
+
+logger = logging.getLogger(__name__)
+
+# 'validation' and 'test' stand in for each other when a dataset has only one
+# of them (the original SimCLR evaluates on 'validation' by default, but most
+# small datasets only have 'test').
+_SPLIT_ALIASES = {"validation": "test", "test": "validation"}
+_SPEC_RE = re.compile(
+    r"^(?P<name>[\w.-]+)(?:\[(?P<start>[^:\[\]]*):(?P<stop>[^:\[\]]*)\])?$")
+_BOUND_RE = re.compile(r"^(?P<value>[-+]?\d+(?:\.\d*)?)(?P<pct>%?)$")
+
+
+class DataError(Exception):
+    """A user-facing data problem; the message is one line naming the problem and the fix."""
+
+    def __init__(self, message: str):
+        # Collapse whitespace so the message is always exactly one line.
+        super().__init__(" ".join(str(message).split()))
+
+
+@dataclasses.dataclass(frozen=True)
+class DatasetInfo:
+    """What a training app needs to know about an opened dataset.
+
+    Attributes:
+        name: the dataset name as opened (e.g. 'digits', 'folder:/abs/path').
+        num_classes: number of label classes; 0 for unlabeled data.
+        num_examples: split name -> number of examples (unsliced splits).
+        image_shape: (H, W, C) native image size, or (None, None, 3) when the
+            images differ in size.
+        class_names: class index -> human-readable name; may be empty.
+    """
+
+    name: str
+    num_classes: int
+    num_examples: dict
+    image_shape: tuple
+    class_names: tuple = ()
+
+
+@dataclasses.dataclass(frozen=True)
+class SplitSlice:
+    """The absolute range [start, stop) of one named split."""
+
+    split: str
+    start: int
+    stop: int
+
+    @property
+    def size(self) -> int:
+        return self.stop - self.start
+
+
+def parse_split(spec: str, sizes: Mapping[str, int],
+                dataset: str) -> list[SplitSlice]:
+    """Resolves a TFDS-style split spec into absolute ranges.
+
+    Args:
+        spec: e.g. 'train', 'train[:10%]', 'test[100:200]', 'train+test'.
+        sizes: split name -> number of examples of the dataset.
+        dataset: the dataset name, for error messages.
+
+    Returns:
+        One SplitSlice per '+'-separated part, in order.
+
+    Raises:
+        DataError: malformed spec, unknown split, or out-of-range boundary.
+    """
+    if not isinstance(spec, str) or not spec.strip():
+        raise DataError(f"empty split name for dataset {dataset!r}: pass a "
+                        f"split such as {_expected(sizes)}")
+    return [_parse_part(part.strip(), spec, sizes, dataset)
+            for part in spec.split("+")]
+
+
+def _expected(sizes: Mapping[str, int]) -> str:
+    return ", ".join(repr(name) for name in sizes)
+
+
+def _parse_part(part: str, spec: str, sizes: Mapping[str, int],
+                dataset: str) -> SplitSlice:
+    """Parses one 'name' or 'name[a:b]' part of a split spec."""
+    match = _SPEC_RE.match(part)
+    bad_syntax = DataError(
+        f"invalid split {spec!r} for dataset {dataset!r}: write NAME or "
+        f"NAME[a:b] with example counts or percentages, e.g. 'train[:10%]' "
+        f"or 'train[100:200]'")
+    if not match:
+        raise bad_syntax
+    name = resolve_split_name(match["name"], sizes, dataset)
+    num = sizes[name]
+    texts = [match["start"] or "", match["stop"] or ""]
+    bounds = [_BOUND_RE.match(text) if text else None for text in texts]
+    if any(text and bound is None for text, bound in zip(texts, bounds)):
+        raise bad_syntax
+    percent = any(bound is not None and bound["pct"] for bound in bounds)
+    start, stop = [_absolute(bound, default, num, percent, spec, dataset)
+                   for bound, default in zip(bounds, (0, num))]
+    return SplitSlice(name, start, max(start, stop))
+
+
+def resolve_split_name(name: str, sizes: Mapping[str, int],
+                       dataset: str) -> str:
+    """Returns the split `name` refers to, applying the validation/test alias."""
+    if name in sizes:
+        return name
+    alias = _SPLIT_ALIASES.get(name)
+    if alias in sizes:
+        logger.info("dataset %r has no %r split; using %r", dataset, name,
+                    alias)
+        return alias
+    raise DataError(f"unknown split {name!r} for dataset {dataset!r}: "
+                    f"expected one of {_expected(sizes)} (optionally sliced, "
+                    f"e.g. 'train[:10%]')")
+
+
+def _absolute(bound, default: int, num: int, percent: bool, spec: str,
+              dataset: str) -> int:
+    """Converts one slice boundary to an absolute index in [0, num]."""
+    if bound is None:
+        return default
+    value = float(bound["value"])
+    if percent:
+        if abs(value) > 100:
+            raise DataError(f"split {spec!r} of dataset {dataset!r}: "
+                            f"percentages must lie in [-100%, 100%]")
+        value = round(value * num / 100.0)
+    elif value != int(value):
+        raise DataError(f"split {spec!r} of dataset {dataset!r}: example "
+                        f"counts must be integers (or add '%')")
+    value = int(value)
+    if abs(value) > num:
+        raise DataError(f"split {spec!r} of dataset {dataset!r} is out of "
+                        f"range: the split has {num} examples")
+    return value + num if value < 0 else value
+
+
+class Source:
+    """An opened dataset: its info and a reader for each (possibly sliced) split.
+
+    Subclasses implement `_read(part)` for one absolute range of one split.
+    """
+
+    def __init__(self, info: DatasetInfo):
+        self.info = info
+
+    def split(self, split: str) -> tf.data.Dataset:
+        """Returns the raw examples of `split`, in a deterministic order.
+
+        Args:
+            split: a split spec, e.g. 'train', 'train[:10%]', 'test[:500]'.
+
+        Returns:
+            A dataset of {'image': uint8 [H, W, C], 'label': int64,
+            'id': int64} dicts.
+        """
+        dataset = None
+        for part in parse_split(split, self.info.num_examples, self.info.name):
+            part_ds = self._read(part)
+            dataset = part_ds if dataset is None else dataset.concatenate(
+                part_ds)
+        return dataset
+
+    def num_examples(self, split: str) -> int:
+        """Returns the number of examples of `split` (a possibly sliced spec)."""
+        parts = parse_split(split, self.info.num_examples, self.info.name)
+        return sum(part.size for part in parts)
+
+    def _read(self, part: SplitSlice) -> tf.data.Dataset:
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.info})"
+
+
+ArrayLoader = Callable[[], tuple[np.ndarray, np.ndarray]]
+
+
+class ArraySource(Source):
+    """A source whose splits are numpy arrays loaded into memory on first use.
+
+    Args:
+        info: the dataset info; `info.num_examples` must match the arrays.
+        loaders: split name -> function returning (images uint8 [N, H, W, C],
+            labels int [N]); called at most once per split.
+    """
+
+    def __init__(self, info: DatasetInfo, loaders: Mapping[str, ArrayLoader]):
+        super().__init__(info)
+        self._loaders = dict(loaders)
+        self._arrays = {}
+
+    def arrays(self, split_name: str) -> tuple[np.ndarray, np.ndarray]:
+        """Returns (images, labels) of an unsliced split, loading them once."""
+        if split_name not in self._arrays:
+            images, labels = self._loaders[split_name]()
+            expected = self.info.num_examples[split_name]
+            if images.dtype != np.uint8 or images.ndim != 4 or len(
+                    images) != expected or len(labels) != expected:
+                raise DataError(
+                    f"split {split_name!r} of dataset {self.info.name!r} is "
+                    f"malformed: expected {expected} uint8 images and labels, "
+                    f"got images {images.dtype}{list(images.shape)} and "
+                    f"{len(labels)} labels; re-install or re-create the data")
+            self._arrays[split_name] = (images, labels.astype(np.int64))
+        return self._arrays[split_name]
+
+    def _read(self, part: SplitSlice) -> tf.data.Dataset:
+        images, labels = self.arrays(part.split)
+        window = slice(part.start, part.stop)
+        return tf.data.Dataset.from_tensor_slices({
+            "image": images[window],
+            "label": labels[window],
+            "id": np.arange(part.start, part.stop, dtype=np.int64),
+        })

@@ -1,0 +1,70 @@
+"""Assembling a SimCLRModel from a model configuration."""
+
+import tensorflow as tf
+
+from simclr_tf2.models import heads
+from simclr_tf2.models import resnet
+from simclr_tf2.models.simclr_model import SimCLRModel
+
+
+def build_encoder(model_cfg):
+    """ResNet encoder from a ModelConfig-like object (attribute access)."""
+    return resnet.ResNet(
+        depth=model_cfg.resnet_depth,
+        width_multiplier=model_cfg.width_multiplier,
+        cifar_stem=model_cfg.cifar_stem,
+        sk_ratio=model_cfg.sk_ratio,
+        se_ratio=model_cfg.se_ratio,
+        batch_norm_decay=model_cfg.batch_norm_decay,
+        global_bn=model_cfg.global_bn,
+        name="resnet")
+
+
+def build_model(model_cfg, *, num_classes, train_mode, image_size,
+                temperature=0.1, hidden_norm=True, weight_decay=0.0,
+                optimizer_name="lars", teacher=None, distill_temperature=1.0,
+                distill_label_weight=0.0):
+    """Builds (and creates the variables of) a SimCLRModel.
+
+    Args:
+      model_cfg: object with the ModelConfig fields (resnet_depth,
+        width_multiplier, cifar_stem, sk_ratio, se_ratio, batch_norm_decay,
+        global_bn, proj_head_mode, proj_out_dim, num_proj_layers,
+        ft_proj_selector, zero_init_logits_layer, fine_tune_after_block,
+        lineareval_while_pretraining).
+      num_classes: classifier width; 0 = no supervised head.
+      train_mode: "pretrain", "finetune" or "distill".
+      image_size: input side, used to create the variables.
+      temperature, hidden_norm: NT-Xent settings.
+      weight_decay, optimizer_name: regularisation settings.
+      teacher, distill_temperature, distill_label_weight: distillation.
+
+    Returns:
+      A built SimCLRModel whose encoder is frozen up to
+      `fine_tune_after_block` when fine-tuning.
+    """
+    encoder = build_encoder(model_cfg)
+    projection_head = heads.ProjectionHead(
+        mode=model_cfg.proj_head_mode,
+        num_layers=model_cfg.num_proj_layers,
+        out_dim=model_cfg.proj_out_dim,
+        batch_norm_decay=model_cfg.batch_norm_decay,
+        global_bn=model_cfg.global_bn,
+        name="projection_head")
+    wants_head = train_mode != "pretrain" or model_cfg.lineareval_while_pretraining
+    supervised = None
+    if num_classes > 0 and wants_head:
+        supervised = heads.supervised_head(
+            num_classes, zero_init=model_cfg.zero_init_logits_layer)
+    model = SimCLRModel(
+        encoder, projection_head, supervised, train_mode=train_mode,
+        temperature=temperature, hidden_norm=hidden_norm,
+        ft_proj_selector=model_cfg.ft_proj_selector,
+        weight_decay=weight_decay, optimizer_name=optimizer_name,
+        teacher=teacher, distill_temperature=distill_temperature,
+        distill_label_weight=distill_label_weight, name="simclr")
+    model(tf.zeros([1, image_size, image_size, 3]), training=False)
+    if train_mode != "pretrain":
+        resnet.set_fine_tune_after_block(encoder,
+                                         model_cfg.fine_tune_after_block)
+    return model

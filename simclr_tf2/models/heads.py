@@ -1,0 +1,116 @@
+"""Projection head (SimCLR v1/v2) and supervised linear head."""
+
+import keras
+import tensorflow as tf
+
+PROJ_HEAD_MODES = ("none", "linear", "nonlinear")
+
+
+def _dense_initializer():
+    return keras.initializers.RandomNormal(stddev=0.01)
+
+
+class ProjectionHead(keras.layers.Layer):
+    """MLP g(.) mapping the representation h to the contrastive space z.
+
+    Each layer is Dense (no bias) + BatchNorm, with ReLU on all but the last;
+    the last layer's BN has no offset (SimCLRv2). Hidden layers keep the input
+    width; the last projects to `out_dim`.
+
+    - "none": z = h (zero layers).
+    - "linear": one linear layer to `out_dim`.
+    - "nonlinear": `num_layers` layers (2 for SimCLR v1, 3 for v2).
+
+    The call returns every layer's output so fine-tuning can start from layer
+    `ft_proj_selector` (0 = h itself, k = output of the k-th layer).
+    """
+
+    def __init__(self, mode="nonlinear", num_layers=2, out_dim=128,
+                 batch_norm_decay=0.9, global_bn=False, **kwargs):
+        super().__init__(**kwargs)
+        if mode not in PROJ_HEAD_MODES:
+            raise ValueError(
+                f"proj_head_mode must be one of {PROJ_HEAD_MODES}, got {mode!r}.")
+        if mode == "nonlinear" and num_layers < 1:
+            raise ValueError(
+                f"num_proj_layers must be >= 1 for a nonlinear head, got {num_layers}.")
+        self.mode = mode
+        self.num_layers = num_layers
+        self.out_dim = out_dim
+        self.batch_norm_decay = batch_norm_decay
+        self.global_bn = global_bn
+        self.dense_layers = []
+        self.bn_layers = []
+
+    @property
+    def depth(self):
+        """Number of layers actually used (0, 1 or num_layers)."""
+        return {"none": 0, "linear": 1, "nonlinear": self.num_layers}[self.mode]
+
+    def build(self, input_shape):
+        in_dim = int(input_shape[-1])
+        for j in range(self.depth):
+            last = j == self.depth - 1
+            self.dense_layers.append(keras.layers.Dense(
+                self.out_dim if last else in_dim, use_bias=False,
+                kernel_initializer=_dense_initializer(),
+                name=f"nl_{j}_dense", dtype=self.dtype_policy))
+            self.bn_layers.append(keras.layers.BatchNormalization(
+                momentum=self.batch_norm_decay, epsilon=1e-5, center=not last,
+                synchronized=self.global_bn,
+                name=f"nl_{j}_batch_normalization", dtype=self.dtype_policy))
+        shape = tuple(input_shape)
+        for dense, bn in zip(self.dense_layers, self.bn_layers):
+            dense.build(shape)
+            shape = dense.compute_output_shape(shape)
+            bn.build(shape)
+
+    def call(self, inputs, training=None):
+        """Runs the head.
+
+        Args:
+          inputs: [B, D] representation h.
+          training: BN mode.
+
+        Returns:
+          List of depth + 1 tensors: [h, z_1, ..., z_depth]; the last is z
+          ([B, out_dim], or h itself in "none" mode).
+        """
+        hiddens = [inputs]
+        x = inputs
+        for j, (dense, bn) in enumerate(zip(self.dense_layers, self.bn_layers)):
+            x = bn(dense(x), training=training)
+            if j != self.depth - 1:
+                x = tf.nn.relu(x)
+            hiddens.append(x)
+        return hiddens
+
+    def output_dim(self, input_dim):
+        """Width of z for an input of width `input_dim`."""
+        return input_dim if self.mode == "none" else self.out_dim
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(mode=self.mode, num_layers=self.num_layers,
+                      out_dim=self.out_dim,
+                      batch_norm_decay=self.batch_norm_decay,
+                      global_bn=self.global_bn)
+        return config
+
+
+def supervised_head(num_classes, zero_init=False):
+    """Linear classifier on the representation, named for the optimizer.
+
+    The name "head_supervised" matters: LARS excludes these variables from
+    weight decay and trust-ratio adaptation, as the original does.
+
+    Args:
+      num_classes: number of logits C.
+      zero_init: start from zero weights (`zero_init_logits_layer`).
+
+    Returns:
+      A `keras.layers.Dense` mapping [B, D] -> logits [B, C].
+    """
+    initializer = "zeros" if zero_init else _dense_initializer()
+    return keras.layers.Dense(num_classes, kernel_initializer=initializer,
+                              name="head_supervised")

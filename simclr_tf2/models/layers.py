@@ -1,0 +1,267 @@
+"""Conv+BN, stem, selective-kernel and squeeze-excitation blocks for the ResNet encoder.
+
+Naming contract: every batch-norm layer built here has a name containing
+``batch_normalization`` (the optimizer keys weight-decay exclusion on that
+substring of the variable path) and no other layer does.
+"""
+
+import keras
+from keras import ops
+
+# He (fan-in, truncated normal) init: the convs are followed by ReLU.
+KERNEL_INITIALIZER = "he_normal"
+
+
+def batch_norm(name, momentum, epsilon, synchronized, zero_init=False):
+    """Returns a BatchNormalization layer following the naming contract.
+
+    Args:
+        name: Layer name; must contain ``batch_normalization``.
+        momentum: Moving-average decay of the statistics.
+        epsilon: Variance epsilon.
+        synchronized: Whether to aggregate statistics across replicas.
+        zero_init: Initialise gamma to zero (last BN of a residual branch, so
+            every block starts as the identity).
+
+    Returns:
+        A ``keras.layers.BatchNormalization``.
+    """
+    if "batch_normalization" not in name:
+        raise ValueError(f"BN layer name {name!r} must contain 'batch_normalization'.")
+    return keras.layers.BatchNormalization(
+        momentum=momentum, epsilon=epsilon, synchronized=synchronized,
+        gamma_initializer="zeros" if zero_init else "ones", name=name)
+
+
+@keras.saving.register_keras_serializable(package="simclr_tf2")
+class ConvBN(keras.layers.Layer):
+    """Bias-free conv with input-size-independent padding, then BN (+ ReLU).
+
+    Strided convs pad ``kernel_size - 1`` symmetrically and run VALID, so the
+    sampling grid does not depend on whether the input size is even (unlike
+    'same'); the output size is still ``ceil(H / strides)``.
+
+    Args:
+        filters: Output channels.
+        kernel_size: Square kernel size.
+        strides: Conv stride.
+        activation: Apply ReLU after BN.
+        zero_init: Zero-initialise the BN gamma.
+        batch_norm_decay: BN momentum.
+        batch_norm_epsilon: BN epsilon.
+        global_bn: Synchronise BN statistics across replicas.
+    """
+
+    def __init__(self, filters, kernel_size, strides=1, activation=True,
+                 zero_init=False, batch_norm_decay=0.9, batch_norm_epsilon=1e-5,
+                 global_bn=False, **kwargs):
+        super().__init__(**kwargs)
+        self.filters = filters
+        self.kernel_size = kernel_size
+        self.strides = strides
+        self.activation = activation
+        self.zero_init = zero_init
+        self.batch_norm_decay = batch_norm_decay
+        self.batch_norm_epsilon = batch_norm_epsilon
+        self.global_bn = global_bn
+        self.pad = None
+        if strides > 1:
+            total = kernel_size - 1
+            self.pad = keras.layers.ZeroPadding2D(
+                ((total // 2, total - total // 2),) * 2, name="pad")
+        self.conv = keras.layers.Conv2D(
+            filters, kernel_size, strides=strides,
+            padding="valid" if strides > 1 else "same", use_bias=False,
+            kernel_initializer=KERNEL_INITIALIZER, name="conv")
+        self.bn = batch_norm("batch_normalization", batch_norm_decay,
+                             batch_norm_epsilon, global_bn, zero_init)
+
+    def call(self, inputs, training=None):
+        """Applies the conv block.
+
+        Args:
+            inputs: ``[B, H, W, C_in]``.
+            training: Whether BN uses batch statistics.
+
+        Returns:
+            ``[B, ceil(H / strides), ceil(W / strides), filters]``.
+        """
+        x = self.pad(inputs) if self.pad is not None else inputs
+        x = self.bn(self.conv(x), training=training)
+        return ops.relu(x) if self.activation else x
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            filters=self.filters, kernel_size=self.kernel_size,
+            strides=self.strides, activation=self.activation,
+            zero_init=self.zero_init, batch_norm_decay=self.batch_norm_decay,
+            batch_norm_epsilon=self.batch_norm_epsilon, global_bn=self.global_bn)
+        return config
+
+
+@keras.saving.register_keras_serializable(package="simclr_tf2")
+class SelectiveKernel(keras.layers.Layer):
+    """Selective-kernel 3x3 conv (SKNet, as used by SimCLRv2), then BN-ReLU.
+
+    One 3x3 conv produces ``2 * filters`` channels, split into two branches.
+    Their sum is pooled and squeezed through a BN-ReLU bottleneck to per-branch
+    channel logits; a softmax over the two branches weights their sum.
+
+    Args:
+        filters: Output channels.
+        strides: Stride of the 3x3 conv.
+        sk_ratio: Attention bottleneck width as a fraction of ``filters``.
+        min_dim: Lower bound on the bottleneck width.
+        batch_norm_decay: BN momentum.
+        batch_norm_epsilon: BN epsilon.
+        global_bn: Synchronise BN statistics across replicas.
+    """
+
+    def __init__(self, filters, strides=1, sk_ratio=0.0625, min_dim=32,
+                 batch_norm_decay=0.9, batch_norm_epsilon=1e-5, global_bn=False,
+                 **kwargs):
+        super().__init__(**kwargs)
+        self.filters = filters
+        self.strides = strides
+        self.sk_ratio = sk_ratio
+        self.min_dim = min_dim
+        self.batch_norm_decay = batch_norm_decay
+        self.batch_norm_epsilon = batch_norm_epsilon
+        self.global_bn = global_bn
+        bn_args = dict(batch_norm_decay=batch_norm_decay,
+                       batch_norm_epsilon=batch_norm_epsilon, global_bn=global_bn)
+        self.branches = ConvBN(2 * filters, 3, strides, name="branches", **bn_args)
+        self.squeeze = keras.layers.Dense(
+            max(int(filters * sk_ratio), min_dim), use_bias=False,
+            kernel_initializer=KERNEL_INITIALIZER, name="squeeze")
+        self.squeeze_bn = batch_norm("squeeze_batch_normalization",
+                                     batch_norm_decay, batch_norm_epsilon, global_bn)
+        self.mix = keras.layers.Dense(
+            2 * filters, use_bias=False, kernel_initializer=KERNEL_INITIALIZER,
+            name="mix")
+
+    def call(self, inputs, training=None):
+        """Applies the selective-kernel conv.
+
+        Args:
+            inputs: ``[B, H, W, C_in]``.
+            training: Whether BN uses batch statistics.
+
+        Returns:
+            ``[B, ceil(H / strides), ceil(W / strides), filters]``.
+        """
+        both = self.branches(inputs, training=training)            # [B,h,w,2F]
+        first, second = ops.split(both, 2, axis=-1)                 # 2x [B,h,w,F]
+        pooled = ops.mean(first + second, axis=(1, 2))              # [B, F]
+        hidden = ops.relu(self.squeeze_bn(self.squeeze(pooled), training=training))
+        logits = ops.reshape(self.mix(hidden), (-1, 2, self.filters))
+        weights = ops.softmax(ops.cast(logits, "float32"), axis=1)  # [B, 2, F]
+        weights = ops.cast(weights[:, :, None, None, :], first.dtype)
+        return first * weights[:, 0] + second * weights[:, 1]
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            filters=self.filters, strides=self.strides, sk_ratio=self.sk_ratio,
+            min_dim=self.min_dim, batch_norm_decay=self.batch_norm_decay,
+            batch_norm_epsilon=self.batch_norm_epsilon, global_bn=self.global_bn)
+        return config
+
+
+@keras.saving.register_keras_serializable(package="simclr_tf2")
+class SqueezeExcitation(keras.layers.Layer):
+    """Squeeze-and-excitation channel gating.
+
+    Args:
+        filters: Channels of the input (and output).
+        se_ratio: Bottleneck width as a fraction of ``filters``.
+    """
+
+    def __init__(self, filters, se_ratio, **kwargs):
+        super().__init__(**kwargs)
+        self.filters = filters
+        self.se_ratio = se_ratio
+        self.reduce = keras.layers.Dense(
+            max(1, int(filters * se_ratio)), activation="relu",
+            kernel_initializer=KERNEL_INITIALIZER, name="reduce")
+        self.expand = keras.layers.Dense(
+            filters, activation="sigmoid", name="expand")
+
+    def call(self, inputs):
+        """Rescales channels.
+
+        Args:
+            inputs: ``[B, H, W, filters]``.
+
+        Returns:
+            ``[B, H, W, filters]``, each channel scaled by a gate in (0, 1).
+        """
+        gate = self.expand(self.reduce(ops.mean(inputs, axis=(1, 2))))  # [B, F]
+        return inputs * gate[:, None, None, :]
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(filters=self.filters, se_ratio=self.se_ratio)
+        return config
+
+
+@keras.saving.register_keras_serializable(package="simclr_tf2")
+class Stem(keras.layers.Layer):
+    """Initial convolution(s) + BN-ReLU, before any max-pool.
+
+    ImageNet stem: 7x7/2 conv, or with ``deep`` the SimCLRv2 three 3x3 convs
+    (stride 2, then 1, 1; widths ``filters // 2``, ``filters // 2``,
+    ``filters``). CIFAR stem: a single 3x3/1 conv.
+
+    Args:
+        filters: Output channels.
+        cifar_stem: Use the stride-1 CIFAR stem.
+        deep: Use the three-conv deep stem (ImageNet stem only).
+        batch_norm_decay: BN momentum.
+        batch_norm_epsilon: BN epsilon.
+        global_bn: Synchronise BN statistics across replicas.
+    """
+
+    def __init__(self, filters, cifar_stem=False, deep=False, batch_norm_decay=0.9,
+                 batch_norm_epsilon=1e-5, global_bn=False, **kwargs):
+        super().__init__(**kwargs)
+        self.filters = filters
+        self.cifar_stem = cifar_stem
+        self.deep = deep
+        self.batch_norm_decay = batch_norm_decay
+        self.batch_norm_epsilon = batch_norm_epsilon
+        self.global_bn = global_bn
+        bn = dict(batch_norm_decay=batch_norm_decay,
+                  batch_norm_epsilon=batch_norm_epsilon, global_bn=global_bn)
+        if cifar_stem:
+            self.convs = [ConvBN(filters, 3, 1, name="conv_0", **bn)]
+        elif deep:
+            half = max(1, filters // 2)
+            self.convs = [ConvBN(f, 3, s, name=f"conv_{i}", **bn) for i, (f, s)
+                          in enumerate(((half, 2), (half, 1), (filters, 1)))]
+        else:
+            self.convs = [ConvBN(filters, 7, 2, name="conv_0", **bn)]
+
+    def call(self, inputs, training=None):
+        """Applies the stem.
+
+        Args:
+            inputs: ``[B, H, W, 3]``.
+            training: Whether BN uses batch statistics.
+
+        Returns:
+            ``[B, H, W, filters]`` (CIFAR) or ``[B, ceil(H/2), ceil(W/2), filters]``.
+        """
+        x = inputs
+        for conv in self.convs:
+            x = conv(x, training=training)
+        return x
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            filters=self.filters, cifar_stem=self.cifar_stem, deep=self.deep,
+            batch_norm_decay=self.batch_norm_decay,
+            batch_norm_epsilon=self.batch_norm_epsilon, global_bn=self.global_bn)
+        return config

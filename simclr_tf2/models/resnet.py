@@ -1,0 +1,300 @@
+"""ResNet v1 encoder for SimCLR: width multiplier, SK/SE, CIFAR stem, sync BN.
+
+Stride sits on the 3x3 conv of bottleneck blocks ("v1.5"); convs have no bias
+and He init; every block's last BN starts with gamma = 0 so the residual branch
+starts as zero. ``ResNet.call`` returns a dict of named intermediate outputs so
+heads and exporters pick features by name.
+"""
+
+import keras
+from keras import ops
+
+from simclr_tf2.models.layers import ConvBN, SelectiveKernel, SqueezeExcitation, Stem
+
+# depth -> (bottleneck?, blocks per group)
+BLOCK_SPECS = {
+    18: (False, (2, 2, 2, 2)),
+    34: (False, (3, 4, 6, 3)),
+    50: (True, (3, 4, 6, 3)),
+    101: (True, (3, 4, 23, 3)),
+    152: (True, (3, 8, 36, 3)),
+    200: (True, (3, 24, 36, 3)),
+}
+GROUP_FILTERS = (64, 128, 256, 512)
+GROUP_STRIDES = (1, 2, 2, 2)
+BOTTLENECK_EXPANSION = 4
+
+
+def cifar_stem_for(image_size):
+    """Whether images of this size get the CIFAR stem (3x3/1 conv, no pool)."""
+    return image_size <= 64
+
+
+def _scaled(channels, width_multiplier):
+    return max(1, int(round(channels * width_multiplier)))
+
+
+@keras.saving.register_keras_serializable(package="simclr_tf2")
+class ResidualBlock(keras.layers.Layer):
+    """One residual block: basic (two 3x3) or bottleneck (1x1-3x3-1x1, x4).
+
+    Args:
+        filters: Width of the block (output is ``4 * filters`` if bottleneck).
+        strides: Stride of the (first) 3x3 conv and of the shortcut.
+        bottleneck: Bottleneck instead of basic block.
+        use_projection: 1x1-conv+BN shortcut instead of identity.
+        sk_ratio: > 0 turns the strided 3x3 conv into a selective kernel and
+            makes a strided shortcut avg-pool before its 1x1 conv (SimCLRv2).
+        se_ratio: > 0 adds squeeze-excitation before the residual sum.
+        batch_norm_decay: BN momentum.
+        batch_norm_epsilon: BN epsilon.
+        global_bn: Synchronise BN statistics across replicas.
+    """
+
+    def __init__(self, filters, strides=1, bottleneck=True, use_projection=False,
+                 sk_ratio=0.0, se_ratio=0.0, batch_norm_decay=0.9,
+                 batch_norm_epsilon=1e-5, global_bn=False, **kwargs):
+        super().__init__(**kwargs)
+        self.filters = filters
+        self.strides = strides
+        self.bottleneck = bottleneck
+        self.use_projection = use_projection
+        self.sk_ratio = sk_ratio
+        self.se_ratio = se_ratio
+        self.batch_norm_decay = batch_norm_decay
+        self.batch_norm_epsilon = batch_norm_epsilon
+        self.global_bn = global_bn
+        bn = dict(batch_norm_decay=batch_norm_decay,
+                  batch_norm_epsilon=batch_norm_epsilon, global_bn=global_bn)
+        out_filters = filters * (BOTTLENECK_EXPANSION if bottleneck else 1)
+        self.shortcut = self._make_shortcut(out_filters, bn) if use_projection else []
+        if sk_ratio > 0:
+            spatial = SelectiveKernel(filters, strides, sk_ratio, name="sk_conv", **bn)
+        else:
+            spatial = ConvBN(filters, 3, strides, name="conv3x3", **bn)
+        last = ConvBN(out_filters, 1 if bottleneck else 3, activation=False,
+                      zero_init=True, name="conv_last", **bn)
+        if bottleneck:
+            self.branch = [ConvBN(filters, 1, name="conv1x1", **bn), spatial, last]
+        else:
+            self.branch = [spatial, last]
+        if se_ratio > 0:
+            self.branch.append(SqueezeExcitation(out_filters, se_ratio, name="se"))
+
+    def _make_shortcut(self, out_filters, bn):
+        if self.sk_ratio > 0 and self.strides > 1:
+            # SimCLRv2: average the 2x2 window instead of dropping 3/4 of it.
+            return [keras.layers.AveragePooling2D(2, 2, padding="same", name="avg_pool"),
+                    ConvBN(out_filters, 1, activation=False, name="projection", **bn)]
+        return [ConvBN(out_filters, 1, self.strides, activation=False,
+                       name="projection", **bn)]
+
+    def call(self, inputs, training=None):
+        """Applies the block.
+
+        Args:
+            inputs: ``[B, H, W, C_in]``.
+            training: Whether BN uses batch statistics.
+
+        Returns:
+            ``[B, ceil(H / strides), ceil(W / strides), C_out]``.
+        """
+        # Sub-layers inherit `training` from this call's context (Keras 3);
+        # pooling and SE take no such argument.
+        shortcut = inputs
+        for layer in self.shortcut:
+            shortcut = layer(shortcut)
+        x = inputs
+        for layer in self.branch:
+            x = layer(x)
+        return ops.relu(x + shortcut)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            filters=self.filters, strides=self.strides, bottleneck=self.bottleneck,
+            use_projection=self.use_projection, sk_ratio=self.sk_ratio,
+            se_ratio=self.se_ratio, batch_norm_decay=self.batch_norm_decay,
+            batch_norm_epsilon=self.batch_norm_epsilon, global_bn=self.global_bn)
+        return config
+
+
+@keras.saving.register_keras_serializable(package="simclr_tf2")
+class BlockGroup(keras.layers.Layer):
+    """A stack of residual blocks; only the first one strides and projects.
+
+    Args:
+        filters: Block width (see ``ResidualBlock``).
+        num_blocks: Number of blocks.
+        strides: Stride of the first block.
+        bottleneck: Bottleneck instead of basic blocks.
+        sk_ratio: Selective-kernel ratio (0 disables).
+        se_ratio: Squeeze-excitation ratio (0 disables).
+        batch_norm_decay: BN momentum.
+        batch_norm_epsilon: BN epsilon.
+        global_bn: Synchronise BN statistics across replicas.
+    """
+
+    def __init__(self, filters, num_blocks, strides=1, bottleneck=True,
+                 sk_ratio=0.0, se_ratio=0.0, batch_norm_decay=0.9,
+                 batch_norm_epsilon=1e-5, global_bn=False, **kwargs):
+        super().__init__(**kwargs)
+        self.filters = filters
+        self.num_blocks = num_blocks
+        self.strides = strides
+        self.bottleneck = bottleneck
+        self.sk_ratio = sk_ratio
+        self.se_ratio = se_ratio
+        self.batch_norm_decay = batch_norm_decay
+        self.batch_norm_epsilon = batch_norm_epsilon
+        self.global_bn = global_bn
+        self.blocks = [ResidualBlock(
+            filters, strides if b == 0 else 1, bottleneck,
+            # A basic group 1 keeps the stem width, so its shortcut is identity.
+            use_projection=b == 0 and (bottleneck or strides != 1),
+            sk_ratio=sk_ratio, se_ratio=se_ratio, batch_norm_decay=batch_norm_decay,
+            batch_norm_epsilon=batch_norm_epsilon, global_bn=global_bn,
+            name=f"block{b + 1}") for b in range(num_blocks)]
+
+    def call(self, inputs, training=None):
+        """Applies the blocks.
+
+        Args:
+            inputs: ``[B, H, W, C_in]``.
+            training: Whether BN uses batch statistics.
+
+        Returns:
+            ``[B, ceil(H / strides), ceil(W / strides), C_out]``.
+        """
+        x = inputs
+        for block in self.blocks:
+            x = block(x, training=training)
+        return x
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            filters=self.filters, num_blocks=self.num_blocks, strides=self.strides,
+            bottleneck=self.bottleneck, sk_ratio=self.sk_ratio,
+            se_ratio=self.se_ratio, batch_norm_decay=self.batch_norm_decay,
+            batch_norm_epsilon=self.batch_norm_epsilon, global_bn=self.global_bn)
+        return config
+
+
+@keras.saving.register_keras_serializable(package="simclr_tf2")
+class ResNet(keras.layers.Layer):
+    """ResNet v1 encoder returning named intermediate features.
+
+    Args:
+        depth: One of 18, 34 (basic blocks), 50, 101, 152, 200 (bottleneck).
+        width_multiplier: Scales every channel count (``max(1, round(c * w))``).
+        cifar_stem: 3x3/1 stem without max-pool (for images <= 64 px).
+        sk_ratio: > 0 enables selective kernels and the deep ImageNet stem.
+        se_ratio: > 0 enables squeeze-excitation in every block.
+        batch_norm_decay: BN momentum.
+        batch_norm_epsilon: BN epsilon.
+        global_bn: Synchronise BN statistics across replicas.
+        **kwargs: ``keras.layers.Layer`` arguments (name, dtype, trainable).
+    """
+
+    def __init__(self, depth=50, width_multiplier=1.0, cifar_stem=False,
+                 sk_ratio=0.0, se_ratio=0.0, batch_norm_decay=0.9,
+                 batch_norm_epsilon=1e-5, global_bn=False, **kwargs):
+        _validate(depth, width_multiplier, sk_ratio, se_ratio)
+        super().__init__(**kwargs)
+        self.depth = depth
+        self.width_multiplier = width_multiplier
+        self.cifar_stem = cifar_stem
+        self.sk_ratio = sk_ratio
+        self.se_ratio = se_ratio
+        self.batch_norm_decay = batch_norm_decay
+        self.batch_norm_epsilon = batch_norm_epsilon
+        self.global_bn = global_bn
+        bn = dict(batch_norm_decay=batch_norm_decay,
+                  batch_norm_epsilon=batch_norm_epsilon, global_bn=global_bn)
+        bottleneck, num_blocks = BLOCK_SPECS[depth]
+        self.stem = Stem(_scaled(64, width_multiplier), cifar_stem,
+                         deep=sk_ratio > 0, name="initial_conv", **bn)
+        self.max_pool = None if cifar_stem else keras.layers.MaxPooling2D(
+            3, 2, padding="same", name="initial_max_pool")
+        self.block_groups = [
+            BlockGroup(_scaled(f, width_multiplier), n, s, bottleneck, sk_ratio,
+                       se_ratio, name=f"block_group{i + 1}", **bn)
+            for i, (f, n, s) in enumerate(zip(GROUP_FILTERS, num_blocks, GROUP_STRIDES))]
+
+    @property
+    def num_features(self):
+        """Channels of ``final_avg_pool``."""
+        bottleneck, _ = BLOCK_SPECS[self.depth]
+        expansion = BOTTLENECK_EXPANSION if bottleneck else 1
+        return _scaled(GROUP_FILTERS[-1], self.width_multiplier) * expansion
+
+    def build(self, input_shape):
+        # Trace call() symbolically so every sub-layer builds inside our name
+        # scope (readable variable paths) and count_params() works pre-call.
+        self.call(keras.KerasTensor(tuple(input_shape), dtype="float32"))
+
+    def call(self, inputs, training=None):
+        """Encodes images.
+
+        Args:
+            inputs: float ``[B, H, W, 3]``.
+            training: Whether BN uses batch statistics.
+
+        Returns:
+            Dict of feature maps in the compute dtype (bfloat16 under
+            ``mixed_bfloat16``): ``initial_conv``, ``initial_max_pool`` (same
+            tensor with the CIFAR stem), ``block_group1``..``block_group4``
+            (``[B, h, w, C]``), and ``final_avg_pool`` ``[B, num_features]``,
+            always cast to float32 so heads and losses get full precision.
+        """
+        x = self.stem(inputs, training=training)
+        outputs = {"initial_conv": x}
+        if self.max_pool is not None:
+            x = self.max_pool(x)
+        outputs["initial_max_pool"] = x
+        for i, group in enumerate(self.block_groups):
+            x = group(x, training=training)
+            outputs[f"block_group{i + 1}"] = x
+        outputs["final_avg_pool"] = ops.cast(ops.mean(x, axis=(1, 2)), "float32")
+        return outputs
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            depth=self.depth, width_multiplier=self.width_multiplier,
+            cifar_stem=self.cifar_stem, sk_ratio=self.sk_ratio,
+            se_ratio=self.se_ratio, batch_norm_decay=self.batch_norm_decay,
+            batch_norm_epsilon=self.batch_norm_epsilon, global_bn=self.global_bn)
+        return config
+
+
+def _validate(depth, width_multiplier, sk_ratio, se_ratio):
+    if depth not in BLOCK_SPECS:
+        raise ValueError(
+            f"Unsupported ResNet depth {depth!r}; expected one of {sorted(BLOCK_SPECS)}.")
+    if isinstance(width_multiplier, bool) or not isinstance(width_multiplier, (int, float)) \
+            or width_multiplier <= 0:
+        raise ValueError(f"width_multiplier must be a positive number, got {width_multiplier!r}.")
+    if sk_ratio < 0 or se_ratio < 0:
+        raise ValueError(f"sk_ratio and se_ratio must be >= 0, got {sk_ratio}, {se_ratio}.")
+
+
+def set_fine_tune_after_block(encoder, fine_tune_after_block):
+    """Freezes the encoder up to and including a block group.
+
+    Frozen layers get ``trainable = False``, which in Keras 3 also runs their
+    BatchNormalization in inference mode (moving statistics stay put). Call
+    before ``compile()``; Keras snapshots trainability at compile time.
+
+    Args:
+        encoder: A ``ResNet``.
+        fine_tune_after_block: -1 trains everything; 0 freezes the stem;
+            k in 1..4 freezes the stem and block groups 1..k (4 = linear eval).
+    """
+    if fine_tune_after_block not in range(-1, 5):
+        raise ValueError(
+            f"fine_tune_after_block must be in -1..4, got {fine_tune_after_block!r}.")
+    encoder.trainable = True  # Reset, so calling twice with different k works.
+    for index, part in enumerate([encoder.stem] + list(encoder.block_groups)):
+        part.trainable = index > fine_tune_after_block

@@ -1,0 +1,90 @@
+"""Builds SimCLR optimizers by name, plus the matching weight-decay loss.
+
+With LARS, weight decay happens inside the optimizer for every variable except
+batch norm, biases and the supervised head; the supervised head's kernels are
+decayed through the loss instead (`weight_decay_loss`). With momentum or Adam
+all decay goes through the loss.
+"""
+
+import keras
+import tensorflow as tf
+
+from simclr_tf2.optim.lars import LARS
+from simclr_tf2.optim.lars import variable_path
+
+# Variable-path patterns that LARS neither decays nor adapts.
+EXCLUDE_FROM_WEIGHT_DECAY = ("batch_normalization", "bias", "head_supervised")
+
+OPTIMIZER_NAMES = ("lars", "momentum", "adam")
+
+
+def build_optimizer(
+    name, learning_rate, momentum=0.9, weight_decay=0.0, nesterov=False
+):
+    """Builds an optimizer by name.
+
+    Args:
+        name: `"lars"`, `"momentum"` or `"adam"`.
+        learning_rate: A float or a
+            `keras.optimizers.schedules.LearningRateSchedule`.
+        momentum: Momentum for LARS and SGD; unused by Adam.
+        weight_decay: Weight decay inside LARS. Momentum and Adam get theirs
+            from `weight_decay_loss` instead.
+        nesterov: Nesterov momentum for SGD (used for fine-tuning).
+
+    Returns:
+        A `keras.optimizers.Optimizer`.
+
+    Raises:
+        ValueError: If `name` is not one of the above.
+    """
+    if name == "lars":
+        return LARS(
+            learning_rate,
+            momentum=momentum,
+            weight_decay=weight_decay,
+            exclude_from_weight_decay=EXCLUDE_FROM_WEIGHT_DECAY,
+        )
+    if name == "momentum":
+        return keras.optimizers.SGD(
+            learning_rate, momentum=momentum, nesterov=nesterov
+        )
+    if name == "adam":
+        return keras.optimizers.Adam(learning_rate)
+    raise ValueError(
+        f"Unknown optimizer {name!r}; use one of {', '.join(OPTIMIZER_NAMES)}."
+    )
+
+
+def _decayed_by_loss(path, optimizer_name):
+    if optimizer_name == "lars":
+        # LARS decays the rest itself and skips the supervised head.
+        return "head_supervised" in path and "bias" not in path
+    return "batch_normalization" not in path
+
+
+def weight_decay_loss(variables, weight_decay, optimizer_name):
+    """Returns the L2 regulariser to add to the training loss.
+
+    Args:
+        variables: Trainable variables of the model (matched by their Keras
+            `path`, e.g. `"simclr/head_supervised/kernel"`).
+        weight_decay: Coefficient; the loss is
+            `weight_decay * sum(sum(v ** 2) / 2)` over the chosen variables.
+        optimizer_name: `"lars"`: only the supervised head's kernels (LARS
+            decays every other variable itself). Otherwise: every variable
+            whose path does not contain `"batch_normalization"`, biases
+            included.
+
+    Returns:
+        A float32 scalar tensor; 0.0 when `weight_decay` is 0 or no variable
+        matches.
+    """
+    chosen = [
+        v for v in variables
+        if _decayed_by_loss(variable_path(v), optimizer_name)
+    ]
+    if not weight_decay or not chosen:
+        return tf.constant(0.0, tf.float32)
+    l2 = tf.add_n([tf.nn.l2_loss(tf.cast(v, tf.float32)) for v in chosen])
+    return tf.cast(weight_decay, tf.float32) * l2

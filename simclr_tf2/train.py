@@ -1,0 +1,213 @@
+"""The training application: build data, model and optimizer; fit; evaluate.
+
+`Run` holds what train and eval share (source, strategy, model, checkpoint
+manager, summary writers); `train` and `evaluate_checkpoints` drive it.
+The configuration is any object with the fields of flags/config.py's
+RunConfig (data, model, optim, train sections); nothing here reads flags.
+"""
+
+import math
+import os
+
+import keras
+import tensorflow as tf
+
+from simclr_tf2 import callbacks as callbacks_lib
+from simclr_tf2 import checkpoints
+from simclr_tf2 import evaluate
+from simclr_tf2.data import pipeline
+from simclr_tf2.data import sources
+from simclr_tf2.models import build
+from simclr_tf2 import optim
+
+
+def resolve_eval_split(source, requested):
+    """The requested eval split, or 'test' when 'validation' does not exist."""
+    available = source.info.num_examples
+    if requested in available or "[" in requested:
+        return requested
+    if requested == "validation" and "test" in available:
+        return "test"
+    raise sources.DataError(
+        f"eval split {requested!r} not in dataset {source.info.name} "
+        f"(splits: {', '.join(sorted(available))}); pass --eval_split.")
+
+
+class Run:
+    """One configured run: data source, strategy, model, checkpoints.
+
+    Args:
+      config: RunConfig-like object.
+      strategy: the tf.distribute strategy to build under.
+      printer: function taking one line of progress text.
+      teacher: callable images -> logits for train_mode=distill.
+      example_ids: optional training subset (label fraction).
+    """
+
+    def __init__(self, config, strategy, printer=print, teacher=None,
+                 example_ids=None):
+        self.config = config
+        self.strategy = strategy
+        self.printer = printer
+        self.example_ids = example_ids
+        data, train = config.data, config.train
+        self.source = sources.open_source(data.dataset, data.data_dir)
+        self.num_classes = self.source.info.num_classes
+        self.num_train_examples = (len(example_ids) if example_ids is not None
+                                   else self.source.num_examples(data.train_split))
+        batch = train.train_batch_size
+        if batch % strategy.num_replicas_in_sync:
+            raise ValueError(
+                f"--train_batch_size={batch} is not divisible by the "
+                f"{strategy.num_replicas_in_sync} replicas; use a multiple of "
+                f"{strategy.num_replicas_in_sync}.")
+        self.warmup_steps, self.total_steps = optim.warmup_and_total_steps(
+            self.num_train_examples, batch, config.optim.warmup_epochs,
+            train.train_epochs, train.train_steps)
+        self.checkpoint_steps = train.checkpoint_steps or max(1, round(
+            train.checkpoint_epochs * self.num_train_examples / batch))
+        with strategy.scope():
+            self.model, self.optimizer = self._build(teacher)
+        self.checkpoint, self.manager = checkpoints.make_manager(
+            self.model, self.optimizer, train.model_dir,
+            train.keep_checkpoint_max)
+
+    def _build(self, teacher):
+        cfg = self.config
+        keras.mixed_precision.set_global_policy(cfg.train.precision)
+        keras.utils.set_random_seed(cfg.train.seed)
+        model = build.build_model(
+            cfg.model, num_classes=self.num_classes,
+            train_mode=cfg.train.train_mode, image_size=cfg.data.image_size,
+            temperature=cfg.train.temperature,
+            hidden_norm=cfg.train.hidden_norm,
+            weight_decay=cfg.optim.weight_decay,
+            optimizer_name=cfg.optim.optimizer, teacher=teacher,
+            distill_temperature=cfg.train.distill_temperature,
+            distill_label_weight=cfg.train.distill_label_weight)
+        schedule = optim.build_learning_rate_schedule(
+            cfg.optim.learning_rate, cfg.optim.learning_rate_scaling,
+            cfg.train.train_batch_size, self.num_train_examples,
+            cfg.optim.warmup_epochs, cfg.train.train_epochs,
+            cfg.train.train_steps)
+        optimizer = optim.build_optimizer(
+            cfg.optim.optimizer, schedule, momentum=cfg.optim.momentum,
+            weight_decay=cfg.optim.weight_decay, nesterov=cfg.optim.nesterov)
+        model.compile(optimizer=optimizer, jit_compile=cfg.train.jit_compile,
+                      steps_per_execution=cfg.train.steps_per_execution)
+        model.optimizer.build(model.trainable_variables)
+        return model, model.optimizer
+
+    @property
+    def global_step(self):
+        return int(self.optimizer.iterations.numpy())
+
+    def summary_writer(self, name):
+        return tf.summary.create_file_writer(
+            os.path.join(self.config.train.model_dir, name))
+
+    # ------------------------------------------------------------- training
+    def train_dataset(self, seed_offset=0):
+        data = self.config.data
+        return pipeline.build_train_dataset(
+            self.source, data.train_split, self.config.train.train_batch_size,
+            self.config.train.train_mode, data.image_size,
+            data.color_jitter_strength, data.use_blur,
+            seed=self.config.train.seed + seed_offset, cache=data.cache_dataset,
+            example_ids=self.example_ids)
+
+    def restore_or_initialise(self):
+        """Resumes the run, or loads --checkpoint into a fresh one."""
+        restored = checkpoints.restore_latest(self.checkpoint, self.manager)
+        if restored:
+            self.printer(f"resumed from {restored} (step {self.global_step})")
+        elif self.config.train.checkpoint:
+            path = checkpoints.init_from_checkpoint(
+                self.model, self.config.train.checkpoint)
+            self.printer(f"initialised encoder and projection head from {path}")
+            if self.config.model.zero_init_logits_layer and self.model.supervised_head:
+                for weight in self.model.supervised_head.weights:
+                    weight.assign(tf.zeros_like(weight))
+
+    def train(self):
+        """Trains to `total_steps`, checkpointing every `checkpoint_steps`."""
+        self.restore_or_initialise()
+        start = self.global_step
+        if start >= self.total_steps:
+            self.printer(f"already at step {start} >= {self.total_steps}; nothing to train.")
+            return
+        writer = self.summary_writer("train")
+        dataset = self.train_dataset(seed_offset=start)
+        self._write_example_views(dataset, writer)
+        epochs_left = math.ceil((self.total_steps - start) / self.checkpoint_steps)
+        initial_epoch = start // self.checkpoint_steps
+        self.printer(
+            f"training steps {start}..{self.total_steps} of "
+            f"{self.config.train.train_batch_size} examples "
+            f"({self.num_train_examples} in the split), "
+            f"{self.strategy.num_replicas_in_sync} replica(s), "
+            f"checkpoint every {self.checkpoint_steps} steps")
+        self.model.fit(
+            dataset, initial_epoch=initial_epoch,
+            epochs=initial_epoch + epochs_left,
+            steps_per_epoch=self.checkpoint_steps, verbose=0,
+            callbacks=[
+                callbacks_lib.CheckpointSaver(self.manager, writer),
+                callbacks_lib.StopAtStep(self.total_steps),
+                callbacks_lib.ProgressLogger(
+                    self.total_steps, self.config.train.train_batch_size,
+                    self.config.train.log_every_steps, writer, self.printer),
+            ])
+
+    def _write_example_views(self, dataset, writer, count=4):
+        """A few augmented training inputs as TensorBoard images."""
+        batch = next(iter(dataset.take(1)))["image"][:count]
+        views = tf.split(batch, batch.shape[-1] // 3, axis=-1)
+        with writer.as_default(step=self.global_step):
+            for i, view in enumerate(views):
+                tf.summary.image(f"augmented_view_{i + 1}", view, max_outputs=count)
+
+    # ----------------------------------------------------------- evaluation
+    def eval_dataset(self):
+        data, train = self.config.data, self.config.train
+        split = resolve_eval_split(self.source, data.eval_split)
+        return pipeline.build_eval_dataset(
+            self.source, split, train.eval_batch_size, data.image_size,
+            cache=data.cache_dataset, num_steps=train.eval_steps)
+
+    def evaluate(self, dataset=None):
+        """Evaluates the current weights; writes and returns the result."""
+        if self.num_classes == 0:
+            raise sources.DataError(
+                f"dataset {self.source.info.name} has no labels, so it cannot "
+                "be evaluated; evaluate on a labelled dataset or use --mode=train.")
+        result = evaluate.evaluate_model(
+            self.model, dataset or self.eval_dataset(), self.global_step)
+        name = self.config.train.eval_name
+        evaluate.write_result(self.config.train.model_dir, result,
+                              self.summary_writer(f"eval_{name}" if name else "eval"))
+        self.printer(evaluate.format_result(result))
+        return result
+
+    def evaluate_checkpoints(self, on_result=None):
+        """--mode=eval: evaluates every new checkpoint until the final step.
+
+        Args:
+          on_result: optional function(result) called after each evaluation.
+
+        Returns:
+          The last result (None if no checkpoint appeared in time).
+        """
+        dataset, result = self.eval_dataset(), None
+        for path in tf.train.checkpoints_iterator(
+                self.config.train.model_dir,
+                timeout=self.config.train.eval_timeout_secs):
+            restore = tf.train.Checkpoint(model=self.model,
+                                          global_step=self.optimizer.iterations)
+            checkpoints.restore(restore, path, "model")
+            result = self.evaluate(dataset)
+            if on_result:
+                on_result(result)
+            if self.global_step >= self.total_steps:
+                break
+        return result

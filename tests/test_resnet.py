@@ -1,0 +1,223 @@
+"""Tests for the ResNet encoder: sizes, shapes, SK/SE, freezing, sync BN."""
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from simclr_tf2.models.resnet import ResNet, cifar_stem_for, set_fine_tune_after_block
+
+GROUP_KEYS = [f"block_group{i}" for i in range(1, 5)]
+OUTPUT_KEYS = {"initial_conv", "initial_max_pool", *GROUP_KEYS, "final_avg_pool"}
+
+
+def _built(size=16, **kwargs):
+    encoder = ResNet(**kwargs)
+    encoder.build((None, size, size, 3))
+    return encoder
+
+
+def _num_trainable(layer):
+    return sum(int(np.prod(w.shape)) for w in layer.trainable_weights)
+
+
+def _images(batch=2, size=16, seed=0):
+    return np.random.default_rng(seed).normal(size=(batch, size, size, 3)).astype("float32")
+
+
+def _moving_stats(encoder):
+    return {w.path: w.numpy().copy() for w in encoder.non_trainable_weights}
+
+
+@pytest.mark.parametrize("depth, expected", [
+    # Same as torchvision resnet50 / resnet18 without the fc layer
+    # (25,557,032 - 2,049,000 and 11,689,512 - 513,000): bias-free convs, BN
+    # gamma/beta. Keras applications' ResNet50 (23,587,712) differs only by
+    # its conv biases.
+    (50, 23_508_032),
+    (18, 11_176_512),
+])
+def test_trainable_parameter_count_matches_reference(depth, expected):
+    encoder = _built(depth=depth)
+    assert _num_trainable(encoder) == expected
+    bn_channels = sum(w.shape[0] for w in encoder.weights if w.path.endswith("gamma"))
+    # Non-trainable weights are exactly the BN moving mean/variance.
+    assert encoder.count_params() == expected + 2 * bn_channels
+
+
+@pytest.mark.parametrize("depth, width, cifar, channels", [
+    (18, 0.25, False, (16, 16, 32, 64, 128)),
+    (18, 0.25, True, (16, 16, 32, 64, 128)),
+    (50, 0.125, False, (8, 32, 64, 128, 256)),
+    (50, 0.125, True, (8, 32, 64, 128, 256)),
+])
+def test_output_keys_and_shapes(depth, width, cifar, channels):
+    size = 32
+    encoder = ResNet(depth=depth, width_multiplier=width, cifar_stem=cifar)
+    outputs = encoder(_images(size=size), training=False)
+    assert set(outputs) == OUTPUT_KEYS
+    stem_size = size if cifar else size // 2
+    pool_size = stem_size if cifar else stem_size // 2
+    assert outputs["initial_conv"].shape == (2, stem_size, stem_size, channels[0])
+    assert outputs["initial_max_pool"].shape == (2, pool_size, pool_size, channels[0])
+    if cifar:
+        assert outputs["initial_max_pool"] is outputs["initial_conv"]
+    for i, key in enumerate(GROUP_KEYS):
+        spatial = pool_size // 2 ** i
+        assert outputs[key].shape == (2, spatial, spatial, channels[i + 1])
+    assert outputs["final_avg_pool"].shape == (2, channels[-1])
+    assert encoder.num_features == channels[-1] == round(
+        (2048 if depth >= 50 else 512) * width)
+    np.testing.assert_allclose(
+        outputs["final_avg_pool"], np.mean(outputs["block_group4"], axis=(1, 2)),
+        rtol=1e-5, atol=1e-6)
+
+
+def test_odd_input_size_rounds_up():
+    outputs = ResNet(depth=18, width_multiplier=0.125)(_images(size=17))
+    assert outputs["initial_conv"].shape[1:3] == (9, 9)
+    assert outputs["initial_max_pool"].shape[1:3] == (5, 5)
+
+
+def test_cifar_stem_for():
+    assert cifar_stem_for(32) and cifar_stem_for(64)
+    assert not cifar_stem_for(96) and not cifar_stem_for(224)
+
+
+def test_batch_norm_naming_and_zero_init():
+    encoder = _built(depth=50, width_multiplier=0.125, sk_ratio=0.0625, se_ratio=0.25)
+    for w in encoder.weights:
+        is_bn = w.path.rsplit("/", 1)[-1] in ("gamma", "beta", "moving_mean",
+                                              "moving_variance")
+        assert is_bn == ("batch_normalization" in w.path), w.path
+    last_gammas = [w for w in encoder.weights if "conv_last/" in w.path
+                   and w.path.endswith("gamma")]
+    assert len(last_gammas) == 16  # One per bottleneck block of ResNet-50.
+    assert all(np.all(w.numpy() == 0) for w in last_gammas)
+
+
+@pytest.mark.parametrize("depth", [18, 50])
+def test_selective_kernel_and_squeeze_excitation(depth):
+    plain = _built(depth=depth, width_multiplier=0.125)
+    sk = ResNet(depth=depth, width_multiplier=0.125, sk_ratio=0.0625)
+    se = ResNet(depth=depth, width_multiplier=0.125, se_ratio=0.25)
+    for variant in (sk, se):
+        outputs = variant(_images(size=32), training=True)
+        assert outputs["block_group4"].shape == (2, 1, 1, plain.num_features)
+        assert outputs["final_avg_pool"].shape == (2, plain.num_features)
+        assert _num_trainable(variant) > _num_trainable(plain)
+    assert len(sk.stem.convs) == 3  # SimCLRv2 deep stem.
+    assert any("/sk_conv/" in w.path for w in sk.weights)
+    assert any("/se/" in w.path for w in se.weights)
+    if depth == 50:  # Strided SK projection shortcuts average-pool first.
+        shortcut = sk.block_groups[1].blocks[0].shortcut
+        assert [layer.name for layer in shortcut] == ["avg_pool", "projection"]
+
+
+def test_fine_tune_after_block_4_freezes_everything():
+    encoder = _built(depth=18, width_multiplier=0.125, cifar_stem=True)
+    set_fine_tune_after_block(encoder, 4)
+    assert encoder.trainable_weights == []
+    before = _moving_stats(encoder)
+    images = _images(batch=4)
+    trained = encoder(images, training=True)["final_avg_pool"]
+    for path, value in _moving_stats(encoder).items():
+        np.testing.assert_array_equal(value, before[path], err_msg=path)
+    inferred = encoder(images, training=False)["final_avg_pool"]
+    np.testing.assert_allclose(trained, inferred, rtol=1e-6)
+
+
+def test_fine_tune_after_block_2_trains_only_groups_3_and_4():
+    encoder = _built(depth=18, width_multiplier=0.125, cifar_stem=True)
+    set_fine_tune_after_block(encoder, 2)
+    groups = {w.path.split("/")[1] for w in encoder.trainable_weights}
+    assert groups == {"block_group3", "block_group4"}
+    assert not encoder.stem.trainable and encoder.block_groups[2].trainable
+    set_fine_tune_after_block(encoder, -1)
+    assert len(encoder.trainable_weights) == len(
+        [w for w in encoder.weights if "moving_" not in w.path])
+    with pytest.raises(ValueError, match="fine_tune_after_block"):
+        set_fine_tune_after_block(encoder, 5)
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(depth=42), "depth 42"),
+    (dict(depth=18, width_multiplier=0), "width_multiplier"),
+    (dict(depth=18, width_multiplier=-0.5), "width_multiplier"),
+])
+def test_invalid_arguments_raise(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        ResNet(**kwargs)
+
+
+def test_get_config_round_trip_and_use_inside_model():
+    encoder = _built(depth=18, width_multiplier=0.25, cifar_stem=True,
+                     sk_ratio=0.0625, se_ratio=0.25, batch_norm_decay=0.99,
+                     global_bn=True, name="encoder")
+    clone = ResNet.from_config(encoder.get_config())
+    clone.build((None, 16, 16, 3))
+    assert clone.get_config() == encoder.get_config()
+    assert clone.count_params() == encoder.count_params()
+    inputs = keras.Input((16, 16, 3))
+    model = keras.Model(inputs, clone(inputs)["final_avg_pool"])
+    assert model(_images()).shape == (2, clone.num_features)
+
+
+def test_mixed_bfloat16_under_jit():
+    keras.mixed_precision.set_global_policy("mixed_bfloat16")
+    try:
+        encoder = ResNet(depth=18, width_multiplier=0.125, sk_ratio=0.0625,
+                         se_ratio=0.25)
+        outputs = tf.function(lambda x: encoder(x, training=True),
+                              jit_compile=True)(_images())
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    assert outputs["block_group4"].dtype == tf.bfloat16
+    assert outputs["final_avg_pool"].dtype == tf.float32
+    assert all(w.dtype == "float32" for w in encoder.weights)
+    assert np.all(np.isfinite(outputs["final_avg_pool"].numpy()))
+
+
+def _relative(stats):
+    """Drops the (auto-numbered) encoder name from weight paths."""
+    return {path.split("/", 1)[1]: value for path, value in stats.items()}
+
+
+def _replica_moving_stats(global_bn, images, initial_weights):
+    """BN moving stats after one training call on 2 replicas, half batch each."""
+    devices = [d.name for d in tf.config.list_logical_devices("CPU")[:2]]
+    assert len(devices) == 2, "conftest.py should configure 2 logical CPUs"
+    strategy = tf.distribute.MirroredStrategy(devices)
+    with strategy.scope():
+        encoder = _built(depth=18, width_multiplier=0.125, cifar_stem=True,
+                         global_bn=global_bn)
+    encoder.set_weights(initial_weights)
+    half = len(images) // 2
+    shards = strategy.experimental_distribute_values_from_function(
+        lambda ctx: images[ctx.replica_id_in_sync_group * half:][:half])
+    tf.function(lambda x: strategy.run(
+        lambda y: encoder(y, training=True)["final_avg_pool"], args=(x,)))(shards)
+    return _relative(_moving_stats(encoder))
+
+
+def test_global_bn_matches_single_device_full_batch():
+    images = _images(batch=8)
+    images[4:] = 3.0 * images[4:] + 1.0  # Replica batches differ in statistics.
+    reference = _built(depth=18, width_multiplier=0.125, cifar_stem=True)
+    # Non-zero gammas so the residual branches reach the deeper BN layers.
+    reference.set_weights([np.random.default_rng(1).uniform(0.5, 1.5, w.shape)
+                           if w.path.endswith("gamma") else w.numpy()
+                           for w in reference.weights])
+    initial_weights = reference.get_weights()
+    reference(images, training=True)
+    expected = _relative(_moving_stats(reference))
+    synced = _replica_moving_stats(True, images, initial_weights)
+    assert synced.keys() == expected.keys() and len(expected) == 2 * 20
+    for path, value in expected.items():
+        np.testing.assert_allclose(synced[path], value, rtol=1e-5, atol=1e-5,
+                                   err_msg=path)
+    # Control: without sync, each replica normalises with its own half's
+    # statistics, so the moving variance differs from the full batch's.
+    local = _replica_moving_stats(False, images, initial_weights)
+    first_var = "initial_conv/conv_0/batch_normalization/moving_variance"
+    assert not np.allclose(local[first_var], expected[first_var], rtol=1e-3)
