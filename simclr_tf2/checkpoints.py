@@ -8,10 +8,37 @@ moment leaves the previous checkpoint loadable.
 import os
 
 import tensorflow as tf
+from tensorflow.core.protobuf import trackable_object_graph_pb2
+
+
+MODEL_PARTS = ("encoder", "projection_head", "supervised_head")
 
 
 class CheckpointMismatchError(ValueError):
     """A checkpoint that does not fit the model; one line with the fix."""
+
+
+def model_trackable(model, parts=MODEL_PARTS):
+    """The model's variables as a checkpointable object, part by part.
+
+    Keras 3 layers do not expose sub-layers held in lists to
+    tf.train.Checkpoint, so the checkpoint names each part's variables
+    explicitly: model/<part>/variables/<i>, in the part's creation order
+    (independent of which layers are currently trainable).
+
+    Args:
+      model: a SimCLRModel.
+      parts: which of MODEL_PARTS to include (absent heads are skipped).
+
+    Returns:
+      A tf.train.Checkpoint node holding the parts.
+    """
+    nodes = {}
+    for name in parts:
+        layer = getattr(model, name, None)
+        if layer is not None:
+            nodes[name] = tf.train.Checkpoint(variables=list(layer.variables))
+    return tf.train.Checkpoint(**nodes)
 
 
 def make_manager(model, optimizer, model_dir, max_to_keep):
@@ -23,7 +50,8 @@ def make_manager(model, optimizer, model_dir, max_to_keep):
     Returns:
       (tf.train.Checkpoint, tf.train.CheckpointManager).
     """
-    checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer,
+    checkpoint = tf.train.Checkpoint(model=model_trackable(model),
+                                     optimizer=optimizer,
                                      global_step=optimizer.iterations)
     manager = tf.train.CheckpointManager(checkpoint, model_dir,
                                          max_to_keep=max_to_keep)
@@ -96,12 +124,51 @@ def init_from_checkpoint(model, path, include_supervised_head=False):
       The resolved checkpoint path.
     """
     path = resolve_checkpoint_path(path)
-    parts = {"encoder": model.encoder, "projection_head": model.projection_head}
-    if include_supervised_head and model.supervised_head is not None:
-        parts["supervised_head"] = model.supervised_head
-    partial = tf.train.Checkpoint(model=tf.train.Checkpoint(**parts))
+    parts = MODEL_PARTS if include_supervised_head else MODEL_PARTS[:2]
+    partial = tf.train.Checkpoint(model=model_trackable(model, parts))
     restore(partial, path, "encoder")
+    _check_variable_counts(path, model, parts)
     return path
+
+
+def _saved_part_sizes(path):
+    """Number of saved variables per model part, read from the object graph."""
+    graph = trackable_object_graph_pb2.TrackableObjectGraph()
+    graph.ParseFromString(tf.train.load_checkpoint(path).get_tensor(
+        "_CHECKPOINTABLE_OBJECT_GRAPH"))
+
+    def child(node_id, name):
+        for ref in graph.nodes[node_id].children:
+            if ref.local_name == name:
+                return ref.node_id
+        return None
+
+    sizes = {}
+    model_id = child(0, "model")
+    for part in MODEL_PARTS:
+        part_id = child(model_id, part) if model_id is not None else None
+        variables_id = child(part_id, "variables") if part_id is not None else None
+        if variables_id is not None:
+            sizes[part] = len(graph.nodes[variables_id].children)
+    return sizes
+
+
+def _check_variable_counts(path, model, parts):
+    """Fails when a part of the checkpoint has a different variable count.
+
+    (Shape differences are caught by the restore itself.)
+    """
+    saved = _saved_part_sizes(path)
+    for part in parts:
+        layer = getattr(model, part, None)
+        if layer is None:
+            continue
+        if saved.get(part, 0) != len(layer.variables):
+            raise CheckpointMismatchError(
+                f"checkpoint {path} does not match the model: it has "
+                f"{saved.get(part, 0)} {part} variables, the model built from "
+                f"the flags has {len(layer.variables)}; use the same "
+                "architecture flags as the run that wrote it.")
 
 
 def checkpoint_step(path):

@@ -202,8 +202,9 @@ class Run:
         for path in tf.train.checkpoints_iterator(
                 self.config.train.model_dir,
                 timeout=self.config.train.eval_timeout_secs):
-            restore = tf.train.Checkpoint(model=self.model,
-                                          global_step=self.optimizer.iterations)
+            restore = tf.train.Checkpoint(
+                model=checkpoints.model_trackable(self.model),
+                global_step=self.optimizer.iterations)
             checkpoints.restore(restore, path, "model")
             result = self.evaluate(dataset)
             if on_result:

@@ -102,11 +102,15 @@ def test_selective_kernel_and_squeeze_excitation(depth):
     sk = ResNet(depth=depth, width_multiplier=0.125, sk_ratio=0.0625)
     se = ResNet(depth=depth, width_multiplier=0.125, se_ratio=0.25)
     for variant in (sk, se):
-        outputs = variant(_images(size=32), training=True)
-        assert outputs["block_group4"].shape == (2, 1, 1, plain.num_features)
-        assert outputs["final_avg_pool"].shape == (2, plain.num_features)
+        outputs = variant(_images(batch=1), training=True)
+        assert outputs["block_group4"].shape == (1, 1, 1, plain.num_features)
+        assert outputs["final_avg_pool"].shape == (1, plain.num_features)
         assert _num_trainable(variant) > _num_trainable(plain)
-    assert len(sk.stem.convs) == 3  # SimCLRv2 deep stem.
+    assert [conv.filters for conv in sk.stem.convs] == [4, 4, 8]  # Deep stem.
+    first_sk = sk.block_groups[0].blocks[0].branch[-2 if depth == 50 else 0]
+    assert first_sk.squeeze.units == 32  # max(int(8 * 0.0625), min_dim=32)
+    first_se = se.block_groups[0].blocks[0].branch[-1]
+    assert first_se.reduce.units == int(first_se.filters * 0.25)
     assert any("/sk_conv/" in w.path for w in sk.weights)
     assert any("/se/" in w.path for w in se.weights)
     if depth == 50:  # Strided SK projection shortcuts average-pool first.
@@ -166,8 +170,7 @@ def test_get_config_round_trip_and_use_inside_model():
 def test_mixed_bfloat16_under_jit():
     keras.mixed_precision.set_global_policy("mixed_bfloat16")
     try:
-        encoder = ResNet(depth=18, width_multiplier=0.125, sk_ratio=0.0625,
-                         se_ratio=0.25)
+        encoder = ResNet(depth=18, width_multiplier=0.125, sk_ratio=0.0625)
         outputs = tf.function(lambda x: encoder(x, training=True),
                               jit_compile=True)(_images())
     finally:
@@ -176,6 +179,14 @@ def test_mixed_bfloat16_under_jit():
     assert outputs["final_avg_pool"].dtype == tf.float32
     assert all(w.dtype == "float32" for w in encoder.weights)
     assert np.all(np.isfinite(outputs["final_avg_pool"].numpy()))
+
+
+def test_per_layer_dtype_policy_reaches_sub_layers():
+    encoder = ResNet(depth=18, width_multiplier=0.125, cifar_stem=True,
+                     dtype="mixed_bfloat16")
+    outputs = encoder(_images())
+    assert outputs["block_group4"].dtype == tf.bfloat16
+    assert outputs["final_avg_pool"].dtype == tf.float32
 
 
 def _relative(stats):
@@ -213,6 +224,8 @@ def test_global_bn_matches_single_device_full_batch():
     expected = _relative(_moving_stats(reference))
     synced = _replica_moving_stats(True, images, initial_weights)
     assert synced.keys() == expected.keys() and len(expected) == 2 * 20
+    # training=True reached every BN (else this comparison would be vacuous).
+    assert all(np.all(v != 0) for p, v in expected.items() if p.endswith("mean"))
     for path, value in expected.items():
         np.testing.assert_allclose(synced[path], value, rtol=1e-5, atol=1e-5,
                                    err_msg=path)

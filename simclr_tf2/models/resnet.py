@@ -3,13 +3,19 @@
 Stride sits on the 3x3 conv of bottleneck blocks ("v1.5"); convs have no bias
 and He init; every block's last BN starts with gamma = 0 so the residual branch
 starts as zero. ``ResNet.call`` returns a dict of named intermediate outputs so
-heads and exporters pick features by name.
+heads and exporters pick features by name. Every sub-layer is given its
+parent's dtype policy, so both the global policy and
+``ResNet(dtype="mixed_bfloat16")`` are honoured.
 """
+
+import numbers
 
 import keras
 from keras import ops
 
-from simclr_tf2.models.layers import ConvBN, SelectiveKernel, SqueezeExcitation, Stem
+from simclr_tf2.models.layers import (
+    BatchNormLayer, ConvBN, SelectiveKernel, SqueezeExcitation, Stem, build_chain,
+    strided_shape)
 
 # depth -> (bottleneck?, blocks per group)
 BLOCK_SPECS = {
@@ -35,7 +41,7 @@ def _scaled(channels, width_multiplier):
 
 
 @keras.saving.register_keras_serializable(package="simclr_tf2")
-class ResidualBlock(keras.layers.Layer):
+class ResidualBlock(BatchNormLayer):
     """One residual block: basic (two 3x3) or bottleneck (1x1-3x3-1x1, x4).
 
     Args:
@@ -46,14 +52,11 @@ class ResidualBlock(keras.layers.Layer):
         sk_ratio: > 0 turns the strided 3x3 conv into a selective kernel and
             makes a strided shortcut avg-pool before its 1x1 conv (SimCLRv2).
         se_ratio: > 0 adds squeeze-excitation before the residual sum.
-        batch_norm_decay: BN momentum.
-        batch_norm_epsilon: BN epsilon.
-        global_bn: Synchronise BN statistics across replicas.
+        **kwargs: ``BatchNormLayer`` arguments.
     """
 
     def __init__(self, filters, strides=1, bottleneck=True, use_projection=False,
-                 sk_ratio=0.0, se_ratio=0.0, batch_norm_decay=0.9,
-                 batch_norm_epsilon=1e-5, global_bn=False, **kwargs):
+                 sk_ratio=0.0, se_ratio=0.0, **kwargs):
         super().__init__(**kwargs)
         self.filters = filters
         self.strides = strides
@@ -61,33 +64,38 @@ class ResidualBlock(keras.layers.Layer):
         self.use_projection = use_projection
         self.sk_ratio = sk_ratio
         self.se_ratio = se_ratio
-        self.batch_norm_decay = batch_norm_decay
-        self.batch_norm_epsilon = batch_norm_epsilon
-        self.global_bn = global_bn
-        bn = dict(batch_norm_decay=batch_norm_decay,
-                  batch_norm_epsilon=batch_norm_epsilon, global_bn=global_bn)
-        out_filters = filters * (BOTTLENECK_EXPANSION if bottleneck else 1)
-        self.shortcut = self._make_shortcut(out_filters, bn) if use_projection else []
+        shared = self.shared_kwargs
+        self.out_filters = filters * (BOTTLENECK_EXPANSION if bottleneck else 1)
+        self.shortcut = self._make_shortcut(shared) if use_projection else []
         if sk_ratio > 0:
-            spatial = SelectiveKernel(filters, strides, sk_ratio, name="sk_conv", **bn)
+            spatial = SelectiveKernel(filters, strides, sk_ratio, name="sk_conv", **shared)
         else:
-            spatial = ConvBN(filters, 3, strides, name="conv3x3", **bn)
-        last = ConvBN(out_filters, 1 if bottleneck else 3, activation=False,
-                      zero_init=True, name="conv_last", **bn)
+            spatial = ConvBN(filters, 3, strides, name="conv3x3", **shared)
+        last = ConvBN(self.out_filters, 1 if bottleneck else 3, activation=False,
+                      zero_init=True, name="conv_last", **shared)
+        self.branch = [spatial, last]
         if bottleneck:
-            self.branch = [ConvBN(filters, 1, name="conv1x1", **bn), spatial, last]
-        else:
-            self.branch = [spatial, last]
+            self.branch.insert(0, ConvBN(filters, 1, name="conv1x1", **shared))
         if se_ratio > 0:
-            self.branch.append(SqueezeExcitation(out_filters, se_ratio, name="se"))
+            self.branch.append(SqueezeExcitation(
+                self.out_filters, se_ratio, dtype=self.dtype_policy, name="se"))
 
-    def _make_shortcut(self, out_filters, bn):
-        if self.sk_ratio > 0 and self.strides > 1:
-            # SimCLRv2: average the 2x2 window instead of dropping 3/4 of it.
-            return [keras.layers.AveragePooling2D(2, 2, padding="same", name="avg_pool"),
-                    ConvBN(out_filters, 1, activation=False, name="projection", **bn)]
-        return [ConvBN(out_filters, 1, self.strides, activation=False,
-                       name="projection", **bn)]
+    def _make_shortcut(self, shared):
+        # SimCLRv2 (SK): average each 2x2 window instead of dropping 3/4 of it.
+        pool_first = self.sk_ratio > 0 and self.strides > 1
+        projection = ConvBN(self.out_filters, 1, 1 if pool_first else self.strides,
+                            activation=False, name="projection", **shared)
+        if not pool_first:
+            return [projection]
+        return [keras.layers.AveragePooling2D(
+            2, 2, padding="same", dtype=self.dtype_policy, name="avg_pool"), projection]
+
+    def build(self, input_shape):
+        build_chain(self.shortcut, input_shape)
+        build_chain(self.branch, input_shape)
+
+    def compute_output_shape(self, input_shape):
+        return strided_shape(input_shape, self.strides, self.out_filters)
 
     def call(self, inputs, training=None):
         """Applies the block.
@@ -111,16 +119,14 @@ class ResidualBlock(keras.layers.Layer):
 
     def get_config(self):
         config = super().get_config()
-        config.update(
-            filters=self.filters, strides=self.strides, bottleneck=self.bottleneck,
-            use_projection=self.use_projection, sk_ratio=self.sk_ratio,
-            se_ratio=self.se_ratio, batch_norm_decay=self.batch_norm_decay,
-            batch_norm_epsilon=self.batch_norm_epsilon, global_bn=self.global_bn)
+        config.update(filters=self.filters, strides=self.strides,
+                      bottleneck=self.bottleneck, use_projection=self.use_projection,
+                      sk_ratio=self.sk_ratio, se_ratio=self.se_ratio)
         return config
 
 
 @keras.saving.register_keras_serializable(package="simclr_tf2")
-class BlockGroup(keras.layers.Layer):
+class BlockGroup(BatchNormLayer):
     """A stack of residual blocks; only the first one strides and projects.
 
     Args:
@@ -130,14 +136,11 @@ class BlockGroup(keras.layers.Layer):
         bottleneck: Bottleneck instead of basic blocks.
         sk_ratio: Selective-kernel ratio (0 disables).
         se_ratio: Squeeze-excitation ratio (0 disables).
-        batch_norm_decay: BN momentum.
-        batch_norm_epsilon: BN epsilon.
-        global_bn: Synchronise BN statistics across replicas.
+        **kwargs: ``BatchNormLayer`` arguments.
     """
 
     def __init__(self, filters, num_blocks, strides=1, bottleneck=True,
-                 sk_ratio=0.0, se_ratio=0.0, batch_norm_decay=0.9,
-                 batch_norm_epsilon=1e-5, global_bn=False, **kwargs):
+                 sk_ratio=0.0, se_ratio=0.0, **kwargs):
         super().__init__(**kwargs)
         self.filters = filters
         self.num_blocks = num_blocks
@@ -145,16 +148,18 @@ class BlockGroup(keras.layers.Layer):
         self.bottleneck = bottleneck
         self.sk_ratio = sk_ratio
         self.se_ratio = se_ratio
-        self.batch_norm_decay = batch_norm_decay
-        self.batch_norm_epsilon = batch_norm_epsilon
-        self.global_bn = global_bn
         self.blocks = [ResidualBlock(
             filters, strides if b == 0 else 1, bottleneck,
             # A basic group 1 keeps the stem width, so its shortcut is identity.
             use_projection=b == 0 and (bottleneck or strides != 1),
-            sk_ratio=sk_ratio, se_ratio=se_ratio, batch_norm_decay=batch_norm_decay,
-            batch_norm_epsilon=batch_norm_epsilon, global_bn=global_bn,
-            name=f"block{b + 1}") for b in range(num_blocks)]
+            sk_ratio=sk_ratio, se_ratio=se_ratio, name=f"block{b + 1}",
+            **self.shared_kwargs) for b in range(num_blocks)]
+
+    def build(self, input_shape):
+        build_chain(self.blocks, input_shape)
+
+    def compute_output_shape(self, input_shape):
+        return strided_shape(input_shape, self.strides, self.blocks[-1].out_filters)
 
     def call(self, inputs, training=None):
         """Applies the blocks.
@@ -173,16 +178,14 @@ class BlockGroup(keras.layers.Layer):
 
     def get_config(self):
         config = super().get_config()
-        config.update(
-            filters=self.filters, num_blocks=self.num_blocks, strides=self.strides,
-            bottleneck=self.bottleneck, sk_ratio=self.sk_ratio,
-            se_ratio=self.se_ratio, batch_norm_decay=self.batch_norm_decay,
-            batch_norm_epsilon=self.batch_norm_epsilon, global_bn=self.global_bn)
+        config.update(filters=self.filters, num_blocks=self.num_blocks,
+                      strides=self.strides, bottleneck=self.bottleneck,
+                      sk_ratio=self.sk_ratio, se_ratio=self.se_ratio)
         return config
 
 
 @keras.saving.register_keras_serializable(package="simclr_tf2")
-class ResNet(keras.layers.Layer):
+class ResNet(BatchNormLayer):
     """ResNet v1 encoder returning named intermediate features.
 
     Args:
@@ -201,38 +204,30 @@ class ResNet(keras.layers.Layer):
                  sk_ratio=0.0, se_ratio=0.0, batch_norm_decay=0.9,
                  batch_norm_epsilon=1e-5, global_bn=False, **kwargs):
         _validate(depth, width_multiplier, sk_ratio, se_ratio)
-        super().__init__(**kwargs)
+        super().__init__(batch_norm_decay, batch_norm_epsilon, global_bn, **kwargs)
         self.depth = depth
         self.width_multiplier = width_multiplier
         self.cifar_stem = cifar_stem
         self.sk_ratio = sk_ratio
         self.se_ratio = se_ratio
-        self.batch_norm_decay = batch_norm_decay
-        self.batch_norm_epsilon = batch_norm_epsilon
-        self.global_bn = global_bn
-        bn = dict(batch_norm_decay=batch_norm_decay,
-                  batch_norm_epsilon=batch_norm_epsilon, global_bn=global_bn)
         bottleneck, num_blocks = BLOCK_SPECS[depth]
-        self.stem = Stem(_scaled(64, width_multiplier), cifar_stem,
-                         deep=sk_ratio > 0, name="initial_conv", **bn)
+        self.stem = Stem(_scaled(64, width_multiplier), cifar_stem, deep=sk_ratio > 0,
+                         name="initial_conv", **self.shared_kwargs)
         self.max_pool = None if cifar_stem else keras.layers.MaxPooling2D(
-            3, 2, padding="same", name="initial_max_pool")
+            3, 2, padding="same", dtype=self.dtype_policy, name="initial_max_pool")
         self.block_groups = [
             BlockGroup(_scaled(f, width_multiplier), n, s, bottleneck, sk_ratio,
-                       se_ratio, name=f"block_group{i + 1}", **bn)
+                       se_ratio, name=f"block_group{i + 1}", **self.shared_kwargs)
             for i, (f, n, s) in enumerate(zip(GROUP_FILTERS, num_blocks, GROUP_STRIDES))]
 
     @property
     def num_features(self):
         """Channels of ``final_avg_pool``."""
-        bottleneck, _ = BLOCK_SPECS[self.depth]
-        expansion = BOTTLENECK_EXPANSION if bottleneck else 1
-        return _scaled(GROUP_FILTERS[-1], self.width_multiplier) * expansion
+        return self.block_groups[-1].blocks[-1].out_filters
 
     def build(self, input_shape):
-        # Trace call() symbolically so every sub-layer builds inside our name
-        # scope (readable variable paths) and count_params() works pre-call.
-        self.call(keras.KerasTensor(tuple(input_shape), dtype="float32"))
+        pool = [self.max_pool] if self.max_pool is not None else []
+        build_chain([self.stem, *pool, *self.block_groups], input_shape)
 
     def call(self, inputs, training=None):
         """Encodes images.
@@ -261,11 +256,9 @@ class ResNet(keras.layers.Layer):
 
     def get_config(self):
         config = super().get_config()
-        config.update(
-            depth=self.depth, width_multiplier=self.width_multiplier,
-            cifar_stem=self.cifar_stem, sk_ratio=self.sk_ratio,
-            se_ratio=self.se_ratio, batch_norm_decay=self.batch_norm_decay,
-            batch_norm_epsilon=self.batch_norm_epsilon, global_bn=self.global_bn)
+        config.update(depth=self.depth, width_multiplier=self.width_multiplier,
+                      cifar_stem=self.cifar_stem, sk_ratio=self.sk_ratio,
+                      se_ratio=self.se_ratio)
         return config
 
 
@@ -273,9 +266,9 @@ def _validate(depth, width_multiplier, sk_ratio, se_ratio):
     if depth not in BLOCK_SPECS:
         raise ValueError(
             f"Unsupported ResNet depth {depth!r}; expected one of {sorted(BLOCK_SPECS)}.")
-    if isinstance(width_multiplier, bool) or not isinstance(width_multiplier, (int, float)) \
-            or width_multiplier <= 0:
-        raise ValueError(f"width_multiplier must be a positive number, got {width_multiplier!r}.")
+    if not isinstance(width_multiplier, numbers.Real) or width_multiplier <= 0:
+        raise ValueError(
+            f"width_multiplier must be a positive number, got {width_multiplier!r}.")
     if sk_ratio < 0 or se_ratio < 0:
         raise ValueError(f"sk_ratio and se_ratio must be >= 0, got {sk_ratio}, {se_ratio}.")
 
@@ -296,5 +289,5 @@ def set_fine_tune_after_block(encoder, fine_tune_after_block):
         raise ValueError(
             f"fine_tune_after_block must be in -1..4, got {fine_tune_after_block!r}.")
     encoder.trainable = True  # Reset, so calling twice with different k works.
-    for index, part in enumerate([encoder.stem] + list(encoder.block_groups)):
+    for index, part in enumerate([encoder.stem, *encoder.block_groups]):
         part.trainable = index > fine_tune_after_block

@@ -1,0 +1,203 @@
+"""The hub-style `tf.Module` an export saves: callable, variables, signatures.
+
+The module follows the TF2 "reusable SavedModel" convention of TF Hub:
+
+- `module(images, trainable=False)` returns the dict of named outputs; the
+  Keras-style keyword `training=` is accepted too, because `hub.KerasLayer`
+  passes `training=` to callables that declare it (and nothing otherwise).
+- `variables`, `trainable_variables` and `regularization_losses` are plain
+  attributes, so they survive saving and loading without this code.
+
+Serving signatures (`serving_default` on float images, `serving_bytes` on
+encoded JPEG/PNG bytes) are built by `serving_signatures`.
+"""
+
+import tensorflow as tf
+
+from simclr_tf2.data import augment
+from simclr_tf2.optim import weight_decay_loss
+
+SERVING_DEFAULT = "serving_default"
+SERVING_BYTES = "serving_bytes"
+IMAGES_INPUT = "images"
+BYTES_INPUT = "image_bytes"
+
+# The per-image vectors; what serving returns unless asked for everything.
+VECTOR_OUTPUTS = ("final_avg_pool", "proj_head_input", "proj_head_output",
+                  "logits_sup")
+
+# The (trainable, training) keyword pairs traced for __call__: the hub API
+# passes `trainable`, hub.KerasLayer passes `training`.
+CALL_MODES = ((False, None), (True, None), (False, False), (False, True))
+
+
+def validate_images(images):
+    """Checks a batch of float images, statically where possible.
+
+    Args:
+      images: float32 [B, H, W, 3].
+
+    Returns:
+      The same tensor, gated on the run-time checks.
+
+    Raises:
+      ValueError: at trace time for a statically wrong rank or channel count;
+        tf.errors.InvalidArgumentError at run time otherwise.
+    """
+    images = tf.convert_to_tensor(images)
+    rank_msg = "images must be a batch of shape [batch, height, width, 3]"
+    channel_msg = "images must have 3 (RGB) channels in the last axis"
+    if images.shape.rank is not None and images.shape.rank != 4:
+        raise ValueError(f"{rank_msg}; got shape {images.shape}.")
+    if images.shape.rank == 4 and images.shape[-1] not in (None, 3):
+        raise ValueError(f"{channel_msg}; got shape {images.shape}.")
+    checks = [tf.debugging.assert_rank(images, 4, message=rank_msg)]
+    with tf.control_dependencies(checks):
+        checks.append(tf.debugging.assert_equal(
+            tf.shape(images)[-1], 3, message=channel_msg))
+    with tf.control_dependencies(checks):
+        return tf.identity(images)
+
+
+def decode_and_preprocess(image_bytes, image_size):
+    """Decodes encoded images and preprocesses them like evaluation.
+
+    Args:
+      image_bytes: tf.string [B], each a JPEG, PNG, GIF or BMP file.
+      image_size: Python int, the side the model was trained on.
+
+    Returns:
+      float32 [B, image_size, image_size, 3] in [0, 1].
+    """
+    def one(data):
+        # float32 decoding scales 8- and 16-bit files alike to [0, 1].
+        image = tf.io.decode_image(data, channels=3, dtype=tf.float32,
+                                   expand_animations=False)
+        return augment.preprocess_for_eval(image, image_size)
+
+    image_bytes = tf.convert_to_tensor(image_bytes, tf.string)
+    tf.debugging.assert_rank(
+        image_bytes, 1, message="image_bytes must be a 1-D batch of files")
+    return tf.map_fn(one, image_bytes, fn_output_signature=tf.TensorSpec(
+        [image_size, image_size, 3], tf.float32))
+
+
+class SimCLRHubModule(tf.Module):
+    """SimCLR encoder (+ heads) as a TF-Hub reusable SavedModel.
+
+    Args:
+      model: a built SimCLRModel-like object with `encoder`,
+        `projection_head`, `supervised_head` (or None) and `ft_proj_selector`;
+        float32, no synchronized BN (see `saved_model.export_copy`).
+      include_projection_head: output `proj_head_input`/`proj_head_output`.
+      include_supervised_head: output `logits_sup` (if the model has a head).
+      weight_decay: L2 coefficient of `regularization_losses` (0: none).
+    """
+
+    # Plain attributes, not tf.Module's computed properties: saved as such.
+    variables = ()
+    trainable_variables = ()
+    regularization_losses = ()
+
+    def __init__(self, model, include_projection_head=True,
+                 include_supervised_head=True, weight_decay=0.0):
+        super().__init__(name="simclr")
+        self._encoder = model.encoder
+        self._selector = int(model.ft_proj_selector)
+        self._supervised = (model.supervised_head if include_supervised_head
+                            else None)
+        self._include_projection = include_projection_head
+        needs_projection = include_projection_head or (
+            self._supervised is not None and self._selector > 0)
+        self._projection = model.projection_head if needs_projection else None
+        parts = [p for p in (self._encoder, self._projection, self._supervised)
+                 if p is not None]
+        self.variables = [v for p in parts for v in p.weights]
+        self.trainable_variables = [v for p in parts for v in p.trainable_weights]
+        self.regularization_losses = []
+        if weight_decay:
+            # Every non-BN weight, as for SGD/Adam fine-tuning (LARS-style
+            # in-optimizer decay does not travel with a SavedModel).
+            trainable = list(self.trainable_variables)
+            self.regularization_losses.append(tf.function(
+                lambda: weight_decay_loss(trainable, weight_decay, "momentum"),
+                input_signature=[]))
+
+    def outputs(self, images, training):
+        """The named outputs for a batch (Python-bool `training`).
+
+        Args:
+          images: float32 [B, H, W, 3] in [0, 1].
+          training: True: BN batch statistics (and moving-average updates).
+
+        Returns:
+          Dict of float32: "initial_conv", "initial_max_pool",
+          "block_group1".."block_group4" [B, h, w, C], "final_avg_pool"
+          [B, D], and when included "proj_head_input" [B, D],
+          "proj_head_output" [B, P], "logits_sup" [B, C].
+        """
+        images = validate_images(images)
+        encoded = self._encoder(images, training=training)
+        outputs = {k: tf.cast(v, tf.float32) for k, v in encoded.items()}
+        hiddens = [outputs["final_avg_pool"]]
+        if self._projection is not None:
+            hiddens = self._projection(hiddens[0], training=training)
+        if self._include_projection:
+            outputs["proj_head_input"] = tf.cast(hiddens[0], tf.float32)
+            outputs["proj_head_output"] = tf.cast(hiddens[-1], tf.float32)
+        if self._supervised is not None:
+            outputs["logits_sup"] = tf.cast(
+                self._supervised(hiddens[self._selector]), tf.float32)
+        return outputs
+
+    @tf.function
+    def __call__(self, images, trainable=False, training=None):
+        """Hub API: `module(images, trainable)`; see `outputs`."""
+        mode = bool(trainable) if training is None else bool(training)
+        return self.outputs(images, mode)
+
+    def trace(self):
+        """Traces __call__ for every keyword combination; returns self."""
+        spec = tf.TensorSpec([None, None, None, 3], tf.float32, name=IMAGES_INPUT)
+        for trainable, training in CALL_MODES:
+            self.__call__.get_concrete_function(
+                spec, trainable=trainable, training=training)
+        for loss in self.regularization_losses:
+            loss.get_concrete_function()
+        return self
+
+
+def serving_signatures(module, image_size, outputs=VECTOR_OUTPUTS,
+                       include_bytes=True):
+    """The inference signatures (moving BN statistics) of a module.
+
+    Args:
+      module: a `SimCLRHubModule`.
+      image_size: the trained side; the float signature takes
+        [None, image_size, image_size, 3] and bytes are resized to it.
+      outputs: names to return (those the module has); None: every output.
+      include_bytes: also add the encoded-bytes signature.
+
+    Returns:
+      Dict signature name -> concrete function returning a dict of float32.
+    """
+    def select(result):
+        if outputs is None:
+            return result
+        return {k: v for k, v in result.items() if k in outputs}
+
+    @tf.function(input_signature=[tf.TensorSpec(
+        [None, image_size, image_size, 3], tf.float32, name=IMAGES_INPUT)])
+    def serve_images(images):
+        return select(module.outputs(images, training=False))
+
+    @tf.function(input_signature=[tf.TensorSpec(
+        [None], tf.string, name=BYTES_INPUT)])
+    def serve_bytes(image_bytes):
+        images = decode_and_preprocess(image_bytes, image_size)
+        return select(module.outputs(images, training=False))
+
+    signatures = {SERVING_DEFAULT: serve_images.get_concrete_function()}
+    if include_bytes:
+        signatures[SERVING_BYTES] = serve_bytes.get_concrete_function()
+    return signatures

@@ -1,0 +1,240 @@
+"""Writes SimCLR SavedModels (TF-Hub modules) atomically, and keeps the newest.
+
+    path = export_to_model_dir(model, config, global_step, keep=1)
+    # -> model_dir/saved_model/<global_step>/
+
+The export is made from a *copy* of the model, built outside any
+distribution strategy: float32, every layer trainable, the supervised head
+fed without the linear-eval stop-gradient. Synchronized BN is kept (outside a
+strategy its all-reduce is an identity with a saved gradient), so the export
+computes bit for bit what the trained model computes, in both BN modes.
+"""
+
+import contextlib
+import json
+import os
+import shutil
+import tempfile
+import types
+
+import keras
+import tensorflow as tf
+
+from export import module as module_lib
+from simclr_tf2.models import build
+
+EXPORT_INFO = os.path.join("assets.extra", "simclr_export.json")
+
+
+def as_namespace(section):
+    """Attribute access to a config section (dataclass, namespace or dict)."""
+    if isinstance(section, dict):
+        return types.SimpleNamespace(**section)
+    return types.SimpleNamespace(**vars(section))
+
+
+@contextlib.contextmanager
+def _float32_policy():
+    previous = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy("float32")
+    try:
+        yield
+    finally:
+        keras.mixed_precision.set_global_policy(previous)
+
+
+def copy_weights(source, target):
+    """Assigns every weight of `source` to the same-path weight of `target`.
+
+    Raises:
+      ValueError: if the two models' weights differ in path or shape.
+    """
+    src, dst = source.weights, target.weights
+    src_paths = [(v.path, tuple(v.shape)) for v in src]
+    dst_paths = [(v.path, tuple(v.shape)) for v in dst]
+    if src_paths != dst_paths:
+        diff = sorted(set(src_paths) ^ set(dst_paths))[:3]
+        raise ValueError(
+            "the export copy does not match the trained model's architecture "
+            f"(first differences: {diff}).")
+    for s, d in zip(src, dst):
+        d.assign(tf.convert_to_tensor(s.numpy()))
+
+
+def export_copy(model, model_cfg, image_size):
+    """A float32, strategy-free, fully trainable copy of a SimCLRModel.
+
+    Args:
+      model: the trained SimCLRModel (any strategy, precision, global_bn).
+      model_cfg: the ModelConfig it was built from (object or dict).
+      image_size: input side used to create the variables.
+
+    Returns:
+      A new SimCLRModel holding the same weights; its supervised head (if
+      any) is fed like fine-tuning (no stop-gradient), and no block is frozen.
+    """
+    cfg = dict(vars(as_namespace(model_cfg)), fine_tune_after_block=-1)
+    head = model.supervised_head
+    num_classes = int(head.units) if head is not None else 0
+    with _float32_policy():
+        copy = build.build_model(
+            types.SimpleNamespace(**cfg), num_classes=num_classes,
+            train_mode="finetune" if num_classes else "pretrain",
+            image_size=image_size)
+    copy_weights(model, copy)
+    return copy
+
+
+def build_module(model, model_cfg, image_size, include_projection_head=True,
+                 include_supervised_head=True, weight_decay=0.0):
+    """The traced hub module of a trained model (see `export_copy`).
+
+    Returns:
+      A `module.SimCLRHubModule` with __call__ traced for every mode.
+    """
+    copy = export_copy(model, model_cfg, image_size)
+    return module_lib.SimCLRHubModule(
+        copy, include_projection_head=include_projection_head,
+        include_supervised_head=include_supervised_head,
+        weight_decay=weight_decay).trace()
+
+
+def save_module(module, export_dir, image_size, *,
+                serving_outputs=module_lib.VECTOR_OUTPUTS,
+                include_bytes_signature=True, info=None, overwrite=False):
+    """Saves a hub module atomically: all of it at `export_dir`, or nothing.
+
+    Writes into a hidden temporary sibling directory, then renames it into
+    place; any failure removes the temporary directory. Replacing an
+    existing export moves the old one aside first, so a loader never sees a
+    partly written model.
+
+    Args:
+      module: a traced `module.SimCLRHubModule`.
+      export_dir: destination directory.
+      image_size: the trained side (serving signatures).
+      serving_outputs: output names the signatures return; None: all.
+      include_bytes_signature: add `serving_bytes` (encoded images).
+      info: JSON-able dict written to assets.extra/simclr_export.json.
+      overwrite: replace an existing `export_dir`.
+
+    Returns:
+      The absolute export directory.
+
+    Raises:
+      FileExistsError: `export_dir` exists and overwrite is False.
+    """
+    export_dir = os.path.abspath(export_dir)
+    if os.path.exists(export_dir) and not overwrite:
+        raise FileExistsError(
+            f"export directory {export_dir} already exists; remove it or "
+            "choose another --export_dir.")
+    parent, name = os.path.split(export_dir)
+    os.makedirs(parent, exist_ok=True)
+    signatures = module_lib.serving_signatures(
+        module, image_size, outputs=serving_outputs,
+        include_bytes=include_bytes_signature)
+    tmp = tempfile.mkdtemp(prefix=f".{name}.tmp-", dir=parent)
+    try:
+        tf.saved_model.save(module, tmp, signatures=signatures)
+        _write_info(tmp, dict(info or {}, image_size=image_size,
+                              signatures=sorted(signatures)))
+        _move_into_place(tmp, export_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return export_dir
+
+
+def _write_info(directory, info):
+    path = os.path.join(directory, EXPORT_INFO)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w") as f:
+        json.dump(info, f, indent=2, sort_keys=True, default=str)
+
+
+def _move_into_place(tmp, export_dir):
+    """Renames `tmp` to `export_dir`, swapping out an existing one."""
+    old = None
+    if os.path.exists(export_dir):
+        old = tempfile.mkdtemp(prefix=f".{os.path.basename(export_dir)}.old-",
+                               dir=os.path.dirname(export_dir))
+        os.replace(export_dir, os.path.join(old, "export"))
+    try:
+        os.replace(tmp, export_dir)
+    except BaseException:
+        if old is not None:  # Put the previous export back.
+            os.replace(os.path.join(old, "export"), export_dir)
+            shutil.rmtree(old, ignore_errors=True)
+        raise
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def prune_exports(root, keep):
+    """Deletes all but the newest `keep` numbered exports under `root`.
+
+    Args:
+      root: directory holding `<step>/` exports.
+      keep: how many to keep; <= 0 keeps all.
+
+    Returns:
+      The removed directories.
+    """
+    if keep <= 0 or not os.path.isdir(root):
+        return []
+    steps = sorted(int(d) for d in os.listdir(root)
+                   if d.isdigit() and os.path.isdir(os.path.join(root, d)))
+    removed = [os.path.join(root, str(s)) for s in steps[:-keep]]
+    for path in removed:
+        shutil.rmtree(path, ignore_errors=True)
+    return removed
+
+
+def export_model(model, config, export_dir, *, include_projection_head=True,
+                 include_supervised_head=True, overwrite=False, info=None,
+                 **save_options):
+    """Exports a trained SimCLRModel under a run config to `export_dir`.
+
+    Args:
+      model: the trained SimCLRModel.
+      config: RunConfig-like (sections data, model, optim; objects or dicts).
+      export_dir: destination directory (written atomically).
+      include_projection_head, include_supervised_head: what to output.
+      overwrite: replace an existing export.
+      info: extra JSON-able facts for assets.extra/simclr_export.json.
+      **save_options: `serving_outputs`, `include_bytes_signature`.
+
+    Returns:
+      The absolute export directory.
+    """
+    image_size = int(as_namespace(config.data).image_size)
+    module = build_module(
+        model, config.model, image_size,
+        include_projection_head=include_projection_head,
+        include_supervised_head=include_supervised_head,
+        weight_decay=float(as_namespace(config.optim).weight_decay))
+    return save_module(module, export_dir, image_size, overwrite=overwrite,
+                       info=info, **save_options)
+
+
+def export_to_model_dir(model, config, global_step, keep=1):
+    """Exports to `model_dir/saved_model/<global_step>/`, keeping the newest.
+
+    Args:
+      model: the trained SimCLRModel.
+      config: the RunConfig of the run (train.model_dir is used).
+      global_step: int step of the weights.
+      keep: number of step exports to keep (keep_hub_module_max).
+
+    Returns:
+      The export directory.
+    """
+    root = os.path.join(as_namespace(config.train).model_dir, "saved_model")
+    to_dict = getattr(config, "to_dict", None)
+    path = export_model(
+        model, config, os.path.join(root, str(int(global_step))),
+        overwrite=True, info={"global_step": int(global_step),
+                              "config": to_dict() if to_dict else None})
+    prune_exports(root, keep)
+    return path

@@ -1,0 +1,191 @@
+"""End-to-end tests of run.py as users run it: real subprocesses, tiny models."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+from PIL import Image
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TINY = ["--resnet_depth=18", "--width_multiplier=0.125", "--image_size=16",
+        "--proj_out_dim=8", "--num_proj_layers=2", "--train_batch_size=32",
+        "--eval_batch_size=64", "--log_every_steps=1"]
+
+
+def run_py(*args, timeout=300):
+    env = dict(os.environ, PYTHONPATH=ROOT)
+    return subprocess.run([sys.executable, os.path.join(ROOT, "run.py"), *args],
+                          capture_output=True, text=True, timeout=timeout,
+                          cwd=ROOT, env=env)
+
+
+def assert_user_error(proc, *fragments):
+    """Non-zero exit, one 'error:' line on stderr naming the problem, no traceback."""
+    assert proc.returncode != 0, proc.stdout[-2000:]
+    assert "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    lines = [l for l in proc.stderr.strip().splitlines() if l.startswith("error:")]
+    assert len(lines) == 1, proc.stderr[-3000:]
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+
+
+@pytest.fixture(scope="module")
+def trained_dir(tmp_path_factory):
+    model_dir = str(tmp_path_factory.mktemp("run") / "model")
+    proc = run_py("--mode=train_then_eval", "--train_steps=6",
+                  "--checkpoint_steps=3", "--eval_steps=2",
+                  f"--model_dir={model_dir}", "--temperature=0.3", *TINY)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return model_dir, proc
+
+
+def test_train_then_eval_writes_every_output(trained_dir):
+    model_dir, proc = trained_dir
+    files = os.listdir(model_dir)
+    assert "checkpoint" in files
+    assert "ckpt-6.index" in files and "ckpt-3.index" in files
+    result = json.load(open(os.path.join(model_dir, "result.json")))
+    assert set(result) >= {"eval/label_top_1_accuracy",
+                           "eval/label_top_5_accuracy",
+                           "eval/regularization_loss", "global_step"}
+    assert result["global_step"] == 6.0
+    assert 0.0 <= result["eval/label_top_1_accuracy"] <= 1.0
+    assert result == json.load(open(os.path.join(model_dir, "result_6.json")))
+    events = [f for d, _, fs in os.walk(model_dir) for f in fs
+              if f.startswith("events.out.tfevents")]
+    assert len(events) >= 2  # train and eval writers
+    assert "eval at step 6" in proc.stdout
+    assert "images/s" in proc.stdout and "contrast_acc" in proc.stdout
+
+
+def test_flags_json_records_effective_values_and_precedence(trained_dir):
+    model_dir, proc = trained_dir
+    saved = json.load(open(os.path.join(model_dir, "flags.json")))
+    # Explicit flag beats the digits recipe (0.5); recipe beats default (224).
+    assert saved["train"]["temperature"] == 0.3
+    assert saved["origin"]["temperature"] == "flag"
+    assert saved["data"]["use_blur"] is False
+    assert saved["origin"]["use_blur"] == "recipe:digits"
+    assert saved["model"]["cifar_stem"] is True
+    assert "temperature = 0.3  [flag]" in proc.stdout
+
+
+def test_rerun_resumes_and_eval_mode_evaluates_latest(trained_dir):
+    model_dir, _ = trained_dir
+    proc = run_py("--mode=eval", "--train_steps=6", "--eval_steps=1",
+                  f"--model_dir={model_dir}", *TINY)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "eval at step 6" in proc.stdout
+    proc = run_py("--mode=train", "--train_steps=6", f"--model_dir={model_dir}",
+                  *TINY)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "nothing to train" in proc.stdout
+
+
+def test_resume_after_sigkill_reaches_the_same_final_step(tmp_path):
+    model_dir = str(tmp_path / "model")
+    args = [sys.executable, os.path.join(ROOT, "run.py"), "--mode=train",
+            "--train_steps=40", "--checkpoint_steps=2", f"--model_dir={model_dir}",
+            *TINY]
+    proc = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    deadline = time.time() + 240
+    while time.time() < deadline and proc.poll() is None:
+        if os.path.exists(os.path.join(model_dir, "ckpt-4.index")):
+            break
+        time.sleep(0.2)
+    assert proc.poll() is None, "run ended before it could be killed"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    import tensorflow as tf
+    killed_at = tf.train.latest_checkpoint(model_dir)
+    assert killed_at is not None
+    assert int(killed_at.rsplit("-", 1)[1]) < 40
+    resumed = run_py("--mode=train", "--train_steps=40", "--checkpoint_steps=2",
+                     f"--model_dir={model_dir}", *TINY)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "resumed from" in resumed.stdout
+    assert tf.train.latest_checkpoint(model_dir).endswith("ckpt-40")
+
+
+def _write_image_folder(root):
+    rng = np.random.default_rng(0)
+    for label, name in enumerate(["cats", "dogs"]):
+        os.makedirs(root / name)
+        for i in range(6):
+            size = (12 + i, 10 + 2 * i)
+            pixels = rng.integers(0, 255, size=size + (3,), dtype=np.uint8)
+            pixels[..., label] = 255  # A class-dependent colour.
+            ext = ["png", "jpg", "bmp"][i % 3]
+            Image.fromarray(pixels).save(root / name / f"img{i}.{ext}")
+    (root / "cats" / "broken.jpg").write_bytes(b"\x00not a jpeg at all")
+    (root / "dogs" / "empty.png").write_bytes(b"")
+
+
+def test_folder_dataset_skips_corrupt_files(tmp_path):
+    _write_image_folder(tmp_path / "images")
+    proc = run_py("--mode=train_then_eval", "--train_steps=2",
+                  f"--dataset=folder:{tmp_path / 'images'}", "--eval_split=train",
+                  f"--model_dir={tmp_path / 'model'}", "--train_batch_size=8",
+                  "--resnet_depth=18", "--width_multiplier=0.125",
+                  "--image_size=16", "--proj_out_dim=8")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "2" in proc.stderr and "skipped" in proc.stderr.lower()
+    result = json.load(open(tmp_path / "model" / "result.json"))
+    assert result["global_step"] == 2.0
+
+
+@pytest.mark.parametrize("flags,fragments", [
+    (["--dataset=no_such_dataset_xyz"], ["no_such_dataset_xyz"]),
+    (["--dataset=folder:/definitely/not/here"], ["/definitely/not/here"]),
+    (["--train_batch_size=3", "--num_logical_cpu_devices=2"],
+     ["not divisible", "replicas"]),
+    (["--learning_rate_scaling=cubic"], ["learning_rate_scaling"]),
+    (["--fine_tune_after_block=7", "--train_mode=finetune"],
+     ["fine_tune_after_block"]),
+])
+def test_user_errors_are_one_line(tmp_path, flags, fragments):
+    proc = run_py("--mode=train", "--train_steps=1",
+                  f"--model_dir={tmp_path / 'm'}", *TINY, *flags)
+    assert_user_error(proc, *fragments)
+
+
+def test_unprepared_tfds_dataset_says_how_to_prepare(tmp_path):
+    proc = run_py("--mode=train", "--train_steps=1", "--dataset=cifar10",
+                  f"--data_dir={tmp_path / 'tfds'}",
+                  f"--model_dir={tmp_path / 'm'}", *TINY, timeout=120)
+    assert_user_error(proc, "cifar10", "data_dir")
+
+
+def test_unwritable_model_dir(tmp_path):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("x")
+    proc = run_py("--mode=train", "--train_steps=1",
+                  f"--model_dir={blocker / 'model'}", *TINY)
+    assert_user_error(proc, "model_dir", "cannot be written")
+
+
+def test_checkpoint_that_does_not_match_the_model(trained_dir, tmp_path):
+    model_dir, _ = trained_dir
+    proc = run_py("--mode=train", "--train_steps=1", "--train_mode=finetune",
+                  f"--checkpoint={model_dir}", f"--model_dir={tmp_path / 'ft'}",
+                  *TINY, "--width_multiplier=0.25")
+    assert_user_error(proc, "does not match")
+
+
+def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
+    model_dir = tmp_path / "m"
+    good = run_py("--mode=train", "--train_steps=2", "--checkpoint_steps=2",
+                  f"--model_dir={model_dir}", *TINY)
+    assert good.returncode == 0, good.stderr[-3000:]
+    proc = run_py("--mode=train", "--train_steps=12", "--checkpoint_steps=2",
+                  "--optimizer=momentum", "--learning_rate=1e30",
+                  "--warmup_epochs=0", f"--model_dir={model_dir}", *TINY)
+    assert_user_error(proc, "loss became", "checkpoint")
+    import tensorflow as tf
+    assert tf.train.latest_checkpoint(str(model_dir)).endswith("ckpt-2")

@@ -1,0 +1,158 @@
+"""Tests of the projection head, the supervised head and SimCLRModel's steps."""
+
+import types
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from simclr_tf2 import optim
+from simclr_tf2.models import build
+from simclr_tf2.models import heads
+
+IMAGE = 16
+
+
+def model_cfg(**overrides):
+    base = dict(resnet_depth=18, width_multiplier=0.125, cifar_stem=True,
+                sk_ratio=0.0, se_ratio=0.0, batch_norm_decay=0.9,
+                global_bn=False, proj_head_mode="nonlinear", proj_out_dim=8,
+                num_proj_layers=2, ft_proj_selector=0,
+                zero_init_logits_layer=False, fine_tune_after_block=-1,
+                lineareval_while_pretraining=True)
+    base.update(overrides)
+    return types.SimpleNamespace(**base)
+
+
+def make_model(train_mode="pretrain", num_classes=3, optimizer="lars",
+               learning_rate=0.1, weight_decay=1e-4, **cfg):
+    keras.utils.set_random_seed(0)
+    model = build.build_model(
+        model_cfg(**cfg), num_classes=num_classes, train_mode=train_mode,
+        image_size=IMAGE, temperature=0.5, weight_decay=weight_decay,
+        optimizer_name=optimizer)
+    model.compile(optimizer=optim.build_optimizer(
+        optimizer, learning_rate, weight_decay=weight_decay))
+    model.optimizer.build(model.trainable_variables)
+    return model
+
+
+def batch(views=2, n=4, seed=0):
+    rng = np.random.default_rng(seed)
+    return {"image": tf.constant(rng.uniform(size=(n, IMAGE, IMAGE, 3 * views)),
+                                 tf.float32),
+            "label": tf.constant(rng.integers(0, 3, size=n), tf.int64)}
+
+
+@pytest.mark.parametrize("mode,layers,out", [
+    ("none", 0, 32), ("linear", 1, 8), ("nonlinear", 3, 8)])
+def test_projection_head_modes(mode, layers, out):
+    head = heads.ProjectionHead(mode=mode, num_layers=3, out_dim=8)
+    hiddens = head(tf.ones([5, 32]), training=False)
+    assert len(hiddens) == layers + 1
+    assert hiddens[-1].shape == (5, out)
+    assert head.depth == layers
+    # Hidden layers keep the input width.
+    for h in hiddens[1:-1]:
+        assert h.shape == (5, 32)
+    config = head.get_config()
+    assert heads.ProjectionHead.from_config(config).depth == layers
+
+
+def test_projection_head_rejects_bad_mode():
+    with pytest.raises(ValueError, match="proj_head_mode"):
+        heads.ProjectionHead(mode="mlp")
+
+
+@pytest.mark.parametrize("mode", ["none", "linear", "nonlinear"])
+def test_pretrain_step_runs_for_every_head_mode(mode):
+    model = make_model(proj_head_mode=mode)
+    before = [v.numpy().copy() for v in model.encoder.trainable_variables]
+    logs = model.train_step(batch())
+    assert np.isfinite(float(logs["contrast_loss"]))
+    after = model.encoder.trainable_variables
+    assert any(not np.allclose(b, a.numpy()) for b, a in zip(before, after))
+
+
+def test_supervised_loss_gives_encoder_zero_gradient():
+    model = make_model()
+    data = batch(views=1)
+    with tf.GradientTape() as tape:
+        outputs = model(data["image"], training=True)
+        loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(
+            data["label"], outputs["logits_sup"]))
+    grads = tape.gradient(loss, model.encoder.trainable_variables
+                          + model.projection_head.trainable_variables
+                          + model.supervised_head.trainable_variables)
+    n_enc = len(model.encoder.trainable_variables)
+    n_head = len(model.projection_head.trainable_variables)
+    assert all(g is None for g in grads[:n_enc + n_head])
+    assert all(g is not None and np.any(g.numpy() != 0)
+               for g in grads[n_enc + n_head:])
+
+
+def test_finetune_gradient_reaches_encoder():
+    model = make_model(train_mode="finetune")
+    data = batch(views=1)
+    with tf.GradientTape() as tape:
+        logits = model(data["image"], training=True)["logits_sup"]
+        loss = tf.reduce_mean(logits ** 2)
+    grads = tape.gradient(loss, model.encoder.trainable_variables)
+    assert any(g is not None and np.any(g.numpy() != 0) for g in grads)
+
+
+def test_linear_eval_freezes_encoder_weights_and_bn_statistics():
+    model = make_model(train_mode="finetune", fine_tune_after_block=4,
+                       optimizer="momentum", weight_decay=0.0)
+    assert not model.encoder.trainable_variables
+    before = [v.numpy().copy() for v in model.encoder.variables]
+    head_before = model.supervised_head.kernel.numpy().copy()
+    for seed in range(2):
+        model.train_step(batch(views=1, seed=seed))
+    for b, v in zip(before, model.encoder.variables):
+        np.testing.assert_array_equal(b, v.numpy(), err_msg=v.path)
+    assert not np.allclose(head_before, model.supervised_head.kernel.numpy())
+
+
+def test_ft_proj_selector_feeds_the_chosen_layer():
+    model = make_model(train_mode="finetune", ft_proj_selector=1)
+    # The classifier reads the first projection layer, whose width is D.
+    width = model.encoder.num_features
+    assert model.supervised_head.kernel.shape == (width, 3)
+    with pytest.raises(ValueError, match="ft_proj_selector"):
+        make_model(train_mode="finetune", ft_proj_selector=5)
+
+
+def test_zero_init_logits_layer():
+    model = make_model(train_mode="finetune", zero_init_logits_layer=True)
+    assert not np.any(model.supervised_head.kernel.numpy())
+
+
+def test_unlabeled_examples_are_ignored_by_supervised_loss():
+    model = make_model()
+    data = batch()
+    data["label"] = tf.constant([-1, -1, -1, -1], tf.int64)
+    logs = model.train_step(data)
+    assert float(logs["supervised_loss"]) == 0.0
+    assert np.isfinite(float(logs["loss"]))
+
+
+def test_test_step_reports_top1_and_top5():
+    model = make_model(train_mode="finetune")
+    logs = model.test_step(batch(views=1))
+    assert set(logs) == {"label_top_1_accuracy", "label_top_5_accuracy",
+                         "regularization_loss"}
+    # Only 3 classes: top-5 is capped at 3 and therefore always right.
+    assert float(logs["label_top_5_accuracy"]) == 1.0
+
+
+def test_call_returns_the_named_outputs():
+    model = make_model()
+    outputs = model(tf.zeros([2, IMAGE, IMAGE, 3]), training=False)
+    for key in ("initial_conv", "initial_max_pool", "block_group1",
+                "block_group2", "block_group3", "block_group4",
+                "final_avg_pool", "proj_head_input", "proj_head_output",
+                "logits_sup"):
+        assert key in outputs and outputs[key].dtype == tf.float32
+    assert outputs["proj_head_output"].shape == (2, 8)
