@@ -1,17 +1,32 @@
-"""SavedModel / TF-Hub export of SimCLR models (also `python -m export`)."""
+"""SavedModel / TF-Hub export of SimCLR models (also `python -m export`).
 
-from export.module import SERVING_BYTES
-from export.module import SERVING_DEFAULT
-from export.module import SimCLRHubModule
-from export.saved_model import export_model
-from export.saved_model import export_to_model_dir
-from export.saved_model import save_module
+    from export import saved_model
+    saved_model.export_to_model_dir(model, config, global_step, keep=1)
 
-__all__ = [
-    "SERVING_BYTES",
-    "SERVING_DEFAULT",
-    "SimCLRHubModule",
-    "export_model",
-    "export_to_model_dir",
-    "save_module",
-]
+Submodules: `module` (the hub-style tf.Module and serving signatures),
+`saved_model` (atomic writing, model_dir exports), `from_checkpoint`
+(rebuilding a model from flags.json + checkpoint). They are imported on
+first use, so `python -m export` can quiet TensorFlow before it starts.
+"""
+
+import importlib
+
+_LAZY = {
+    "SERVING_BYTES": "module",
+    "SERVING_DEFAULT": "module",
+    "SimCLRHubModule": "module",
+    "export_model": "saved_model",
+    "export_to_model_dir": "saved_model",
+    "save_module": "saved_model",
+    "restore_model": "from_checkpoint",
+}
+
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        return getattr(importlib.import_module(f"export.{_LAZY[name]}"), name)
+    if name in ("module", "saved_model", "from_checkpoint"):
+        return importlib.import_module(f"export.{name}")
+    raise AttributeError(f"module 'export' has no attribute {name!r}")

@@ -16,6 +16,7 @@ import os
 import shutil
 import tempfile
 import types
+import uuid
 
 import keras
 import tensorflow as tf
@@ -34,7 +35,8 @@ def as_namespace(section):
 
 
 @contextlib.contextmanager
-def _float32_policy():
+def float32_policy():
+    """Builds layers in float32 whatever the run's mixed-precision policy."""
     previous = keras.mixed_precision.global_policy()
     keras.mixed_precision.set_global_policy("float32")
     try:
@@ -76,7 +78,7 @@ def export_copy(model, model_cfg, image_size):
     cfg = dict(vars(as_namespace(model_cfg)), fine_tune_after_block=-1)
     head = model.supervised_head
     num_classes = int(head.units) if head is not None else 0
-    with _float32_policy():
+    with float32_policy():
         copy = build.build_model(
             types.SimpleNamespace(**cfg), num_classes=num_classes,
             train_mode="finetune" if num_classes else "pretrain",
@@ -124,26 +126,40 @@ def save_module(module, export_dir, image_size, *,
     Raises:
       FileExistsError: `export_dir` exists and overwrite is False.
     """
-    export_dir = os.path.abspath(export_dir)
-    if os.path.exists(export_dir) and not overwrite:
-        raise FileExistsError(
-            f"export directory {export_dir} already exists; remove it or "
-            "choose another --export_dir.")
+    export_dir = _check_destination(export_dir, overwrite)
     parent, name = os.path.split(export_dir)
     os.makedirs(parent, exist_ok=True)
     signatures = module_lib.serving_signatures(
         module, image_size, outputs=serving_outputs,
         include_bytes=include_bytes_signature)
-    tmp = tempfile.mkdtemp(prefix=f".{name}.tmp-", dir=parent)
+    # Not mkdtemp: its 0700 mode would hide the model from a server user.
+    tmp = os.path.join(parent, f".{name}.tmp-{uuid.uuid4().hex[:12]}")
+    os.mkdir(tmp)
     try:
         tf.saved_model.save(module, tmp, signatures=signatures)
-        _write_info(tmp, dict(info or {}, image_size=image_size,
-                              signatures=sorted(signatures)))
+        _write_info(tmp, dict(
+            info or {}, image_size=image_size, signatures=sorted(signatures),
+            variables=[_path(v) for v in module.variables],
+            trainable_variables=[_path(v) for v in module.trainable_variables]))
         _move_into_place(tmp, export_dir)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return export_dir
+
+
+def _check_destination(export_dir, overwrite):
+    """The absolute `export_dir`; raises FileExistsError if it is taken."""
+    export_dir = os.path.abspath(export_dir)
+    if os.path.exists(export_dir) and not overwrite:
+        raise FileExistsError(
+            f"export directory {export_dir} already exists; remove it, pass "
+            "--overwrite, or choose another --export_dir.")
+    return export_dir
+
+
+def _path(variable):
+    return getattr(variable, "path", None) or variable.name
 
 
 def _write_info(directory, info):
@@ -208,6 +224,7 @@ def export_model(model, config, export_dir, *, include_projection_head=True,
     Returns:
       The absolute export directory.
     """
+    _check_destination(export_dir, overwrite)  # Before the slow part.
     image_size = int(as_namespace(config.data).image_size)
     module = build_module(
         model, config.model, image_size,

@@ -81,6 +81,11 @@ class TrainConfig:
     distill_temperature: float
     distill_label_weight: float
     export_after_eval: bool
+    micro_batch_size: int
+    knn_eval: bool
+    knn_k: int
+    knn_temperature: float
+    knn_eval_every_steps: int
 
 
 @dataclasses.dataclass(frozen=True)
@@ -160,6 +165,10 @@ def _validate(values):
          "--fine_tune_after_block must be in -1..4."),
         (0.0 < values["label_fraction"] <= 1.0,
          "--label_fraction must be in (0, 1]."),
+        (values["knn_k"] >= 1, "--knn_k must be >= 1."),
+        (values["knn_eval_every_steps"] >= 0, "--knn_eval_every_steps must be >= 0."),
+        (values["micro_batch_size"] >= 0,
+         "--micro_batch_size must be >= 0 (0 disables gradient caching)."),
         (values["steps_per_execution"] >= 1,
          "--steps_per_execution must be >= 1."),
         (values["train_mode"] != "distill" or values["teacher"],

@@ -148,3 +148,18 @@ flags.DEFINE_float(
     "Weight of the true-label cross entropy added to the distillation loss (0: unlabeled only).")
 flags.DEFINE_bool("export_after_eval", True, "Export a SavedModel to model_dir/saved_model/<step> after evaluation.")
 flags.DEFINE_bool("nesterov", False, "Use Nesterov momentum with --optimizer=momentum (the fine-tuning recipe does).")
+flags.DEFINE_integer(
+    "micro_batch_size", 0,
+    "Pretraining only: compute the exact gradient of the full batch in chunks "
+    "of this many examples per replica (gradient caching), so a large "
+    "--train_batch_size fits in memory. 0 = off.")
+flags.DEFINE_bool(
+    "knn_eval", True,
+    "Also report weighted kNN top-1 accuracy of h (eval/knn_top_1_accuracy): "
+    "train-split features as the bank, eval split as queries. Costs one "
+    "forward pass over the train split.")
+flags.DEFINE_integer("knn_k", 200, "Neighbours of the kNN evaluation.")
+flags.DEFINE_float("knn_temperature", 0.07, "Vote weight exp(cos/temperature) of the kNN evaluation.")
+flags.DEFINE_integer(
+    "knn_eval_every_steps", 0,
+    "During training, print and summarise the kNN accuracy every N steps (0: never).")

@@ -18,17 +18,14 @@ def _export(run, printer):
     """Exports the current weights to model_dir/saved_model/<step>/."""
     if not run.config.train.export_after_eval:
         return
-    try:
-        from export import saved_model  # the top-level exporter package
-    except ImportError:
-        return
+    from export import saved_model  # The top-level exporter package.
     path = saved_model.export_to_model_dir(
         run.model, run.config, run.global_step,
         keep=run.config.train.keep_hub_module_max)
     printer(f"exported SavedModel to {path}")
 
 
-def run(config, origin, printer=print, teacher=None, example_ids=None):
+def run(config, origin, printer=print, teacher=None):
     """Runs the mode asked for in `config.train.mode`.
 
     Args:
@@ -36,7 +33,6 @@ def run(config, origin, printer=print, teacher=None, example_ids=None):
       origin: flag name -> where its value came from (for flags.json).
       printer: function taking a line of progress text.
       teacher: callable images -> logits for distillation.
-      example_ids: optional list of training example ids (label subsets).
 
     Returns:
       The last evaluation result dict, or None for --mode=train.
@@ -48,8 +44,7 @@ def run(config, origin, printer=print, teacher=None, example_ids=None):
         gcp_project=config.distribute.gcp_project,
         master=config.distribute.master,
         num_logical_cpu_devices=config.distribute.num_logical_cpu_devices)
-    session = Run(config, strategy, printer=printer, teacher=teacher,
-                  example_ids=example_ids)
+    session = Run(config, strategy, printer=printer, teacher=teacher)
     mode = config.train.mode
     result = None
     if mode in ("train", "train_then_eval"):

@@ -111,3 +111,32 @@ class CheckpointSaver(keras.callbacks.Callback):
 
     def on_train_end(self, logs=None):
         self._save()
+
+
+class PeriodicKnnEval(keras.callbacks.Callback):
+    """Every N steps, measures kNN accuracy of the representation.
+
+    Args:
+      every_n_steps: period in global steps.
+      measure: function() -> accuracy float.
+      summary_writer: a tf.summary writer or None.
+      printer: function taking one line of text.
+    """
+
+    def __init__(self, every_n_steps, measure, summary_writer=None,
+                 printer=print):
+        super().__init__()
+        self.every_n_steps = every_n_steps
+        self.measure = measure
+        self.summary_writer = summary_writer
+        self.printer = printer
+
+    def on_train_batch_end(self, batch, logs=None):
+        step = _step(self.model)
+        if step % self.every_n_steps:
+            return
+        accuracy = self.measure()
+        self.printer(f"step {step} | knn_top_1_accuracy {accuracy:.4f}")
+        if self.summary_writer is not None:
+            with self.summary_writer.as_default(step=step):
+                tf.summary.scalar("train/knn_top_1_accuracy", accuracy)

@@ -15,8 +15,10 @@ import tensorflow as tf
 from simclr_tf2 import callbacks as callbacks_lib
 from simclr_tf2 import checkpoints
 from simclr_tf2 import evaluate
+from simclr_tf2 import knn
 from simclr_tf2.data import pipeline
 from simclr_tf2.data import sources
+from simclr_tf2.data import subsets
 from simclr_tf2.models import build
 from simclr_tf2 import optim
 
@@ -41,20 +43,19 @@ class Run:
       strategy: the tf.distribute strategy to build under.
       printer: function taking one line of progress text.
       teacher: callable images -> logits for train_mode=distill.
-      example_ids: optional training subset (label fraction).
     """
 
-    def __init__(self, config, strategy, printer=print, teacher=None,
-                 example_ids=None):
+    def __init__(self, config, strategy, printer=print, teacher=None):
         self.config = config
         self.strategy = strategy
         self.printer = printer
-        self.example_ids = example_ids
         data, train = config.data, config.train
         self.source = sources.open_source(data.dataset, data.data_dir)
         self.num_classes = self.source.info.num_classes
-        self.num_train_examples = (len(example_ids) if example_ids is not None
-                                   else self.source.num_examples(data.train_split))
+        self.example_ids = self._label_subset()
+        self.num_train_examples = (
+            len(self.example_ids) if self.example_ids is not None
+            else self.source.num_examples(data.train_split))
         batch = train.train_batch_size
         if batch % strategy.num_replicas_in_sync:
             raise ValueError(
@@ -72,6 +73,30 @@ class Run:
             self.model, self.optimizer, train.model_dir,
             train.keep_checkpoint_max)
 
+    def _label_subset(self):
+        """Example ids of the labelled subset to fine-tune on, or None.
+
+        Chosen once (class-balanced, --seed) and written to
+        model_dir/label_subset.txt; a resumed run reads that file back.
+        """
+        data, train = self.config.data, self.config.train
+        if train.train_mode != "finetune" or (
+                data.label_fraction >= 1.0 and not data.label_subset_file):
+            return None
+        path = os.path.join(train.model_dir, "label_subset.txt")
+        if data.label_subset_file:
+            ids = subsets.read_subset_file(data.label_subset_file)
+        elif tf.io.gfile.exists(path):
+            ids = subsets.read_subset_file(path)
+        else:
+            labels, all_ids = subsets.labels_and_ids(self.source, data.train_split)
+            ids = subsets.balanced_subset(labels, all_ids, data.label_fraction,
+                                          train.seed)
+        subsets.write_subset_file(path, ids)
+        self.printer(f"label subset: {len(ids)} examples of {data.train_split} "
+                     f"(ids in {path})")
+        return ids
+
     def _build(self, teacher):
         cfg = self.config
         keras.mixed_precision.set_global_policy(cfg.train.precision)
@@ -84,7 +109,8 @@ class Run:
             weight_decay=cfg.optim.weight_decay,
             optimizer_name=cfg.optim.optimizer, teacher=teacher,
             distill_temperature=cfg.train.distill_temperature,
-            distill_label_weight=cfg.train.distill_label_weight)
+            distill_label_weight=cfg.train.distill_label_weight,
+            micro_batch_size=cfg.train.micro_batch_size)
         schedule = optim.build_learning_rate_schedule(
             cfg.optim.learning_rate, cfg.optim.learning_rate_scaling,
             cfg.train.train_batch_size, self.num_train_examples,
@@ -151,13 +177,22 @@ class Run:
             dataset, initial_epoch=initial_epoch,
             epochs=initial_epoch + epochs_left,
             steps_per_epoch=self.checkpoint_steps, verbose=0,
-            callbacks=[
-                callbacks_lib.CheckpointSaver(self.manager, writer),
-                callbacks_lib.StopAtStep(self.total_steps),
-                callbacks_lib.ProgressLogger(
-                    self.total_steps, self.config.train.train_batch_size,
-                    self.config.train.log_every_steps, writer, self.printer),
-            ])
+            callbacks=self._callbacks(writer))
+
+    def _callbacks(self, writer):
+        train = self.config.train
+        callbacks = [
+            callbacks_lib.CheckpointSaver(self.manager, writer),
+            callbacks_lib.StopAtStep(self.total_steps),
+            callbacks_lib.ProgressLogger(
+                self.total_steps, train.train_batch_size,
+                train.log_every_steps, writer, self.printer),
+        ]
+        if train.knn_eval_every_steps and self.num_classes:
+            callbacks.append(callbacks_lib.PeriodicKnnEval(
+                train.knn_eval_every_steps, self.knn_accuracy, writer,
+                self.printer))
+        return callbacks
 
     def _write_example_views(self, dataset, writer, count=4):
         """A few augmented training inputs as TensorBoard images."""
@@ -181,13 +216,28 @@ class Run:
             raise sources.DataError(
                 f"dataset {self.source.info.name} has no labels, so it cannot "
                 "be evaluated; evaluate on a labelled dataset or use --mode=train.")
-        result = evaluate.evaluate_model(
-            self.model, dataset or self.eval_dataset(), self.global_step)
+        dataset = dataset or self.eval_dataset()
+        result = evaluate.evaluate_model(self.model, dataset, self.global_step)
+        if self.config.train.knn_eval:
+            result["eval/knn_top_1_accuracy"] = self.knn_accuracy(dataset)
         name = self.config.train.eval_name
         evaluate.write_result(self.config.train.model_dir, result,
                               self.summary_writer(f"eval_{name}" if name else "eval"))
         self.printer(evaluate.format_result(result))
         return result
+
+    def knn_accuracy(self, eval_dataset=None):
+        """Weighted kNN top-1 of h: train split as bank, eval split as queries."""
+        data, train = self.config.data, self.config.train
+        bank_split = pipeline.build_eval_dataset(
+            self.source, data.train_split, train.eval_batch_size,
+            data.image_size, cache=data.cache_dataset)
+        bank, bank_labels = knn.extract_features(self.model, bank_split)
+        queries, query_labels = knn.extract_features(
+            self.model, eval_dataset or self.eval_dataset())
+        return knn.knn_accuracy(bank, bank_labels, queries, query_labels,
+                                self.num_classes, k=train.knn_k,
+                                temperature=train.knn_temperature)
 
     def evaluate_checkpoints(self, on_result=None):
         """--mode=eval: evaluates every new checkpoint until the final step.

@@ -23,7 +23,7 @@ def build_encoder(model_cfg):
 def build_model(model_cfg, *, num_classes, train_mode, image_size,
                 temperature=0.1, hidden_norm=True, weight_decay=0.0,
                 optimizer_name="lars", teacher=None, distill_temperature=1.0,
-                distill_label_weight=0.0):
+                distill_label_weight=0.0, micro_batch_size=0):
     """Builds (and creates the variables of) a SimCLRModel.
 
     Args:
@@ -38,6 +38,7 @@ def build_model(model_cfg, *, num_classes, train_mode, image_size,
       temperature, hidden_norm: NT-Xent settings.
       weight_decay, optimizer_name: regularisation settings.
       teacher, distill_temperature, distill_label_weight: distillation.
+      micro_batch_size: gradient-caching chunk size for pretraining (0: off).
 
     Returns:
       A built SimCLRModel whose encoder is frozen up to
@@ -62,7 +63,8 @@ def build_model(model_cfg, *, num_classes, train_mode, image_size,
         ft_proj_selector=model_cfg.ft_proj_selector,
         weight_decay=weight_decay, optimizer_name=optimizer_name,
         teacher=teacher, distill_temperature=distill_temperature,
-        distill_label_weight=distill_label_weight, name="simclr")
+        distill_label_weight=distill_label_weight,
+        micro_batch_size=micro_batch_size, name="simclr")
     model(tf.zeros([1, image_size, image_size, 3]), training=False)
     if train_mode != "pretrain":
         resnet.set_fine_tune_after_block(encoder,

@@ -55,13 +55,16 @@ class SimCLRModel(keras.Model):
       teacher: callable images [B, H, W, 3] -> logits [B, C] (distill only).
       distill_temperature: softmax temperature of teacher and student.
       distill_label_weight: weight of the true-label loss when distilling.
+      micro_batch_size: if > 0, pretraining computes the exact full-batch
+        gradient in chunks of this many examples (gradient caching), so
+        memory is bounded by the chunk, not the batch.
     """
 
     def __init__(self, encoder, projection_head, supervised_head=None, *,
                  train_mode="pretrain", temperature=0.1, hidden_norm=True,
                  ft_proj_selector=0, weight_decay=0.0, optimizer_name="lars",
                  teacher=None, distill_temperature=1.0,
-                 distill_label_weight=0.0, **kwargs):
+                 distill_label_weight=0.0, micro_batch_size=0, **kwargs):
         super().__init__(**kwargs)
         if train_mode not in TRAIN_MODES:
             raise ValueError(
@@ -87,6 +90,7 @@ class SimCLRModel(keras.Model):
         self.teacher = teacher
         self.distill_temperature = distill_temperature
         self.distill_label_weight = distill_label_weight
+        self.micro_batch_size = micro_batch_size
         self._trackers = {name: keras.metrics.Mean(name=name) for name in (
             "loss", "contrast_loss", "contrast_acc", "contrast_entropy",
             "supervised_loss", "supervised_acc", "distill_loss",
@@ -132,6 +136,9 @@ class SimCLRModel(keras.Model):
 
     # ----------------------------------------------------------------- train
     def train_step(self, data):
+        if self.train_mode == "pretrain" and self.micro_batch_size > 0:
+            from simclr_tf2 import gradcache  # noqa: PLC0415
+            return gradcache.train_step(self, data)
         images, labels = data["image"], data["label"]
         with tf.GradientTape() as tape:
             if self.train_mode == "pretrain":

@@ -1,0 +1,121 @@
+"""`python -m export`: export a SavedModel / TF-Hub module from a checkpoint.
+
+    python -m export --model_dir=DIR [--checkpoint=CKPT] [--export_dir=OUT]
+
+Rebuilds the model from DIR/flags.json, restores the checkpoint (the latest
+in DIR by default) and writes the export atomically. User errors (no
+flags.json, no or mismatching checkpoint, existing export_dir) print one
+line on stderr and exit with status 1.
+"""
+
+import os
+import sys
+import warnings
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+warnings.filterwarnings("ignore")
+
+from absl import app  # noqa: E402
+from absl import flags  # noqa: E402
+from absl import logging  # noqa: E402
+
+FLAGS = flags.FLAGS
+
+flags.DEFINE_string("model_dir", None,
+                    "run.py model directory holding flags.json and checkpoints.")
+flags.DEFINE_string("checkpoint", None,
+                    "Checkpoint prefix (ckpt-N) or directory; default: the "
+                    "latest checkpoint in --model_dir.")
+flags.DEFINE_string("export_dir", None,
+                    "Where to write the SavedModel; default: "
+                    "MODEL_DIR/saved_model/<global_step>.")
+flags.DEFINE_bool("include_projection_head", True,
+                  "Output proj_head_input / proj_head_output (and keep the "
+                  "projection head's variables).")
+flags.DEFINE_bool("include_supervised_head", True,
+                  "Output logits_sup when the checkpoint has a supervised head.")
+flags.DEFINE_bool("image_bytes_signature", True,
+                  "Add the 'serving_bytes' signature taking encoded JPEG/PNG "
+                  "bytes (besides 'serving_default' on float images).")
+flags.DEFINE_enum("serving_outputs", "vectors", ["vectors", "all"],
+                  "What the serving signatures return: 'vectors' (final_avg_pool, "
+                  "proj_head_*, logits_sup) or 'all' (also the feature maps).")
+flags.DEFINE_bool("overwrite", False, "Replace an existing --export_dir.")
+flags.mark_flag_as_required("model_dir")
+
+
+def _one_line(err):
+    return " ".join(str(err).split()) or type(err).__name__
+
+
+def _quiet_tensorflow_import():
+    """Imports TF with fd 2 muted: its C++ start-up notices bypass logging."""
+    saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        import tensorflow as tf
+        tf.config.list_physical_devices()
+        # Restore warnings about unused checkpoint values are not news here.
+        tf.get_logger().setLevel("ERROR")
+    finally:
+        os.dup2(saved, 2)
+        os.close(devnull)
+        os.close(saved)
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise ValueError(f"unexpected arguments {argv[1:]}; flags look like "
+                         "--name=value.")
+    _quiet_tensorflow_import()
+    from export import from_checkpoint
+    from export import module
+    from export import saved_model
+
+    config, raw = from_checkpoint.load_run_config(FLAGS.model_dir)
+    model, step, path = from_checkpoint.restore_model(
+        config, FLAGS.checkpoint or FLAGS.model_dir)
+    export_dir = FLAGS.export_dir or os.path.join(
+        FLAGS.model_dir, "saved_model", str(step))
+    out = saved_model.export_model(
+        model, config, export_dir,
+        include_projection_head=FLAGS.include_projection_head,
+        include_supervised_head=FLAGS.include_supervised_head,
+        overwrite=FLAGS.overwrite,
+        serving_outputs=(module.VECTOR_OUTPUTS
+                         if FLAGS.serving_outputs == "vectors" else None),
+        include_bytes_signature=FLAGS.image_bytes_signature,
+        info={"global_step": step, "checkpoint": path,
+              "config": {k: v for k, v in raw.items() if k != "origin"}})
+    print(f"exported {path} (step {step}) to {out}", flush=True)
+
+
+def _user_errors():
+    import tensorflow as tf
+    from simclr_tf2 import checkpoints
+    return (checkpoints.CheckpointMismatchError, ValueError, OSError,
+            tf.errors.OpError)
+
+
+def _parse_flags(argv):
+    try:
+        return FLAGS(argv)
+    except flags.Error as err:
+        print(f"error: {_one_line(err)} (see python -m export --helpfull)",
+              file=sys.stderr, flush=True)
+        sys.exit(1)
+
+
+def entry_point():
+    logging.set_verbosity(logging.WARNING)
+    try:
+        app.run(main, flags_parser=_parse_flags)
+    except Exception as err:  # pylint: disable=broad-except
+        if not isinstance(err, _user_errors()):
+            raise  # A bug: keep the traceback.
+        print(f"error: {_one_line(err)}", file=sys.stderr, flush=True)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    entry_point()

@@ -1,0 +1,391 @@
+"""Tests of export/: the SavedModel / TF-Hub module, its signatures and CLI.
+
+Every loading test runs in a fresh Python process whose working directory is
+a temporary folder and whose PYTHONPATH is cleared, and first proves that the
+project is not importable there: the export must stand on its own.
+"""
+
+import json
+import os
+import subprocess
+import sys
+import types
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from export import module as module_lib
+from export import saved_model
+from simclr_tf2 import checkpoints
+from simclr_tf2.data import augment
+from simclr_tf2.models import build
+from simclr_tf2.optim import weight_decay_loss
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+IMAGE = 16
+STEP = 7
+WEIGHT_DECAY = 1e-4
+
+# Runs first in every fresh process: the project must not be importable.
+PRELUDE = """
+import json, sys
+import numpy as np
+for name in ("simclr_tf2", "export"):
+    try:
+        __import__(name)
+    except ImportError:
+        continue
+    raise SystemExit(f"project package {name} is importable")
+import tensorflow as tf
+path, ref = sys.argv[1], np.load(sys.argv[2])
+def close(a, b):
+    np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=1e-5, rtol=0)
+"""
+
+
+def fresh_python(code, *args, cwd, timeout=300):
+    """Runs PRELUDE + code in a new interpreter without the project on sys.path."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env["TF_CPP_MIN_LOG_LEVEL"] = "2"
+    proc = subprocess.run([sys.executable, "-c", PRELUDE + code, *args],
+                          cwd=cwd, env=env, capture_output=True, text=True,
+                          timeout=timeout)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    return proc.stdout
+
+
+def tool(name, *args, cwd, project=False):
+    """Runs a console script of the venv (or `python -m` with the project)."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env["TF_CPP_MIN_LOG_LEVEL"] = "2"
+    if project:
+        env["PYTHONPATH"] = ROOT
+        command = [sys.executable, "-m", name, *args]
+    else:
+        command = [os.path.join(os.path.dirname(sys.executable), name), *args]
+    return subprocess.run(command, cwd=cwd, env=env, capture_output=True,
+                          text=True, timeout=300)
+
+
+def model_config():
+    return dict(resnet_depth=18, width_multiplier=0.125, cifar_stem=True,
+                sk_ratio=0.0, se_ratio=0.0, batch_norm_decay=0.9,
+                global_bn=True, proj_head_mode="nonlinear", proj_out_dim=8,
+                num_proj_layers=2, ft_proj_selector=0,
+                zero_init_logits_layer=False, fine_tune_after_block=-1,
+                lineareval_while_pretraining=True)
+
+
+def randomize(model, seed=0):
+    """Non-trivial BN parameters and statistics, so every gradient is non-zero."""
+    rng = np.random.default_rng(seed)
+    for v in model.weights:
+        shape = tuple(v.shape)
+        if v.path.endswith(("gamma", "moving_variance")):
+            v.assign(rng.uniform(0.5, 1.5, shape).astype(np.float32))
+        elif v.path.endswith(("beta", "moving_mean")):
+            v.assign(rng.normal(0.0, 0.1, shape).astype(np.float32))
+
+
+def png_bytes(rng, height, width, channels=3):
+    pixels = rng.integers(0, 256, (height, width, channels), dtype=np.uint8)
+    return tf.io.encode_png(pixels).numpy(), pixels
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    """A global-BN model, its checkpoint + flags.json, and its export.
+
+    model_dir/saved_model/ holds older exports 3 and 5 before exporting step
+    7 with keep=2, so pruning is exercised too.
+    """
+    base = tmp_path_factory.mktemp("export")
+    model_dir = base / "model_dir"
+    keras.utils.set_random_seed(1)
+    raw = {"data": {"image_size": IMAGE, "dataset": "digits"},
+           "model": model_config(),
+           "optim": {"weight_decay": WEIGHT_DECAY, "optimizer": "lars"},
+           "train": {"train_mode": "pretrain", "model_dir": str(model_dir)},
+           "origin": {}}
+    config = types.SimpleNamespace(
+        **{k: types.SimpleNamespace(**v) for k, v in raw.items()})
+    model = build.build_model(config.model, num_classes=10,
+                              train_mode="pretrain", image_size=IMAGE)
+    randomize(model)
+    for old in ("3", "5"):
+        os.makedirs(model_dir / "saved_model" / old)
+    (model_dir / "flags.json").write_text(json.dumps(raw))
+    optimizer = keras.optimizers.SGD(0.1)
+    optimizer.build(model.trainable_variables)
+    optimizer.iterations.assign(STEP)
+    _, manager = checkpoints.make_manager(model, optimizer, str(model_dir), 1)
+    manager.save(checkpoint_number=STEP)
+    path = saved_model.export_to_model_dir(model, config, STEP, keep=2)
+    return types.SimpleNamespace(
+        base=base, model_dir=model_dir, path=path,
+        ref=str(_write_reference(model, base)))
+
+
+def _write_reference(model, base):
+    """In-memory outputs: moving statistics first, then batch statistics."""
+    rng = np.random.default_rng(2)
+    x = rng.uniform(size=(4, IMAGE, IMAGE, 3)).astype(np.float32)
+    data, pixels = png_bytes(rng, 20, 24)
+    (base / "image.png").write_bytes(data)
+    np.save(base / "request.npy", np.array([data], dtype=object),
+            allow_pickle=True)
+    png_images = augment.preprocess_for_eval(pixels, IMAGE)[None]
+    arrays = {"x": x}
+    arrays.update({f"png_{k}": v.numpy() for k, v in
+                   model(png_images, training=False).items()})
+    arrays.update({f"f_{k}": v.numpy() for k, v in
+                   model(x, training=False).items()})
+    arrays["reg"] = weight_decay_loss(model.trainable_variables, WEIGHT_DECAY,
+                                      "momentum").numpy()
+    arrays.update({f"t_{k}": v.numpy() for k, v in
+                   model(x, training=True).items()})
+    np.savez(base / "ref.npz", **arrays)
+    return base / "ref.npz"
+
+
+def test_export_layout_pruning_and_info(exported):
+    root = exported.model_dir / "saved_model"
+    assert exported.path == str(root / str(STEP))
+    assert sorted(os.listdir(root)) == ["5", str(STEP)]  # keep=2, no temp dirs
+    assert os.path.isfile(os.path.join(exported.path, "saved_model.pb"))
+    info = json.load(open(os.path.join(exported.path, saved_model.EXPORT_INFO)))
+    assert info["image_size"] == IMAGE and info["global_step"] == STEP
+    assert info["signatures"] == ["serving_bytes", "serving_default"]
+    assert info["config"] is None or "model" in info["config"]
+    assert len(info["trainable_variables"]) < len(info["variables"])
+
+
+def test_tf_and_hub_load_match_model_in_both_bn_modes(exported):
+    fresh_python("""
+import tensorflow_hub as hub
+x = ref["x"]
+for m in (tf.saved_model.load(path), hub.load(path)):
+    out = m(x, trainable=False)
+    assert set(out) == {k[2:] for k in ref.files if k.startswith("f_")}, out
+    for k in out:
+        close(out[k], ref["f_" + k])
+    close(m(tf.constant(x))["final_avg_pool"], ref["f_final_avg_pool"])
+    serve = m.signatures["serving_default"](images=tf.constant(x))
+    assert {"final_avg_pool", "logits_sup"} <= set(serve), serve
+    for k in serve:
+        close(serve[k], ref["f_" + k])
+    # Other image sizes work: the ResNet ends in global pooling.
+    assert m(np.ones([2, 24, 20, 3], np.float32))["final_avg_pool"].shape == (2, 64)
+    close(m.regularization_losses[0](), ref["reg"])
+m = tf.saved_model.load(path)
+assert len(m.trainable_variables) < len(m.variables)
+with tf.GradientTape() as tape:
+    out = m(x, trainable=True)
+    loss = sum(tf.reduce_sum(tf.sin(v)) for v in out.values())
+for k in out:
+    close(out[k], ref["t_" + k])
+grads = tape.gradient(loss, m.trainable_variables)
+assert all(g is not None for g in grads), "gradient missing"
+assert all(float(tf.reduce_max(tf.abs(g))) > 0 for g in grads), "zero gradient"
+for bad in (np.ones([2, 16, 16, 1], np.float32), np.ones([16, 16, 3], np.float32)):
+    try:
+        m(bad)
+    except (ValueError, TypeError, tf.errors.InvalidArgumentError):
+        pass
+    else:
+        raise AssertionError(f"shape {bad.shape} was accepted")
+""", exported.path, exported.ref, cwd=exported.base)
+
+
+def test_hub_keras_layer_fine_tuning_changes_every_weight(exported):
+    fresh_python("""
+import tensorflow_hub as hub
+import tf_keras
+layer = hub.KerasLayer(path, trainable=True)
+inputs = tf_keras.Input((16, 16, 3))
+out = layer(inputs)
+head = tf_keras.layers.Dense(3)(tf_keras.layers.Concatenate()(
+    [out["proj_head_output"], out["logits_sup"]]))
+model = tf_keras.Model(inputs, head)
+model.compile(tf_keras.optimizers.SGD(0.1),
+              tf_keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+assert len(model.losses) == 1  # the module's weight decay
+weights = layer.trainable_weights
+assert len(weights) == len(hub.load(path).trainable_variables)
+before = [w.numpy().copy() for w in weights]
+model.fit(ref["x"], np.array([0, 1, 2, 0]), batch_size=4, epochs=1, verbose=0)
+same = [w.name for b, w in zip(before, weights) if np.array_equal(b, w.numpy())]
+assert not same, same
+""", exported.path, exported.ref, cwd=exported.base)
+
+
+def test_keras3_tfsm_layer(exported):
+    fresh_python("""
+import keras
+layer = keras.layers.TFSMLayer(path, call_endpoint="serving_default")
+out = layer(ref["x"])
+close(out["final_avg_pool"], ref["f_final_avg_pool"])
+close(out["logits_sup"], ref["f_logits_sup"])
+inputs = keras.Input((16, 16, 3))
+model = keras.Model(inputs, layer(inputs)["final_avg_pool"])
+close(model.predict(ref["x"], verbose=0), ref["f_final_avg_pool"])
+""", exported.path, exported.ref, cwd=exported.base)
+
+
+def test_saved_model_cli_show_and_run_on_png(exported):
+    show = tool("saved_model_cli", "show", "--all", "--dir", exported.path,
+                cwd=exported.base)
+    assert show.returncode == 0, show.stderr[-3000:]
+    assert "signature_def['serving_default']" in show.stdout
+    assert "signature_def['serving_bytes']" in show.stdout
+    outdir = exported.base / "cli_out"
+    run = tool("saved_model_cli", "run", "--dir", exported.path, "--tag_set",
+               "serve", "--signature_def", "serving_bytes", "--inputs",
+               f"image_bytes={exported.base / 'request.npy'}", "--outdir",
+               str(outdir), cwd=exported.base)
+    assert run.returncode == 0, run.stderr[-3000:]
+    ref = np.load(exported.ref)
+    for key in ("final_avg_pool", "logits_sup", "proj_head_output"):
+        np.testing.assert_allclose(np.load(outdir / f"{key}.npy"),
+                                   ref[f"png_{key}"], atol=1e-5, rtol=0)
+
+
+def test_python_m_export_from_checkpoint_matches_run_export(exported):
+    out = exported.base / "from_checkpoint"
+    proc = tool("export", f"--model_dir={exported.model_dir}",
+                f"--export_dir={out}", cwd=ROOT, project=True)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert f"(step {STEP})" in proc.stdout
+    fresh_python("""
+a, b = tf.saved_model.load(path), tf.saved_model.load(sys.argv[3])
+for trainable in (False, True):
+    out_a, out_b = a(ref["x"], trainable), b(ref["x"], trainable)
+    assert set(out_a) == set(out_b)
+    for k in out_a:
+        close(out_a[k], out_b[k])
+""", exported.path, exported.ref, str(out), cwd=exported.base)
+
+
+@pytest.mark.parametrize("args,fragment", [
+    (["--model_dir={base}/nowhere"], "no flags.json"),
+    (["--model_dir={model_dir}", "--checkpoint={model_dir}/ckpt-99"],
+     "does not exist"),
+    (["--model_dir={model_dir}", "--export_dir={path}"], "already exists"),
+])
+def test_python_m_export_user_errors(exported, args, fragment):
+    args = [a.format(base=exported.base, model_dir=exported.model_dir,
+                     path=exported.path) for a in args]
+    proc = tool("export", *args, cwd=ROOT, project=True)
+    assert proc.returncode == 1
+    assert "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error:"), proc.stderr
+    assert fragment in lines[0]
+
+
+class _TinyModule(tf.Module):
+    """Stands in for a SimCLRHubModule where only the writing is tested."""
+
+    variables = trainable_variables = ()
+
+    def __init__(self):
+        super().__init__()
+        self.scale = tf.Variable(2.0)
+        self.variables = self.trainable_variables = [self.scale]
+
+    def outputs(self, images, training):
+        return {"final_avg_pool": self.scale * tf.reduce_mean(images, [1, 2])}
+
+
+def _half_write_then_fail(path, *args, **kwargs):
+    os.makedirs(os.path.join(path, "variables"), exist_ok=True)
+    with open(os.path.join(path, "saved_model.pb"), "wb") as f:
+        f.write(b"partial")
+    raise OSError("disk full")
+
+
+def test_failed_save_leaves_nothing_and_keeps_previous(tmp_path, monkeypatch):
+    target = tmp_path / "out"
+    module = _TinyModule()
+    monkeypatch.setattr(tf.saved_model, "save", _half_write_then_fail)
+    with pytest.raises(OSError, match="disk full"):
+        saved_model.save_module(module, str(target), 8)
+    assert os.listdir(tmp_path) == []
+    monkeypatch.undo()
+
+    saved_model.save_module(module, str(target), 8)
+    with pytest.raises(FileExistsError):
+        saved_model.save_module(module, str(target), 8)
+    monkeypatch.setattr(tf.saved_model, "save", _half_write_then_fail)
+    with pytest.raises(OSError):
+        saved_model.save_module(module, str(target), 8, overwrite=True)
+    assert os.listdir(tmp_path) == ["out"]
+    assert tf.saved_model.load(str(target)).scale.numpy() == 2.0
+
+
+def test_prune_keeps_newest_numbered_exports(tmp_path):
+    for name in ("2", "10", "9", ".10.tmp-x", "notes"):
+        os.makedirs(tmp_path / name)
+    saved_model.prune_exports(str(tmp_path), keep=2)
+    assert sorted(os.listdir(tmp_path)) == [".10.tmp-x", "10", "9", "notes"]
+    saved_model.prune_exports(str(tmp_path), keep=0)  # 0 keeps everything
+    assert len(os.listdir(tmp_path)) == 4
+
+
+def test_validate_images_rejects_wrong_rank_and_channels():
+    with pytest.raises(ValueError, match="3 \\(RGB\\) channels"):
+        module_lib.validate_images(tf.zeros([1, 4, 4, 1]))
+    with pytest.raises(ValueError, match="batch of shape"):
+        module_lib.validate_images(tf.zeros([4, 4, 3]))
+    dynamic = tf.function(module_lib.validate_images, input_signature=[
+        tf.TensorSpec(None, tf.float32)])
+    assert dynamic(tf.zeros([2, 4, 4, 3])).shape == (2, 4, 4, 3)
+    with pytest.raises(tf.errors.InvalidArgumentError, match="3 \\(RGB\\)"):
+        dynamic(tf.zeros([2, 4, 4, 4]))
+    with pytest.raises(tf.errors.InvalidArgumentError, match="batch of shape"):
+        dynamic(tf.zeros([4, 4, 3]))
+
+
+def test_decoding_matches_eval_preprocessing():
+    rng = np.random.default_rng(3)
+    color, pixels = png_bytes(rng, 40, 48)
+    gray, gray_pixels = png_bytes(rng, 12, 10, channels=1)
+    jpeg = tf.io.encode_jpeg(pixels).numpy()
+    images = module_lib.decode_and_preprocess(tf.constant([color, gray, jpeg]), IMAGE)
+    assert images.shape == (3, IMAGE, IMAGE, 3)
+    np.testing.assert_allclose(images[0], augment.preprocess_for_eval(pixels, IMAGE),
+                               atol=1e-6)
+    np.testing.assert_allclose(images[1], augment.preprocess_for_eval(gray_pixels, IMAGE),
+                               atol=1e-6)
+    with pytest.raises(tf.errors.InvalidArgumentError):
+        module_lib.decode_and_preprocess(tf.constant([b"not an image"]), IMAGE)
+
+
+@pytest.mark.slow
+def test_run_py_export_equals_python_m_export(tmp_path):
+    model_dir = tmp_path / "run"
+    env = dict(os.environ, PYTHONPATH=ROOT)
+    proc = subprocess.run(
+        [sys.executable, os.path.join(ROOT, "run.py"), "--mode=train_then_eval",
+         "--train_steps=2", f"--model_dir={model_dir}", "--resnet_depth=18",
+         "--width_multiplier=0.125", f"--image_size={IMAGE}", "--proj_out_dim=8",
+         "--train_batch_size=32", "--eval_steps=1"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    run_export = model_dir / "saved_model" / "2"
+    assert run_export.is_dir()
+    out = tmp_path / "cli"
+    cli = tool("export", f"--model_dir={model_dir}", f"--export_dir={out}",
+               cwd=ROOT, project=True)
+    assert cli.returncode == 0, cli.stderr[-3000:]
+    np.savez(tmp_path / "ref.npz", x=np.random.default_rng(0).uniform(
+        size=(4, IMAGE, IMAGE, 3)).astype(np.float32))
+    fresh_python("""
+a, b = tf.saved_model.load(path), tf.saved_model.load(sys.argv[3])
+for trainable in (False, True):
+    out_a, out_b = a(ref["x"], trainable), b(ref["x"], trainable)
+    for k in out_a:
+        close(out_a[k], out_b[k])
+""", str(run_export), str(tmp_path / "ref.npz"), str(out), cwd=tmp_path)
