@@ -4,7 +4,8 @@
 
 Flags are defined in flags/definitions.py (the original SimCLR TF2 flags plus
 our own); this file turns them into a RunConfig and drives simclr_tf2.
-User errors end with one line on stderr and exit status 1.
+User errors end with one line on stderr and exit status 1 (set
+SIMCLR_TF2_TRACEBACK=1 to see the Python traceback instead).
 """
 
 import os
@@ -118,6 +119,8 @@ def entry_point():
     try:
         app.run(main, flags_parser=_parse_flags)
     except _user_error_types() as err:
+        if os.environ.get("SIMCLR_TF2_TRACEBACK"):
+            raise
         message = " ".join(str(err).split()) or type(err).__name__
         print(f"error: {message}", file=sys.stderr, flush=True)
         sys.exit(1)

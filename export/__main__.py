@@ -67,12 +67,15 @@ def main(argv):
     if len(argv) > 1:
         raise ValueError(f"unexpected arguments {argv[1:]}; flags look like "
                          "--name=value.")
+    from export import preflight  # No TensorFlow yet: fail fast.
+    config, raw = preflight.load_run_config(FLAGS.model_dir)
+    if FLAGS.export_dir:
+        preflight.check_destination(FLAGS.export_dir, FLAGS.overwrite)
     _quiet_tensorflow_import()
     from export import from_checkpoint
     from export import module
     from export import saved_model
 
-    config, raw = from_checkpoint.load_run_config(FLAGS.model_dir)
     model, step, path = from_checkpoint.restore_model(
         config, FLAGS.checkpoint or FLAGS.model_dir)
     export_dir = FLAGS.export_dir or os.path.join(
@@ -91,10 +94,10 @@ def main(argv):
 
 
 def _user_errors():
-    import tensorflow as tf
-    from simclr_tf2 import checkpoints
-    return (checkpoints.CheckpointMismatchError, ValueError, OSError,
-            tf.errors.OpError)
+    """Errors reported in one line (checkpoint mismatches are ValueErrors)."""
+    errors = (ValueError, OSError)
+    tf = sys.modules.get("tensorflow")  # Not imported when preflight fails.
+    return errors + (tf.errors.OpError,) if tf else errors
 
 
 def _parse_flags(argv):

@@ -6,10 +6,6 @@ comes from the checkpoint itself (the shape of the supervised head's kernel,
 absent when the run had no head), so the dataset need not be available.
 """
 
-import json
-import os
-import types
-
 import tensorflow as tf
 from tensorflow.core.protobuf import trackable_object_graph_pb2
 
@@ -17,42 +13,7 @@ from export import saved_model
 from simclr_tf2 import checkpoints
 from simclr_tf2.models import build
 
-SECTIONS = ("data", "model", "optim", "train")
 GLOBAL_STEP_KEY = "global_step/.ATTRIBUTES/VARIABLE_VALUE"
-
-
-class ExportError(ValueError):
-    """A user error of the exporter; the message is one line with the fix."""
-
-
-def load_run_config(model_dir):
-    """Reads `model_dir/flags.json` into attribute-access sections.
-
-    Args:
-      model_dir: a run.py model directory.
-
-    Returns:
-      (config, raw): a namespace with `data`, `model`, `optim`, `train`
-      sections, and the decoded JSON dict.
-
-    Raises:
-      ExportError: missing, unreadable or incomplete flags.json.
-    """
-    path = os.path.join(model_dir, "flags.json")
-    if not os.path.isfile(path):
-        raise ExportError(
-            f"no flags.json in {model_dir}; pass the --model_dir of a run.py "
-            "run (it records the architecture there).")
-    try:
-        with open(path) as f:
-            raw = json.load(f)
-        config = types.SimpleNamespace(
-            **{s: types.SimpleNamespace(**raw[s]) for s in SECTIONS})
-    except (OSError, ValueError, KeyError, TypeError) as err:
-        raise ExportError(
-            f"cannot read {path} ({type(err).__name__}: {err}); it must be "
-            f"the JSON run.py writes, with sections {', '.join(SECTIONS)}.") from err
-    return config, raw
 
 
 def _object_graph(reader):

@@ -12,6 +12,8 @@ Serving signatures (`serving_default` on float images, `serving_bytes` on
 encoded JPEG/PNG bytes) are built by `serving_signatures`.
 """
 
+import types
+
 import tensorflow as tf
 
 from simclr_tf2.data import augment
@@ -82,13 +84,21 @@ def decode_and_preprocess(image_bytes, image_size):
         [image_size, image_size, 3], tf.float32))
 
 
+def _tf_variable(variable):
+    """The tf.Variable behind a Keras 3 variable (what functions capture)."""
+    value = getattr(variable, "value", variable)
+    if not isinstance(value, tf.Variable):
+        raise TypeError(f"expected a TensorFlow-backed variable, got {variable!r}")
+    return value
+
+
 class SimCLRHubModule(tf.Module):
     """SimCLR encoder (+ heads) as a TF-Hub reusable SavedModel.
 
     Args:
       model: a built SimCLRModel-like object with `encoder`,
-        `projection_head`, `supervised_head` (or None) and `ft_proj_selector`;
-        float32, no synchronized BN (see `saved_model.export_copy`).
+        `projection_head`, `supervised_head` (or None) and `ft_proj_selector`,
+        float32 and built outside any strategy (`saved_model.export_copy`).
       include_projection_head: output `proj_head_input`/`proj_head_output`.
       include_supervised_head: output `logits_sup` (if the model has a head).
       weight_decay: L2 coefficient of `regularization_losses` (0: none).
@@ -102,23 +112,34 @@ class SimCLRHubModule(tf.Module):
     def __init__(self, model, include_projection_head=True,
                  include_supervised_head=True, weight_decay=0.0):
         super().__init__(name="simclr")
-        self._encoder = model.encoder
-        self._selector = int(model.ft_proj_selector)
-        self._supervised = (model.supervised_head if include_supervised_head
-                            else None)
-        self._include_projection = include_projection_head
+        supervised = model.supervised_head if include_supervised_head else None
+        selector = int(model.ft_proj_selector)
         needs_projection = include_projection_head or (
-            self._supervised is not None and self._selector > 0)
-        self._projection = model.projection_head if needs_projection else None
-        parts = [p for p in (self._encoder, self._projection, self._supervised)
+            supervised is not None and selector > 0)
+        # A plain namespace: the layers are used while tracing, but only
+        # their tf.Variables (below) belong in the SavedModel's object graph.
+        self._net = types.SimpleNamespace(
+            encoder=model.encoder, selector=selector, supervised=supervised,
+            projection=model.projection_head if needs_projection else None,
+            include_projection=include_projection_head)
+        parts = [p for p in (model.encoder, self._net.projection, supervised)
                  if p is not None]
-        self.variables = [v for p in parts for v in p.weights]
-        self.trainable_variables = [v for p in parts for v in p.trainable_weights]
+        weights = [v for p in parts for v in p.weights]
+        trainable = [v for p in parts for v in p.trainable_weights]
+        self._net.paths = ([v.path for v in weights], [v.path for v in trainable])
+        # One trace per BN mode, shared by every __call__ keyword variant and
+        # by the serving signatures (they call these as graph functions).
+        spec = [tf.TensorSpec([None, None, None, 3], tf.float32)]
+        self._net.infer = tf.function(lambda x: self.outputs(x, False),
+                                      input_signature=spec)
+        self._net.train = tf.function(lambda x: self.outputs(x, True),
+                                      input_signature=spec)
+        self.variables = [_tf_variable(v) for v in weights]
+        self.trainable_variables = [_tf_variable(v) for v in trainable]
         self.regularization_losses = []
         if weight_decay:
             # Every non-BN weight, as for SGD/Adam fine-tuning (LARS-style
             # in-optimizer decay does not travel with a SavedModel).
-            trainable = list(self.trainable_variables)
             self.regularization_losses.append(tf.function(
                 lambda: weight_decay_loss(trainable, weight_decay, "momentum"),
                 input_signature=[]))
@@ -136,25 +157,30 @@ class SimCLRHubModule(tf.Module):
           [B, D], and when included "proj_head_input" [B, D],
           "proj_head_output" [B, P], "logits_sup" [B, C].
         """
+        net = self._net
         images = validate_images(images)
-        encoded = self._encoder(images, training=training)
+        encoded = net.encoder(images, training=training)
         outputs = {k: tf.cast(v, tf.float32) for k, v in encoded.items()}
         hiddens = [outputs["final_avg_pool"]]
-        if self._projection is not None:
-            hiddens = self._projection(hiddens[0], training=training)
-        if self._include_projection:
+        if net.projection is not None:
+            hiddens = net.projection(hiddens[0], training=training)
+        if net.include_projection:
             outputs["proj_head_input"] = tf.cast(hiddens[0], tf.float32)
             outputs["proj_head_output"] = tf.cast(hiddens[-1], tf.float32)
-        if self._supervised is not None:
+        if net.supervised is not None:
             outputs["logits_sup"] = tf.cast(
-                self._supervised(hiddens[self._selector]), tf.float32)
+                net.supervised(hiddens[net.selector]), tf.float32)
         return outputs
+
+    def variable_paths(self):
+        """Keras paths of (`variables`, `trainable_variables`), in order."""
+        return tuple(list(paths) for paths in self._net.paths)
 
     @tf.function
     def __call__(self, images, trainable=False, training=None):
         """Hub API: `module(images, trainable)`; see `outputs`."""
         mode = bool(trainable) if training is None else bool(training)
-        return self.outputs(images, mode)
+        return (self._net.train if mode else self._net.infer)(images)
 
     def trace(self):
         """Traces __call__ for every keyword combination; returns self."""
@@ -189,13 +215,13 @@ def serving_signatures(module, image_size, outputs=VECTOR_OUTPUTS,
     @tf.function(input_signature=[tf.TensorSpec(
         [None, image_size, image_size, 3], tf.float32, name=IMAGES_INPUT)])
     def serve_images(images):
-        return select(module.outputs(images, training=False))
+        return select(module(images, trainable=False))
 
     @tf.function(input_signature=[tf.TensorSpec(
         [None], tf.string, name=BYTES_INPUT)])
     def serve_bytes(image_bytes):
         images = decode_and_preprocess(image_bytes, image_size)
-        return select(module.outputs(images, training=False))
+        return select(module(images, trainable=False))
 
     signatures = {SERVING_DEFAULT: serve_images.get_concrete_function()}
     if include_bytes:

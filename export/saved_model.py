@@ -5,9 +5,10 @@
 
 The export is made from a *copy* of the model, built outside any
 distribution strategy: float32, every layer trainable, the supervised head
-fed without the linear-eval stop-gradient. Synchronized BN is kept (outside a
-strategy its all-reduce is an identity with a saved gradient), so the export
-computes bit for bit what the trained model computes, in both BN modes.
+fed without the linear-eval stop-gradient, synchronized BN computing its
+moments without the all-reduce (`single_replica_bn`). It computes bit for
+bit what the trained model computes, in both BN modes, with plain ops that
+differentiate without custom gradients.
 """
 
 import contextlib
@@ -22,6 +23,8 @@ import keras
 import tensorflow as tf
 
 from export import module as module_lib
+from export import preflight
+from export import single_replica_bn
 from simclr_tf2.models import build
 
 EXPORT_INFO = os.path.join("assets.extra", "simclr_export.json")
@@ -83,6 +86,7 @@ def export_copy(model, model_cfg, image_size):
             types.SimpleNamespace(**cfg), num_classes=num_classes,
             train_mode="finetune" if num_classes else "pretrain",
             image_size=image_size)
+    single_replica_bn.use_single_replica_batch_norm(copy)
     copy_weights(model, copy)
     return copy
 
@@ -126,7 +130,7 @@ def save_module(module, export_dir, image_size, *,
     Raises:
       FileExistsError: `export_dir` exists and overwrite is False.
     """
-    export_dir = _check_destination(export_dir, overwrite)
+    export_dir = preflight.check_destination(export_dir, overwrite)
     parent, name = os.path.split(export_dir)
     os.makedirs(parent, exist_ok=True)
     signatures = module_lib.serving_signatures(
@@ -137,10 +141,10 @@ def save_module(module, export_dir, image_size, *,
     os.mkdir(tmp)
     try:
         tf.saved_model.save(module, tmp, signatures=signatures)
+        variables, trainable = _variable_paths(module)
         _write_info(tmp, dict(
             info or {}, image_size=image_size, signatures=sorted(signatures),
-            variables=[_path(v) for v in module.variables],
-            trainable_variables=[_path(v) for v in module.trainable_variables]))
+            variables=variables, trainable_variables=trainable))
         _move_into_place(tmp, export_dir)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -148,18 +152,11 @@ def save_module(module, export_dir, image_size, *,
     return export_dir
 
 
-def _check_destination(export_dir, overwrite):
-    """The absolute `export_dir`; raises FileExistsError if it is taken."""
-    export_dir = os.path.abspath(export_dir)
-    if os.path.exists(export_dir) and not overwrite:
-        raise FileExistsError(
-            f"export directory {export_dir} already exists; remove it, pass "
-            "--overwrite, or choose another --export_dir.")
-    return export_dir
-
-
-def _path(variable):
-    return getattr(variable, "path", None) or variable.name
+def _variable_paths(module):
+    if hasattr(module, "variable_paths"):
+        return module.variable_paths()
+    return ([v.name for v in module.variables],
+            [v.name for v in module.trainable_variables])
 
 
 def _write_info(directory, info):
@@ -224,7 +221,7 @@ def export_model(model, config, export_dir, *, include_projection_head=True,
     Returns:
       The absolute export directory.
     """
-    _check_destination(export_dir, overwrite)  # Before the slow part.
+    preflight.check_destination(export_dir, overwrite)  # Before the slow part.
     image_size = int(as_namespace(config.data).image_size)
     module = build_module(
         model, config.model, image_size,

@@ -1,9 +1,11 @@
 """Drives one invocation of run.py: train, eval or train_then_eval, then export."""
 
 import os
+import shutil
 
 from simclr_tf2 import distribute
 from simclr_tf2 import evaluate
+from simclr_tf2.teacher import load_teacher
 from simclr_tf2.train import Run
 
 
@@ -16,7 +18,7 @@ def write_flags_json(config, origin):
 
 def _export(run, printer):
     """Exports the current weights to model_dir/saved_model/<step>/."""
-    if not run.config.train.export_after_eval:
+    if not run.config.train.export_after_eval or not run.is_chief:
         return
     from export import saved_model  # The top-level exporter package.
     path = saved_model.export_to_model_dir(
@@ -25,25 +27,29 @@ def _export(run, printer):
     printer(f"exported SavedModel to {path}")
 
 
-def run(config, origin, printer=print, teacher=None):
+def run(config, origin, printer=print):
     """Runs the mode asked for in `config.train.mode`.
 
     Args:
       config: RunConfig-like object.
       origin: flag name -> where its value came from (for flags.json).
       printer: function taking a line of progress text.
-      teacher: callable images -> logits for distillation.
 
     Returns:
       The last evaluation result dict, or None for --mode=train.
     """
-    write_flags_json(config, origin)
     strategy = distribute.make_strategy(
         use_tpu=config.distribute.use_tpu, tpu_name=config.distribute.tpu_name,
         tpu_zone=config.distribute.tpu_zone,
         gcp_project=config.distribute.gcp_project,
         master=config.distribute.master,
         num_logical_cpu_devices=config.distribute.num_logical_cpu_devices)
+    if distribute.task_info(strategy)[0]:
+        write_flags_json(config, origin)
+    teacher = None
+    if config.train.train_mode == "distill":
+        teacher = load_teacher(config.train.teacher, config.data.image_size)
+        printer(f"teacher: {teacher.path} ({teacher.num_classes} classes)")
     session = Run(config, strategy, printer=printer, teacher=teacher)
     mode = config.train.mode
     result = None
@@ -55,4 +61,6 @@ def run(config, origin, printer=print, teacher=None):
     elif mode == "eval":
         result = session.evaluate_checkpoints(
             on_result=lambda _: _export(session, printer))
+    if not session.is_chief:
+        shutil.rmtree(session.write_dir, ignore_errors=True)
     return result

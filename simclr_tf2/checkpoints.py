@@ -97,13 +97,15 @@ def restore(checkpoint, path, what):
     return status
 
 
-def restore_latest(checkpoint, manager):
-    """Resumes from the newest checkpoint of the run, if any.
+def restore_latest(checkpoint, model_dir):
+    """Resumes from the newest checkpoint in `model_dir`, if any.
+
+    Every worker of a multi-worker run resumes from the chief's model_dir.
 
     Returns:
       The restored checkpoint path, or None for a fresh run.
     """
-    latest = manager.latest_checkpoint
+    latest = tf.train.latest_checkpoint(model_dir)
     if latest:
         restore(checkpoint, latest, "model")
     return latest

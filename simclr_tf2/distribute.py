@@ -67,3 +67,20 @@ def make_strategy(use_tpu=False, tpu_name=None, tpu_zone=None,
         return tf.distribute.OneDeviceStrategy(gpus[0].name)
     logging.info("Training on one CPU device.")
     return tf.distribute.get_strategy()
+
+
+def task_info(strategy):
+    """(is_chief, task_id) of this process under `strategy`.
+
+    Only multi-worker strategies have non-chief tasks; the chief is the
+    'chief' task or, without one, worker 0.
+    """
+    resolver = getattr(strategy, "cluster_resolver", None)
+    task_type = getattr(resolver, "task_type", None)
+    task_id = getattr(resolver, "task_id", 0) or 0
+    if task_type is None or isinstance(strategy, tf.distribute.TPUStrategy):
+        return True, 0
+    cluster = resolver.cluster_spec().as_dict()
+    if "chief" in cluster:
+        return task_type == "chief", task_id
+    return task_type == "worker" and task_id == 0, task_id

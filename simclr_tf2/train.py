@@ -14,6 +14,7 @@ import tensorflow as tf
 
 from simclr_tf2 import callbacks as callbacks_lib
 from simclr_tf2 import checkpoints
+from simclr_tf2 import distribute
 from simclr_tf2 import evaluate
 from simclr_tf2 import knn
 from simclr_tf2.data import pipeline
@@ -50,8 +51,15 @@ class Run:
         self.strategy = strategy
         self.printer = printer
         data, train = config.data, config.train
+        # Non-chief workers of a multi-worker run write their (identical)
+        # checkpoints and summaries to a private directory.
+        self.is_chief, task_id = distribute.task_info(strategy)
+        self.write_dir = (train.model_dir if self.is_chief else
+                          os.path.join(train.model_dir, f".worker_{task_id}"))
+        tf.io.gfile.makedirs(self.write_dir)
         self.source = sources.open_source(data.dataset, data.data_dir)
-        self.num_classes = self.source.info.num_classes
+        self.num_classes = (teacher.num_classes if teacher is not None
+                            else self.source.info.num_classes)
         self.example_ids = self._label_subset()
         self.num_train_examples = (
             len(self.example_ids) if self.example_ids is not None
@@ -70,7 +78,7 @@ class Run:
         with strategy.scope():
             self.model, self.optimizer = self._build(teacher)
         self.checkpoint, self.manager = checkpoints.make_manager(
-            self.model, self.optimizer, train.model_dir,
+            self.model, self.optimizer, self.write_dir,
             train.keep_checkpoint_max)
 
     def _label_subset(self):
@@ -83,7 +91,7 @@ class Run:
         if train.train_mode != "finetune" or (
                 data.label_fraction >= 1.0 and not data.label_subset_file):
             return None
-        path = os.path.join(train.model_dir, "label_subset.txt")
+        path = os.path.join(self.write_dir, "label_subset.txt")
         if data.label_subset_file:
             ids = subsets.read_subset_file(data.label_subset_file)
         elif tf.io.gfile.exists(path):
@@ -130,7 +138,7 @@ class Run:
 
     def summary_writer(self, name):
         return tf.summary.create_file_writer(
-            os.path.join(self.config.train.model_dir, name))
+            os.path.join(self.write_dir, name))
 
     # ------------------------------------------------------------- training
     def train_dataset(self, seed_offset=0):
@@ -144,7 +152,8 @@ class Run:
 
     def restore_or_initialise(self):
         """Resumes the run, or loads --checkpoint into a fresh one."""
-        restored = checkpoints.restore_latest(self.checkpoint, self.manager)
+        restored = checkpoints.restore_latest(self.checkpoint,
+                                              self.config.train.model_dir)
         if restored:
             self.printer(f"resumed from {restored} (step {self.global_step})")
         elif self.config.train.checkpoint:
@@ -221,7 +230,7 @@ class Run:
         if self.config.train.knn_eval:
             result["eval/knn_top_1_accuracy"] = self.knn_accuracy(dataset)
         name = self.config.train.eval_name
-        evaluate.write_result(self.config.train.model_dir, result,
+        evaluate.write_result(self.write_dir, result,
                               self.summary_writer(f"eval_{name}" if name else "eval"))
         self.printer(evaluate.format_result(result))
         return result

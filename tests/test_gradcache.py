@@ -6,6 +6,10 @@ import pytest
 import tensorflow as tf
 
 from simclr_tf2 import gradcache
+from simclr_tf2 import optim
+from simclr_tf2.models import heads
+from simclr_tf2.models.simclr_model import SimCLRModel
+from tests.test_simclr_model import IMAGE
 from tests.test_simclr_model import batch
 from tests.test_simclr_model import make_model
 
@@ -80,7 +84,53 @@ def test_moving_statistics_get_one_update_with_the_chunk_average():
         np.testing.assert_allclose(got, (one + two) / 2, atol=1e-6)
 
 
+class _TinyEncoder(keras.layers.Layer):
+    """Conv + BN + pool: a SimCLRModel encoder that traces fast."""
+
+    def __init__(self, global_bn, **kwargs):
+        super().__init__(**kwargs)
+        self.conv = keras.layers.Conv2D(8, 3, strides=2, use_bias=False)
+        self.bn = keras.layers.BatchNormalization(synchronized=global_bn)
+
+    def call(self, images, training=None):
+        x = tf.nn.relu(self.bn(self.conv(images), training=training))
+        return {"final_avg_pool": tf.reduce_mean(x, axis=[1, 2])}
+
+
+def _tiny_model(global_bn=False, micro_batch_size=0):
+    keras.utils.set_random_seed(0)
+    model = SimCLRModel(
+        _TinyEncoder(global_bn, name="tiny_encoder"),
+        heads.ProjectionHead(out_dim=8, global_bn=global_bn),
+        heads.supervised_head(3), temperature=0.5, weight_decay=1e-4,
+        micro_batch_size=micro_batch_size)
+    model(tf.zeros([1, IMAGE, IMAGE, 3]), training=False)
+    model.compile(optimizer=optim.build_optimizer("lars", 0.1,
+                                                  weight_decay=1e-4))
+    model.optimizer.build(model.trainable_variables)
+    return model
+
+
+_KEY_BASE = [10_000]
+
+
+def _mirrored():
+    """A 2-replica MirroredStrategy with collective keys of its own.
+
+    Strategies in one process otherwise share group and instance keys, and a
+    later one running different collectives aborts ("Collective instance N
+    expected type ...").
+    """
+    _KEY_BASE[0] += 1_000
+    tf.distribute.MirroredStrategy._collective_key_base = _KEY_BASE[0]
+    try:
+        return tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+    finally:
+        tf.distribute.MirroredStrategy._collective_key_base = 0
+
+
 def _distributed_step(strategy, model, data):
+    """One train_step on the global batch `data`, split over the replicas."""
     dataset = tf.data.Dataset.from_tensor_slices(data).batch(
         int(data["label"].shape[0]), drop_remainder=True)
     iterator = iter(strategy.experimental_distribute_dataset(dataset))
@@ -94,38 +144,48 @@ def _distributed_step(strategy, model, data):
     return step()
 
 
-@pytest.mark.parametrize("global_bn", [False, True])
-def test_two_replicas_match_one_device_with_inference_bn(global_bn):
-    # global_bn with frozen BN still takes the while-loop path; with BN in
-    # training mode (below) sync BN forces the unrolled loop.
-    data = batch(n=8)
-    reference = make_model(global_bn=global_bn)
-    _freeze_batch_norm(reference)
-    ref_logs = tf.function(reference.train_step)(data)
-    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
-    with strategy.scope():
-        model = make_model(global_bn=global_bn)
-        _freeze_batch_norm(model)
-    model.micro_batch_size = 2
-    logs = _distributed_step(strategy, model, data)
-    np.testing.assert_allclose(logs["contrast_loss"],
-                               ref_logs["contrast_loss"], rtol=1e-5)
-    for a, b in zip(reference.trainable_variables, model.trainable_variables):
+def _assert_same_variables(expected, got):
+    assert len(expected.variables) == len(got.variables)
+    for a, b in zip(expected.variables, got.variables):
         np.testing.assert_allclose(a.numpy(), b.numpy(), atol=1e-5,
                                    err_msg=a.path)
 
 
-def test_two_replicas_with_global_bn_in_training_mode():
-    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+def test_two_replicas_match_full_batch_step_with_inference_bn():
+    # Negatives and dL/dz cross replicas; the chunk loop is a tf.while_loop.
+    data = batch(n=8)
+    reference = _tiny_model()
+    _freeze_batch_norm(reference)
+    ref_logs = tf.function(reference.train_step)(data)
+    strategy = _mirrored()
     with strategy.scope():
-        model = make_model(global_bn=True)
-    model.micro_batch_size = 2
-    assert gradcache._must_unroll.__name__  # the path this test exercises
-    before = [v.numpy().copy() for v in model.trainable_variables]
-    logs = _distributed_step(strategy, model, batch(n=8))
-    assert np.isfinite(float(logs["loss"]))
-    assert any(not np.allclose(b, v.numpy())
-               for b, v in zip(before, model.trainable_variables))
+        model = _tiny_model(micro_batch_size=2)
+        _freeze_batch_norm(model)
+    logs = _distributed_step(strategy, model, data)
+    for key in ("loss", "contrast_loss", "contrast_acc", "supervised_loss"):
+        np.testing.assert_allclose(logs[key], ref_logs[key], rtol=1e-5,
+                                   err_msg=key)
+    _assert_same_variables(reference, model)
+
+
+def test_two_replicas_with_global_bn_match_one_device_chunks():
+    # Sync BN in training mode (unrolled loop): chunk k's statistics span
+    # chunk k of both replicas, i.e. one device's chunk k of 2M examples
+    # once the batch is reordered (NT-Xent does not depend on the order).
+    data = batch(n=8)
+    order = [0, 1, 4, 5, 2, 3, 6, 7]
+    reordered = {k: tf.gather(v, order) for k, v in data.items()}
+    reference = _tiny_model(micro_batch_size=4)
+    ref_logs = tf.function(reference.train_step)(reordered)
+    strategy = _mirrored()
+    with strategy.scope():
+        model = _tiny_model(global_bn=True, micro_batch_size=2)
+        assert gradcache._must_unroll(model)
+    logs = _distributed_step(strategy, model, data)
+    for key in ("loss", "contrast_loss", "contrast_acc", "supervised_loss"):
+        np.testing.assert_allclose(logs[key], ref_logs[key], rtol=1e-5,
+                                   err_msg=key)
+    _assert_same_variables(reference, model)
 
 
 def test_micro_batch_must_divide_the_per_replica_batch():

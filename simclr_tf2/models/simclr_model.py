@@ -101,6 +101,18 @@ class SimCLRModel(keras.Model):
         self._top5 = keras.metrics.SparseTopKCategoricalAccuracy(
             k=min(5, num_classes), name="label_top_5_accuracy")
 
+    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
+        """Skips Keras's symbolic build under a strategy.
+
+        Keras 3.15 builds the model on a batch reduced with
+        `strategy.reduce("MEAN", batch)`, which fails for dict batches under
+        MultiWorkerMirroredStrategy (and costs a batch). This model, its
+        metrics and its optimizer are built before fit, so nothing is lost.
+        """
+        if not (self.built and self.optimizer is not None
+                and self.optimizer.built):
+            super()._maybe_symbolic_build(iterator, data_batch)
+
     @property
     def metrics(self):
         return list(self._trackers.values()) + [self._top1, self._top5]
@@ -231,8 +243,15 @@ class SimCLRModel(keras.Model):
             results = {n: self._trackers[n].result() for n in names}
             results["learning_rate"] = tf.cast(
                 self.optimizer.learning_rate, tf.float32)
-            return results
-        return {"label_top_1_accuracy": self._top1.result(),
+        else:
+            results = {
+                "label_top_1_accuracy": self._top1.result(),
                 "label_top_5_accuracy": self._top5.result(),
                 "regularization_loss":
                     self._trackers["regularization_loss"].result()}
+        if isinstance(tf.distribute.get_strategy(),
+                      tf.distribute.MultiWorkerMirroredStrategy):
+            # Keras 3.15 reduces logs across workers with axis=0, which
+            # fails for scalars; [1]-shaped logs reduce to the same scalar.
+            results = {k: tf.reshape(v, [1]) for k, v in results.items()}
+        return results
