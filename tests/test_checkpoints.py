@@ -21,7 +21,7 @@ def test_round_trip_restores_weights_bn_statistics_optimizer_and_step(tmp_path):
     sizes = checkpoints._saved_part_sizes(manager.latest_checkpoint)
     # Non-trainable BN moving statistics are saved too, not just weights.
     assert sizes["encoder"] == len(source.encoder.variables)
-    assert sizes["supervised_head"] == 2
+    assert sizes["supervised_head"] == 4  # kernel, bias, 2 BN statistics
     assert len(source.encoder.non_trainable_variables) > 0
 
     target = make_model()
@@ -44,7 +44,7 @@ def test_init_from_checkpoint_loads_encoder_but_not_classifier(tmp_path):
     checkpoints.init_from_checkpoint(target, str(tmp_path))
     for a, b in zip(source.encoder.variables, target.encoder.variables):
         np.testing.assert_array_equal(a.numpy(), b.numpy())
-    assert not np.any(target.supervised_head.kernel.numpy())
+    assert not np.any(target.supervised_head.dense.kernel.numpy())
     assert int(target.optimizer.iterations.numpy()) == 0
 
 

@@ -107,26 +107,26 @@ def test_linear_eval_freezes_encoder_weights_and_bn_statistics():
                        optimizer="momentum", weight_decay=0.0)
     assert not model.encoder.trainable_variables
     before = [v.numpy().copy() for v in model.encoder.variables]
-    head_before = model.supervised_head.kernel.numpy().copy()
+    head_before = model.supervised_head.dense.kernel.numpy().copy()
     for seed in range(2):
         model.train_step(batch(views=1, seed=seed))
     for b, v in zip(before, model.encoder.variables):
         np.testing.assert_array_equal(b, v.numpy(), err_msg=v.path)
-    assert not np.allclose(head_before, model.supervised_head.kernel.numpy())
+    assert not np.allclose(head_before, model.supervised_head.dense.kernel.numpy())
 
 
 def test_ft_proj_selector_feeds_the_chosen_layer():
     model = make_model(train_mode="finetune", ft_proj_selector=1)
     # The classifier reads the first projection layer, whose width is D.
     width = model.encoder.num_features
-    assert model.supervised_head.kernel.shape == (width, 3)
+    assert model.supervised_head.dense.kernel.shape == (width, 3)
     with pytest.raises(ValueError, match="ft_proj_selector"):
         make_model(train_mode="finetune", ft_proj_selector=5)
 
 
 def test_zero_init_logits_layer():
     model = make_model(train_mode="finetune", zero_init_logits_layer=True)
-    assert not np.any(model.supervised_head.kernel.numpy())
+    assert not np.any(model.supervised_head.dense.kernel.numpy())
 
 
 def test_unlabeled_examples_are_ignored_by_supervised_loss():

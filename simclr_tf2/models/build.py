@@ -56,7 +56,8 @@ def build_model(model_cfg, *, num_classes, train_mode, image_size,
     supervised = None
     if num_classes > 0 and wants_head:
         supervised = heads.supervised_head(
-            num_classes, zero_init=model_cfg.zero_init_logits_layer)
+            num_classes, zero_init=model_cfg.zero_init_logits_layer,
+            normalize_input=train_mode == "pretrain")
     model = SimCLRModel(
         encoder, projection_head, supervised, train_mode=train_mode,
         temperature=temperature, hidden_norm=hidden_norm,

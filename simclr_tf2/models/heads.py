@@ -98,19 +98,64 @@ class ProjectionHead(keras.layers.Layer):
         return config
 
 
-def supervised_head(num_classes, zero_init=False):
+class SupervisedHead(keras.layers.Layer):
     """Linear classifier on the representation, named for the optimizer.
 
-    The name "head_supervised" matters: LARS excludes these variables from
-    weight decay and trust-ratio adaptation, as the original does.
+    The layer name "head_supervised" matters: LARS excludes these variables
+    from weight decay and trust-ratio adaptation, as the original does.
+
+    With `normalize_input`, the features first pass a batch normalisation
+    without scale or offset. The classifier stays linear in h (BN is a fixed
+    affine map at inference), but its input is standardised, so the large
+    learning rates of pretraining (lr x B/256 without LARS adaptation) do
+    not make it diverge; MAE's linear probe uses the same device. It is used
+    for the linear head trained while pretraining.
 
     Args:
       num_classes: number of logits C.
       zero_init: start from zero weights (`zero_init_logits_layer`).
-
-    Returns:
-      A `keras.layers.Dense` mapping [B, D] -> logits [B, C].
+      normalize_input: standardise h first (see above).
+      batch_norm_decay: momentum of that normalisation's statistics.
     """
-    initializer = "zeros" if zero_init else _dense_initializer()
-    return keras.layers.Dense(num_classes, kernel_initializer=initializer,
-                              name="head_supervised")
+
+    def __init__(self, num_classes, zero_init=False, normalize_input=False,
+                 batch_norm_decay=0.9, name="head_supervised", **kwargs):
+        super().__init__(name=name, **kwargs)
+        self.num_classes = num_classes
+        self.zero_init = zero_init
+        self.normalize_input = normalize_input
+        self.batch_norm_decay = batch_norm_decay
+        self.input_norm = keras.layers.BatchNormalization(
+            momentum=batch_norm_decay, center=False, scale=False,
+            name="input_batch_normalization") if normalize_input else None
+        self.dense = keras.layers.Dense(
+            num_classes, name="linear",
+            kernel_initializer="zeros" if zero_init else _dense_initializer())
+
+    @property
+    def units(self):
+        return self.num_classes
+
+    def build(self, input_shape):
+        if self.input_norm is not None:
+            self.input_norm.build(input_shape)
+        self.dense.build(input_shape)
+
+    def call(self, inputs, training=None):
+        """Maps h [B, D] to logits [B, C]."""
+        if self.input_norm is not None:
+            inputs = self.input_norm(inputs, training=training)
+        return self.dense(inputs)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(num_classes=self.num_classes, zero_init=self.zero_init,
+                      normalize_input=self.normalize_input,
+                      batch_norm_decay=self.batch_norm_decay)
+        return config
+
+
+def supervised_head(num_classes, zero_init=False, normalize_input=False):
+    """The classifier layer; see SupervisedHead."""
+    return SupervisedHead(num_classes, zero_init=zero_init,
+                          normalize_input=normalize_input)

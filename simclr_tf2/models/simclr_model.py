@@ -143,7 +143,7 @@ class SimCLRModel(keras.Model):
                 # Linear eval while pretraining: labels never reach f or g.
                 sup_input = tf.stop_gradient(sup_input)
             outputs["logits_sup"] = tf.cast(
-                self.supervised_head(sup_input), tf.float32)
+                self.supervised_head(sup_input, training=training), tf.float32)
         return outputs
 
     # ----------------------------------------------------------------- train
