@@ -4,9 +4,11 @@
     saved_model.export_to_model_dir(model, config, global_step, keep=1)
 
 Submodules: `module` (the hub-style tf.Module and serving signatures),
-`saved_model` (atomic writing, model_dir exports), `from_checkpoint`
-(rebuilding a model from flags.json + checkpoint). They are imported on
-first use, so `python -m export` can quiet TensorFlow before it starts.
+`saved_model` (the export copy, atomic writing, model_dir exports),
+`single_replica_bn` (global BN without the all-reduce), `from_checkpoint`
+(rebuilding a model from flags.json + checkpoint), `preflight` (checks
+without TensorFlow). They are imported on first use, so `python -m export`
+can quiet TensorFlow before it starts.
 """
 
 import importlib
@@ -27,6 +29,7 @@ __all__ = sorted(_LAZY)
 def __getattr__(name):
     if name in _LAZY:
         return getattr(importlib.import_module(f"export.{_LAZY[name]}"), name)
-    if name in ("module", "saved_model", "from_checkpoint"):
+    if name in ("module", "saved_model", "from_checkpoint", "preflight",
+                "single_replica_bn"):
         return importlib.import_module(f"export.{name}")
     raise AttributeError(f"module 'export' has no attribute {name!r}")

@@ -95,12 +95,17 @@ def _tf_variable(variable):
 class SimCLRHubModule(tf.Module):
     """SimCLR encoder (+ heads) as a TF-Hub reusable SavedModel.
 
+    The forward pass is the model's own `call`, so the export computes what
+    the model computes.
+
     Args:
-      model: a built SimCLRModel-like object with `encoder`,
-        `projection_head`, `supervised_head` (or None) and `ft_proj_selector`,
-        float32 and built outside any strategy (`saved_model.export_copy`).
-      include_projection_head: output `proj_head_input`/`proj_head_output`.
-      include_supervised_head: output `logits_sup` (if the model has a head).
+      model: a built SimCLRModel (any object whose call(images, training)
+        returns the dict of named outputs and which has `projection_head`,
+        `supervised_head` and `ft_proj_selector`), float32 and built outside
+        any strategy (see `saved_model.export_copy`).
+      include_projection_head: output `proj_head_input`/`proj_head_output`;
+        without them (and when the classifier does not read a projection
+        layer) the projection head's weights are not trainable variables.
       weight_decay: L2 coefficient of `regularization_losses` (0: none).
     """
 
@@ -109,24 +114,18 @@ class SimCLRHubModule(tf.Module):
     trainable_variables = ()
     regularization_losses = ()
 
-    def __init__(self, model, include_projection_head=True,
-                 include_supervised_head=True, weight_decay=0.0):
+    def __init__(self, model, include_projection_head=True, weight_decay=0.0):
         super().__init__(name="simclr")
-        supervised = model.supervised_head if include_supervised_head else None
-        selector = int(model.ft_proj_selector)
-        needs_projection = include_projection_head or (
-            supervised is not None and selector > 0)
-        # A plain namespace: the layers are used while tracing, but only
-        # their tf.Variables (below) belong in the SavedModel's object graph.
+        trainable = list(model.trainable_weights)
+        if not include_projection_head and not (
+                model.supervised_head is not None and model.ft_proj_selector):
+            unused = {id(v) for v in model.projection_head.weights}
+            trainable = [v for v in trainable if id(v) not in unused]
+        # A plain namespace: the model is used while tracing, but only its
+        # tf.Variables (below) belong in the SavedModel's object graph.
         self._net = types.SimpleNamespace(
-            encoder=model.encoder, selector=selector, supervised=supervised,
-            projection=model.projection_head if needs_projection else None,
-            include_projection=include_projection_head)
-        parts = [p for p in (model.encoder, self._net.projection, supervised)
-                 if p is not None]
-        weights = [v for p in parts for v in p.weights]
-        trainable = [v for p in parts for v in p.trainable_weights]
-        self._net.paths = ([v.path for v in weights], [v.path for v in trainable])
+            model=model, include_projection=include_projection_head,
+            paths=([v.path for v in model.weights], [v.path for v in trainable]))
         # One trace per BN mode, shared by every __call__ keyword variant and
         # by the serving signatures (they call these as graph functions).
         spec = [tf.TensorSpec([None, None, None, 3], tf.float32)]
@@ -134,7 +133,7 @@ class SimCLRHubModule(tf.Module):
                                       input_signature=spec)
         self._net.train = tf.function(lambda x: self.outputs(x, True),
                                       input_signature=spec)
-        self.variables = [_tf_variable(v) for v in weights]
+        self.variables = [_tf_variable(v) for v in model.weights]
         self.trainable_variables = [_tf_variable(v) for v in trainable]
         self.regularization_losses = []
         if weight_decay:
@@ -155,22 +154,13 @@ class SimCLRHubModule(tf.Module):
           Dict of float32: "initial_conv", "initial_max_pool",
           "block_group1".."block_group4" [B, h, w, C], "final_avg_pool"
           [B, D], and when included "proj_head_input" [B, D],
-          "proj_head_output" [B, P], "logits_sup" [B, C].
+          "proj_head_output" [B, P] and "logits_sup" [B, C].
         """
-        net = self._net
-        images = validate_images(images)
-        encoded = net.encoder(images, training=training)
-        outputs = {k: tf.cast(v, tf.float32) for k, v in encoded.items()}
-        hiddens = [outputs["final_avg_pool"]]
-        if net.projection is not None:
-            hiddens = net.projection(hiddens[0], training=training)
-        if net.include_projection:
-            outputs["proj_head_input"] = tf.cast(hiddens[0], tf.float32)
-            outputs["proj_head_output"] = tf.cast(hiddens[-1], tf.float32)
-        if net.supervised is not None:
-            outputs["logits_sup"] = tf.cast(
-                net.supervised(hiddens[net.selector]), tf.float32)
-        return outputs
+        outputs = self._net.model(validate_images(images), training=training)
+        if not self._net.include_projection:
+            outputs = {k: v for k, v in outputs.items()
+                       if not k.startswith("proj_head_")}
+        return {k: tf.cast(v, tf.float32) for k, v in outputs.items()}
 
     def variable_paths(self):
         """Keras paths of (`variables`, `trainable_variables`), in order."""

@@ -4,11 +4,10 @@
     # -> model_dir/saved_model/<global_step>/
 
 The export is made from a *copy* of the model, built outside any
-distribution strategy: float32, every layer trainable, the supervised head
-fed without the linear-eval stop-gradient, synchronized BN computing its
-moments without the all-reduce (`single_replica_bn`). It computes bit for
-bit what the trained model computes, in both BN modes, with plain ops that
-differentiate without custom gradients.
+distribution strategy: float32, every layer trainable, synchronized BN
+computing its moments without the all-reduce (`single_replica_bn`). It
+computes bit for bit what the trained model computes, in both BN modes,
+with plain ops that differentiate without custom gradients.
 """
 
 import contextlib
@@ -49,45 +48,68 @@ def float32_policy():
 
 
 def copy_weights(source, target):
-    """Assigns every weight of `source` to the same-path weight of `target`.
+    """Assigns each weight of `target` from the same-path weight of `source`.
+
+    Args:
+      source: the trained model.
+      target: a model of the same architecture, possibly without some of
+        `source`'s parts (an excluded supervised head).
+
+    Returns:
+      The paths of `source` weights left unused.
 
     Raises:
-      ValueError: if the two models' weights differ in path or shape.
+      ValueError: a target weight with no same-path, same-shape source.
     """
-    src, dst = source.weights, target.weights
-    src_paths = [(v.path, tuple(v.shape)) for v in src]
-    dst_paths = [(v.path, tuple(v.shape)) for v in dst]
-    if src_paths != dst_paths:
-        diff = sorted(set(src_paths) ^ set(dst_paths))[:3]
+    by_path = {v.path: v for v in source.weights}
+    missing = [v.path for v in target.weights
+               if v.path not in by_path
+               or tuple(by_path[v.path].shape) != tuple(v.shape)]
+    if missing or len(by_path) != len(source.weights):
         raise ValueError(
             "the export copy does not match the trained model's architecture "
-            f"(first differences: {diff}).")
-    for s, d in zip(src, dst):
-        d.assign(tf.convert_to_tensor(s.numpy()))
+            f"(no source for {missing[:3]}).")
+    for v in target.weights:
+        v.assign(tf.convert_to_tensor(by_path[v.path].numpy()))
+    return sorted(set(by_path) - {v.path for v in target.weights})
 
 
-def export_copy(model, model_cfg, image_size):
+def export_copy(model, model_cfg, image_size, include_supervised_head=True):
     """A float32, strategy-free, fully trainable copy of a SimCLRModel.
 
     Args:
       model: the trained SimCLRModel (any strategy, precision, global_bn).
       model_cfg: the ModelConfig it was built from (object or dict).
       image_size: input side used to create the variables.
+      include_supervised_head: keep the classifier (if the model has one).
 
     Returns:
-      A new SimCLRModel holding the same weights; its supervised head (if
-      any) is fed like fine-tuning (no stop-gradient), and no block is frozen.
+      A new SimCLRModel of the same architecture and train mode holding the
+      same weights, with no block frozen. (A pretraining run's linear-eval
+      head keeps its stop-gradient: labels never reach the encoder.)
+
+    Raises:
+      ValueError: the copy's architecture differs from the model's.
     """
     cfg = dict(vars(as_namespace(model_cfg)), fine_tune_after_block=-1)
-    head = model.supervised_head
+    head = model.supervised_head if include_supervised_head else None
     num_classes = int(head.units) if head is not None else 0
+    train_mode = getattr(model, "train_mode", "pretrain")
+    if not num_classes:
+        train_mode = "pretrain"  # Encoder and projection head only.
+    elif train_mode == "distill":
+        train_mode = "finetune"  # The same network; no teacher needed.
     with float32_policy():
         copy = build.build_model(
             types.SimpleNamespace(**cfg), num_classes=num_classes,
-            train_mode="finetune" if num_classes else "pretrain",
-            image_size=image_size)
+            train_mode=train_mode, image_size=image_size)
     single_replica_bn.use_single_replica_batch_norm(copy)
-    copy_weights(model, copy)
+    unused = copy_weights(model, copy)
+    expected = {v.path for v in model.supervised_head.weights} if (
+        model.supervised_head is not None and head is None) else set()
+    if set(unused) - expected:
+        raise ValueError("the export copy lacks weights of the trained model "
+                         f"({sorted(set(unused) - expected)[:3]}).")
     return copy
 
 
@@ -98,10 +120,10 @@ def build_module(model, model_cfg, image_size, include_projection_head=True,
     Returns:
       A `module.SimCLRHubModule` with __call__ traced for every mode.
     """
-    copy = export_copy(model, model_cfg, image_size)
+    copy = export_copy(model, model_cfg, image_size,
+                       include_supervised_head=include_supervised_head)
     return module_lib.SimCLRHubModule(
         copy, include_projection_head=include_projection_head,
-        include_supervised_head=include_supervised_head,
         weight_decay=weight_decay).trace()
 
 

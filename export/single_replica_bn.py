@@ -33,14 +33,15 @@ def single_replica_moments(x, axes):
 
 
 def _replace_moments(layer):
-    masked_moments = layer._moments  # pylint: disable=protected-access
+    # pylint: disable=protected-access
+    keras_moments = layer._moments
 
     def moments(inputs, mask):
         if mask is not None or inputs.dtype != tf.float32:
-            return masked_moments(inputs, mask)
-        return single_replica_moments(inputs, layer._reduction_axes)  # pylint: disable=protected-access
+            return keras_moments(inputs, mask)
+        return single_replica_moments(inputs, layer._reduction_axes)
 
-    layer._moments = moments  # pylint: disable=protected-access
+    layer._moments = moments
 
 
 def use_single_replica_batch_norm(model):

@@ -86,7 +86,8 @@ def restore(checkpoint, path, what):
     """
     try:
         status = checkpoint.read(path)
-        status.assert_existing_objects_matched().expect_partial()
+        status.expect_partial()  # Extra saved values (e.g. optimizer) are fine.
+        status.assert_existing_objects_matched()
     except (AssertionError, ValueError, tf.errors.OpError) as err:
         first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise CheckpointMismatchError(

@@ -15,6 +15,7 @@ def atomic_write_json(path, payload):
     try:
         with os.fdopen(fd, "w") as f:
             json.dump(payload, f, indent=2, sort_keys=True)
+        os.chmod(tmp_path, 0o644)  # mkstemp creates 0600; results are for all.
         os.replace(tmp_path, path)
     except BaseException:
         if os.path.exists(tmp_path):

@@ -19,6 +19,7 @@ from tensorflow.core.protobuf import saved_model_pb2
 
 from export import module as module_lib
 from export import saved_model
+from export import single_replica_bn
 from simclr_tf2 import checkpoints
 from simclr_tf2.data import augment
 from simclr_tf2.models import build
@@ -309,19 +310,30 @@ def test_python_m_export_user_errors(exported, args, fragment):
     assert fragment in lines[0]
 
 
-def test_module_can_leave_out_heads():
-    cfg = types.SimpleNamespace(**dict(model_config(), global_bn=False))
-    model = build.build_model(cfg, num_classes=3, train_mode="finetune",
-                              image_size=IMAGE)
-    full = module_lib.SimCLRHubModule(model)
-    bare = module_lib.SimCLRHubModule(model, include_projection_head=False,
-                                      include_supervised_head=False)
+@pytest.mark.parametrize("train_mode", ["pretrain", "finetune"])
+def test_module_can_leave_out_heads(train_mode):
+    cfg = dict(model_config(), global_bn=False)
+    model = build.build_model(types.SimpleNamespace(**cfg), num_classes=3,
+                              train_mode=train_mode, image_size=IMAGE)
+    bare = saved_model.build_module(model, cfg, IMAGE,
+                                    include_projection_head=False,
+                                    include_supervised_head=False)
     out = bare(tf.zeros([2, IMAGE, IMAGE, 3]))
     assert "final_avg_pool" in out and "block_group4" in out
     assert not {"proj_head_input", "proj_head_output", "logits_sup"} & set(out)
-    assert len(bare.variables) == len(model.encoder.weights)
-    assert len(full.variables) == len(model.weights)
+    head = model.supervised_head.weights
+    assert len(bare.variables) == len(model.weights) - len(head)
+    assert len(bare.trainable_variables) == len(model.encoder.trainable_weights)
     assert bare.regularization_losses == []
+
+
+def test_single_replica_moments_equal_keras_synchronized_moments():
+    x = tf.constant(np.random.default_rng(4).normal(3.0, 2.0, (5, 4, 4, 6)),
+                    tf.float32)
+    expected = keras.ops.moments(x, axes=[0, 1, 2], synchronized=True)
+    actual = single_replica_bn.single_replica_moments(x, [0, 1, 2])
+    for a, b in zip(actual, expected):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
 
 
 class _TinyModule(tf.Module):
