@@ -159,10 +159,9 @@ class Run:
         elif self.config.train.checkpoint:
             path = checkpoints.init_from_checkpoint(
                 self.model, self.config.train.checkpoint)
+            # The classifier is not loaded: it keeps its fresh (or zero,
+            # --zero_init_logits_layer) initialisation.
             self.printer(f"initialised encoder and projection head from {path}")
-            if self.config.model.zero_init_logits_layer and self.model.supervised_head:
-                for weight in self.model.supervised_head.weights:
-                    weight.assign(tf.zeros_like(weight))
 
     def train(self):
         """Trains to `total_steps`, checkpointing every `checkpoint_steps`."""

@@ -156,3 +156,35 @@ def test_call_returns_the_named_outputs():
                 "logits_sup"):
         assert key in outputs and outputs[key].dtype == tf.float32
     assert outputs["proj_head_output"].shape == (2, 8)
+
+
+@pytest.mark.parametrize("policy,jit", [("mixed_bfloat16", True),
+                                        ("mixed_float16", False),
+                                        ("float32", True)])
+def test_precision_and_xla_train_through_fit(policy, jit):
+    keras.mixed_precision.set_global_policy(policy)
+    try:
+        keras.utils.set_random_seed(0)
+        model = build.build_model(
+            model_cfg(), num_classes=3, train_mode="pretrain",
+            image_size=IMAGE, temperature=0.5, weight_decay=1e-4)
+        model.compile(optimizer=optim.build_optimizer("lars", 0.1, weight_decay=1e-4),
+                      jit_compile=jit)
+        if policy == "mixed_float16":
+            assert isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer)
+        dataset = tf.data.Dataset.from_tensors(batch(n=8)).repeat()
+        before = [v.numpy().copy() for v in model.encoder.trainable_variables]
+        # float16 loss scaling starts at 2**15 and skips overflowing steps
+        # while it halves the scale, so it needs a few more steps.
+        steps = 16 if policy == "mixed_float16" else 2
+        history = model.fit(dataset, steps_per_epoch=steps, epochs=1, verbose=0)
+        assert np.isfinite(history.history["contrast_loss"][-1])
+        outputs = model(batch(views=1)["image"], training=False)
+        assert outputs["final_avg_pool"].dtype == tf.float32
+        # Variables stay float32 (mixed precision computes in low precision).
+        assert all(v.dtype == "float32" for v in model.encoder.trainable_variables)
+        changed = [not np.allclose(b, v.numpy()) for b, v in
+                   zip(before, model.encoder.trainable_variables)]
+        assert any(changed)
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
