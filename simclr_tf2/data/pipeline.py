@@ -65,9 +65,11 @@ def build_train_dataset(source, split, global_batch_size, train_mode,
     dataset = source.split(split)
     num_examples = source.num_examples(split)
     if example_ids is not None:
-        dataset = _filter_ids(dataset, example_ids)
+        # Cached: a small subset is repeated many times per batch, and
+        # re-filtering the whole split for every repetition dominates.
+        dataset = _filter_ids(dataset, example_ids).cache()
         num_examples = len(example_ids)
-    if cache:
+    elif cache:
         dataset = dataset.cache()
     if global_batch_size > num_examples:
         logging.warning(
