@@ -242,6 +242,8 @@ def backprop(model, images, labels, dz, scale, micro_batch_size,
                 targets.append(_supervised_sum(chunk_labels, outputs[_LOGITS]))
                 target_grads.append(sup_scale)
         chunk_grads = tape.gradient(targets, variables, target_grads)
+        # Known when the body is traced: which variables get no gradient
+        # (None), so that they stay None, as in the regular step.
         connected[:] = [g is not None for g in chunk_grads]
         grads = [a if g is None else a + g for a, g in zip(grads, chunk_grads)]
         new_deltas = []

@@ -53,6 +53,23 @@ def test_gradient_equals_full_batch_gradient_with_inference_bn(graph):
         np.testing.assert_allclose(g, r, atol=1e-5, err_msg=v.path)
 
 
+def test_gradients_carry_the_optimizer_loss_scale():
+    # mixed_float16: the cached dL/dz is scaled so that the chunk backward
+    # passes run on scaled gradients, as the regular step's would.
+    model = make_model()
+    _freeze_batch_norm(model)
+    data = batch(n=4)
+    _, ref_grads = _full_batch_gradients(model, data)
+    model.optimizer = keras.optimizers.LossScaleOptimizer(model.optimizer)
+    model.micro_batch_size = 2
+    _, grads = gradcache.compute_gradients(model, data["image"],
+                                           data["label"])
+    scale = float(model.optimizer.scale_loss(1.0))
+    assert scale > 1.0
+    for g, r in zip(grads, ref_grads):
+        np.testing.assert_allclose(g / scale, r, atol=1e-5)
+
+
 def test_one_chunk_in_training_mode_equals_the_regular_step():
     data = batch(n=4)
     regular, cached = make_model(), make_model()
