@@ -14,3 +14,23 @@ try:
          tf.config.LogicalDeviceConfiguration()])
 except RuntimeError:
     pass  # Devices already initialised by an earlier import; keep what exists.
+
+
+import itertools  # noqa: E402
+
+import pytest  # noqa: E402
+
+_COLLECTIVE_KEY_BASES = itertools.count(start=100_000, step=100_000)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_collective_keys():
+    """Gives strategies created in each test collective keys of their own.
+
+    MirroredStrategy objects in one process otherwise share group/instance
+    keys, and a later one running different collectives aborts with
+    "Collective instance N expected type ...".
+    """
+    tf.distribute.MirroredStrategy._collective_key_base = next(
+        _COLLECTIVE_KEY_BASES)
+    yield

@@ -57,7 +57,9 @@ def build_model(model_cfg, *, num_classes, train_mode, image_size,
     if num_classes > 0 and wants_head:
         supervised = heads.supervised_head(
             num_classes, zero_init=model_cfg.zero_init_logits_layer,
-            normalize_input=train_mode == "pretrain")
+            normalize_input=train_mode == "pretrain",
+            batch_norm_decay=model_cfg.batch_norm_decay,
+            global_bn=model_cfg.global_bn)
     model = SimCLRModel(
         encoder, projection_head, supervised, train_mode=train_mode,
         temperature=temperature, hidden_norm=hidden_norm,

@@ -116,17 +116,21 @@ class SupervisedHead(keras.layers.Layer):
       zero_init: start from zero weights (`zero_init_logits_layer`).
       normalize_input: standardise h first (see above).
       batch_norm_decay: momentum of that normalisation's statistics.
+      global_bn: synchronise its statistics across replicas.
     """
 
     def __init__(self, num_classes, zero_init=False, normalize_input=False,
-                 batch_norm_decay=0.9, name="head_supervised", **kwargs):
+                 batch_norm_decay=0.9, global_bn=False,
+                 name="head_supervised", **kwargs):
         super().__init__(name=name, **kwargs)
         self.num_classes = num_classes
         self.zero_init = zero_init
         self.normalize_input = normalize_input
         self.batch_norm_decay = batch_norm_decay
+        self.global_bn = global_bn
         self.input_norm = keras.layers.BatchNormalization(
             momentum=batch_norm_decay, center=False, scale=False,
+            synchronized=global_bn,
             name="input_batch_normalization") if normalize_input else None
         self.dense = keras.layers.Dense(
             num_classes, name="linear",
@@ -151,11 +155,15 @@ class SupervisedHead(keras.layers.Layer):
         config = super().get_config()
         config.update(num_classes=self.num_classes, zero_init=self.zero_init,
                       normalize_input=self.normalize_input,
-                      batch_norm_decay=self.batch_norm_decay)
+                      batch_norm_decay=self.batch_norm_decay,
+                      global_bn=self.global_bn)
         return config
 
 
-def supervised_head(num_classes, zero_init=False, normalize_input=False):
+def supervised_head(num_classes, zero_init=False, normalize_input=False,
+                    batch_norm_decay=0.9, global_bn=False):
     """The classifier layer; see SupervisedHead."""
     return SupervisedHead(num_classes, zero_init=zero_init,
-                          normalize_input=normalize_input)
+                          normalize_input=normalize_input,
+                          batch_norm_decay=batch_norm_decay,
+                          global_bn=global_bn)
