@@ -3,6 +3,7 @@
 import keras
 import tensorflow as tf
 
+from simclr_tf2 import gradcache
 from simclr_tf2 import losses
 from simclr_tf2.optim import weight_decay_loss
 
@@ -149,7 +150,6 @@ class SimCLRModel(keras.Model):
     # ----------------------------------------------------------------- train
     def train_step(self, data):
         if self.train_mode == "pretrain" and self.micro_batch_size > 0:
-            from simclr_tf2 import gradcache  # noqa: PLC0415
             return gradcache.train_step(self, data)
         images, labels = data["image"], data["label"]
         with tf.GradientTape() as tape:
