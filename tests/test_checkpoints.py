@@ -2,7 +2,6 @@
 
 import numpy as np
 import pytest
-import tensorflow as tf
 
 from simclr_tf2 import checkpoints
 from tests.test_simclr_model import batch, make_model
