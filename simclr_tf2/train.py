@@ -6,6 +6,7 @@ The configuration is any object with the fields of flags/config.py's
 RunConfig (data, model, optim, train sections); nothing here reads flags.
 """
 
+import json
 import math
 import os
 
@@ -22,6 +23,18 @@ from simclr_tf2.data import sources
 from simclr_tf2.data import subsets
 from simclr_tf2.models import build
 from simclr_tf2 import optim
+
+
+TRAINING_DONE = "training_done.json"
+
+
+def _recorded_final_step(model_dir):
+    """The final step a finished training run recorded, or None."""
+    path = os.path.join(model_dir, TRAINING_DONE)
+    if not tf.io.gfile.exists(path):
+        return None
+    with tf.io.gfile.GFile(path) as f:
+        return int(json.load(f)["final_step"])
 
 
 def resolve_eval_split(source, requested):
@@ -169,7 +182,11 @@ class Run:
         start = self.global_step
         if start >= self.total_steps:
             self.printer(f"already at step {start} >= {self.total_steps}; nothing to train.")
+            self.record_training_done()
             return
+        done_marker = os.path.join(self.config.train.model_dir, TRAINING_DONE)
+        if self.is_chief and tf.io.gfile.exists(done_marker):
+            tf.io.gfile.remove(done_marker)  # This run goes further.
         writer = self.summary_writer("train")
         dataset = self.train_dataset(seed_offset=start)
         self._write_example_views(dataset, writer)
@@ -186,6 +203,7 @@ class Run:
             epochs=initial_epoch + epochs_left,
             steps_per_epoch=self.checkpoint_steps, verbose=0,
             callbacks=self._callbacks(writer))
+        self.record_training_done()
 
     def _callbacks(self, writer):
         train = self.config.train
@@ -253,13 +271,24 @@ class Run:
         Args:
           on_result: optional function(result) called after each evaluation.
 
+        Stops after the checkpoint of the final step: `total_steps` of these
+        flags, or the step a finished training run recorded in
+        model_dir/training_done.json (so evaluating a finished run with other
+        length flags does not wait for checkpoints that will never come).
+
+        Args:
+          on_result: optional function(result) called after each evaluation.
+
         Returns:
-          The last result (None if no checkpoint appeared in time).
+          The last result.
+
+        Raises:
+          ValueError: if no checkpoint appears within --eval_timeout_secs.
         """
         dataset, result = self.eval_dataset(), None
+        model_dir = self.config.train.model_dir
         for path in tf.train.checkpoints_iterator(
-                self.config.train.model_dir,
-                timeout=self.config.train.eval_timeout_secs):
+                model_dir, timeout=self.config.train.eval_timeout_secs):
             restore = tf.train.Checkpoint(
                 model=checkpoints.model_trackable(self.model),
                 global_step=self.optimizer.iterations)
@@ -267,6 +296,19 @@ class Run:
             result = self.evaluate(dataset)
             if on_result:
                 on_result(result)
-            if self.global_step >= self.total_steps:
+            final = _recorded_final_step(model_dir)
+            if self.global_step >= min(self.total_steps, final or self.total_steps):
                 break
+        if result is None:
+            raise ValueError(
+                f"no checkpoint appeared in {model_dir} within "
+                f"{self.config.train.eval_timeout_secs} s; train first "
+                "(--mode=train or train_then_eval) or raise --eval_timeout_secs.")
         return result
+
+    def record_training_done(self):
+        """Notes the final step in model_dir/training_done.json (chief only)."""
+        if self.is_chief:
+            evaluate.atomic_write_json(
+                os.path.join(self.config.train.model_dir, TRAINING_DONE),
+                {"final_step": self.global_step})

@@ -77,10 +77,13 @@ def test_flags_json_records_effective_values_and_precedence(trained_dir):
 
 def test_rerun_resumes_and_eval_mode_evaluates_latest(trained_dir):
     model_dir, _ = trained_dir
-    proc = run_py("--mode=eval", "--train_steps=6", "--eval_steps=1",
-                  f"--model_dir={model_dir}", *TINY)
+    # No length flags: the finished run's recorded final step ends the wait.
+    proc = run_py("--mode=eval", "--eval_steps=1", "--eval_timeout_secs=120",
+                  f"--model_dir={model_dir}", *TINY, timeout=110)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "eval at step 6" in proc.stdout
+    assert json.load(open(os.path.join(model_dir, "training_done.json"))) == {
+        "final_step": 6}
     proc = run_py("--mode=train", "--train_steps=6", f"--model_dir={model_dir}",
                   *TINY)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -160,6 +163,12 @@ def test_unprepared_tfds_dataset_says_how_to_prepare(tmp_path):
                   f"--data_dir={tmp_path / 'tfds'}",
                   f"--model_dir={tmp_path / 'm'}", *TINY, timeout=120)
     assert_user_error(proc, "cifar10", "data_dir")
+
+
+def test_eval_without_any_checkpoint_times_out_with_a_clear_error(tmp_path):
+    proc = run_py("--mode=eval", "--eval_timeout_secs=1",
+                  f"--model_dir={tmp_path / 'empty'}", *TINY)
+    assert_user_error(proc, "no checkpoint appeared")
 
 
 def test_unwritable_model_dir(tmp_path):
