@@ -198,3 +198,14 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
     assert_user_error(proc, "loss became", "checkpoint")
     import tensorflow as tf
     assert tf.train.latest_checkpoint(str(model_dir)).endswith("ckpt-2")
+
+
+def test_micro_batching_on_two_logical_devices(tmp_path):
+    proc = run_py("--mode=train", "--train_steps=2", "--micro_batch_size=8",
+                  "--num_logical_cpu_devices=2", f"--model_dir={tmp_path / 'm'}",
+                  *TINY)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "2 replica(s)" in proc.stdout and "step 2/2" in proc.stdout
+    proc = run_py("--mode=train", "--train_steps=1", "--micro_batch_size=5",
+                  f"--model_dir={tmp_path / 'bad'}", *TINY)
+    assert_user_error(proc, "micro_batch_size")
