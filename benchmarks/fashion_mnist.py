@@ -1,0 +1,270 @@
+"""The Fashion-MNIST results suite: SimCLR against its baselines, with pictures.
+
+Every row is one `python run.py` command (recorded verbatim, seed 0) or one
+scikit-learn measurement, on Fashion-MNIST (60k train / 10k test) read from
+Debian's `dataset-fashion-mnist` IDX files:
+
+* pretrain            SimCLR on the 60k training images (labels unused by the
+                      encoder; the online linear head reads them, as in the
+                      original code's lineareval_while_pretraining);
+* linear_eval_*       linear classifier on the frozen encoder, pretrained and
+                      untrained (random init), trained with run.py;
+* logreg_*            the paper's transfer protocol (App. B.8): L-BFGS
+                      logistic regression on frozen features, pretrained,
+                      untrained and raw pixels;
+* knn                 weighted kNN (k=200) on the same features;
+* finetune_{1,10}pct  fine-tuning the SimCLR checkpoint on class-balanced 1% /
+                      10% label subsets (600 / 6000 images);
+* scratch_{1,100}pct  the same architecture trained from random init on the
+                      same 1% subset and on all labels;
+* distill_1pct        the 1% fine-tuned model distilled into a student on the
+                      60k images without their labels (SimCLRv2).
+
+Then the pictures (augmented views, training curves, t-SNE maps) are drawn
+with `python -m simclr_tf2.analysis`.
+
+Usage (from a fresh clone, no install step beyond requirements.txt):
+
+    python benchmarks/fashion_mnist.py --budget=cpu --out=/tmp/fmnist  # ~90 min, 2 cores
+    python benchmarks/fashion_mnist.py --budget=gpu --out=/tmp/fmnist  # one GPU, hours
+    python benchmarks/fashion_mnist.py --budget=smoke --out=/tmp/fm    # minutes, plumbing only
+
+Writes OUT/fashion_mnist.json, OUT/fashion_mnist.md, OUT/commands.txt,
+OUT/<run>/ (each run's model_dir and log) and OUT/pictures/*.png. Rerunning
+with the same --out skips runs whose result.json exists with the same command.
+"""
+
+import argparse
+import json
+import os
+import platform
+import shlex
+import subprocess
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PYTHON = sys.executable
+
+# Per budget: the shared model flags and, per run, its length and batch.
+# The cpu budget is sized for ~90 min on 2 cores: a 1/8-width ResNet-18
+# (CIFAR stem, 64-d representation) at ~700 images/s of pretraining.
+BUDGETS = {
+    "cpu": {
+        "model": ["--resnet_depth=18", "--width_multiplier=0.125",
+                  "--cifar_stem=true"],
+        "pretrain": ["--train_epochs=30", "--warmup_epochs=3",
+                     "--knn_eval_every_steps=585"],
+        "linear_eval": ["--train_epochs=5"],
+        "subset_1pct": ["--train_epochs=100", "--train_batch_size=128"],
+        "subset_10pct": ["--train_epochs=30"],
+        "scratch_100pct": ["--train_epochs=15"],
+        "distill": ["--train_epochs=5"],
+        "tsne_points": 2000,
+    },
+    "gpu": {
+        "model": ["--resnet_depth=18", "--width_multiplier=1",
+                  "--cifar_stem=true"],
+        "pretrain": ["--train_epochs=500", "--warmup_epochs=10",
+                     "--knn_eval_every_steps=5850"],
+        "linear_eval": ["--train_epochs=90"],
+        "subset_1pct": ["--train_epochs=300", "--train_batch_size=128"],
+        "subset_10pct": ["--train_epochs=100"],
+        "scratch_100pct": ["--train_epochs=200"],
+        "distill": ["--train_epochs=100"],
+        "tsne_points": 5000,
+    },
+    "smoke": {
+        "model": ["--resnet_depth=18", "--width_multiplier=0.125",
+                  "--cifar_stem=true", "--train_split=train[:2048]",
+                  "--eval_split=test[:512]"],
+        "pretrain": ["--train_steps=12", "--warmup_epochs=0",
+                     "--knn_eval_every_steps=6"],
+        "linear_eval": ["--train_steps=4"],
+        "subset_1pct": ["--train_steps=4", "--train_batch_size=16",
+                        "--label_fraction=0.05"],
+        "subset_10pct": ["--train_steps=4"],
+        "scratch_100pct": ["--train_steps=4"],
+        "distill": ["--train_steps=4"],
+        "tsne_points": 300,
+    },
+}
+
+# Pretraining: the CIFAR recipe (LARS, batch 512, temperature 0.5, jitter
+# 0.5, no blur) with the paper's square-root learning-rate scaling
+# (App. B.1: 0.075 x sqrt(B), better for short runs and small batches).
+PRETRAIN_FLAGS = ["--train_batch_size=512", "--learning_rate=0.075",
+                  "--learning_rate_scaling=sqrt"]
+
+
+def run_list(budget, out):
+    """The run.py runs of a budget, in order: (name, extra flags)."""
+    settings = BUDGETS[budget]
+    pretrain = os.path.join(out, "pretrain")
+    subset_1pct = settings["subset_1pct"]
+    fraction_1pct = [] if any(f.startswith("--label_fraction") for f in subset_1pct) \
+        else ["--label_fraction=0.01"]
+    subset_file = os.path.join(out, "finetune_1pct", "label_subset.txt")
+    linear = ["--train_mode=finetune", "--fine_tune_after_block=4"] + settings["linear_eval"]
+    return [
+        ("pretrain", PRETRAIN_FLAGS + settings["pretrain"]),
+        ("linear_eval_pretrained", linear + [f"--checkpoint={pretrain}"]),
+        ("linear_eval_untrained", linear),
+        ("finetune_1pct", ["--train_mode=finetune", f"--checkpoint={pretrain}"]
+         + fraction_1pct + subset_1pct),
+        ("finetune_10pct", ["--train_mode=finetune", f"--checkpoint={pretrain}",
+                            "--label_fraction=0.1"] + settings["subset_10pct"]),
+        ("scratch_1pct", ["--train_mode=finetune", f"--label_subset_file={subset_file}"]
+         + [f for f in subset_1pct if not f.startswith("--label_fraction")]),
+        ("scratch_100pct", ["--train_mode=finetune"] + settings["scratch_100pct"]),
+        ("distill_1pct", ["--train_mode=distill",
+                          f"--teacher={os.path.join(out, 'finetune_1pct')}"]
+         + settings["distill"]),
+    ]
+
+
+def command_for(name, flags, budget, out):
+    common = ["--mode=train_then_eval", "--dataset=fashion_mnist", "--seed=0",
+              "--export_after_eval=true", "--log_every_steps=100",
+              f"--model_dir={os.path.join(out, name)}"]
+    return [PYTHON, "run.py"] + common + BUDGETS[budget]["model"] + flags
+
+
+def _display(command):
+    return " ".join(shlex.quote(part) for part in ["python"] + command[1:])
+
+
+def run_one(name, command, out):
+    """Runs (or reuses) one run.py command; returns its result row."""
+    model_dir = os.path.join(out, name)
+    done_file = os.path.join(out, name + ".done.json")
+    if os.path.exists(done_file):
+        done = json.load(open(done_file))
+        if done["command"] == _display(command):
+            print(f"[{name}] reused ({done['seconds']} s)", flush=True)
+            return done
+    print(f"[{name}] {_display(command)}", flush=True)
+    start = time.time()
+    with open(os.path.join(out, name + ".log"), "w") as log:
+        code = subprocess.call(command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+    seconds = round(time.time() - start)
+    if code != 0:
+        tail = open(os.path.join(out, name + ".log")).read().splitlines()[-3:]
+        sys.exit(f"error: run {name} failed (exit {code}); see {out}/{name}.log:\n"
+                 + "\n".join(tail))
+    result = json.load(open(os.path.join(model_dir, "result.json")))
+    row = {"run": name, "command": _display(command), "seconds": seconds,
+           "top1": result.get("eval/label_top_1_accuracy"),
+           "knn_top1": result.get("eval/knn_top_1_accuracy"),
+           "global_step": result.get("global_step")}
+    with open(done_file, "w") as f:
+        json.dump(row, f, indent=2)
+    print(f"[{name}] {seconds} s | top-1 {row['top1']:.4f} | kNN {row['knn_top1']:.4f}",
+          flush=True)
+    return row
+
+
+def run_module(name, args, out):
+    """Runs a `python -m` / script step, logging it; returns (command, seconds)."""
+    command = [PYTHON] + args
+    print(f"[{name}] {_display(command)}", flush=True)
+    start = time.time()
+    with open(os.path.join(out, name + ".log"), "w") as log:
+        code = subprocess.call(command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+    if code != 0:
+        sys.exit(f"error: step {name} failed (exit {code}); see {out}/{name}.log")
+    return _display(command), round(time.time() - start)
+
+
+def latest_export(model_dir):
+    root = os.path.join(model_dir, "saved_model")
+    steps = sorted((int(d) for d in os.listdir(root) if d.isdigit()))
+    return os.path.join(root, str(steps[-1]))
+
+
+def markdown_table(rows):
+    lines = ["| run | what | top-1 | kNN-200 top-1 | wall s |", "|---|---|---|---|---|"]
+    for row in rows:
+        def pct(value):
+            return "" if value is None else f"{100 * value:.1f}%"
+        lines.append(f"| {row['run']} | {row['what']} | {pct(row['top1'])} | "
+                     f"{pct(row.get('knn_top1'))} | {row['seconds']} |")
+    return "\n".join(lines) + "\n"
+
+
+WHAT = {
+    "pretrain": "SimCLR pretraining; online linear head on stop-grad features",
+    "linear_eval_pretrained": "linear eval, frozen SimCLR encoder (run.py)",
+    "linear_eval_untrained": "linear eval, frozen random-init encoder (run.py)",
+    "finetune_1pct": "SimCLR fine-tuned on 1% labels (600)",
+    "finetune_10pct": "SimCLR fine-tuned on 10% labels (6000)",
+    "scratch_1pct": "supervised from scratch, same 1% subset",
+    "scratch_100pct": "supervised from scratch, 100% labels",
+    "distill_1pct": "1% fine-tuned teacher distilled on 60k unlabeled",
+}
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--budget", choices=sorted(BUDGETS), default="cpu")
+    parser.add_argument("--out", default="/tmp/simclr_fashion_mnist")
+    args = parser.parse_args()
+    out = os.path.abspath(args.out)
+    os.makedirs(out, exist_ok=True)
+    suite_start = time.time()
+
+    rows = []
+    with open(os.path.join(out, "commands.txt"), "w") as commands:
+        for name, flags in run_list(args.budget, out):
+            command = command_for(name, flags, args.budget, out)
+            commands.write(f"{name}: {_display(command)}\n")
+            commands.flush()
+            row = run_one(name, command, out)
+            rows.append(dict(row, what=WHAT[name]))
+
+        # Frozen-feature probes (L-BFGS logistic regression, kNN) and raw pixels.
+        probes_json = os.path.join(out, "probes.json")
+        model_flags = [f for f in BUDGETS[args.budget]["model"]
+                       if f.startswith(("--train_split", "--eval_split"))]
+        probe_cmd, probe_seconds = run_module("probes", [
+            "-m", "simclr_tf2.analysis", "probes", "--dataset=fashion_mnist",
+            f"--pretrained={latest_export(os.path.join(out, 'pretrain'))}",
+            f"--untrained={latest_export(os.path.join(out, 'linear_eval_untrained'))}",
+            f"--label_subset_file={os.path.join(out, 'finetune_1pct', 'label_subset.txt')}",
+            f"--out={probes_json}"] + model_flags, out)
+        commands.write(f"probes: {probe_cmd}\n")
+        probes = json.load(open(probes_json))
+        for probe in probes["rows"]:
+            rows.append({"run": probe["run"], "what": probe["what"],
+                         "top1": probe["top1"], "knn_top1": probe.get("knn_top1"),
+                         "seconds": probe["seconds"], "command": probe_cmd})
+
+        pictures_cmd, pictures_seconds = run_module("pictures", [
+            "-m", "simclr_tf2.analysis", "pictures", "--dataset=fashion_mnist",
+            f"--pretrain_dir={os.path.join(out, 'pretrain')}",
+            f"--pretrained={latest_export(os.path.join(out, 'pretrain'))}",
+            f"--untrained={latest_export(os.path.join(out, 'linear_eval_untrained'))}",
+            f"--tsne_points={BUDGETS[args.budget]['tsne_points']}",
+            f"--out={os.path.join(out, 'pictures')}"] + model_flags, out)
+        commands.write(f"pictures: {pictures_cmd}\n")
+
+    summary = {
+        "budget": args.budget,
+        "hardware": {"machine": platform.machine(), "processor": platform.processor(),
+                     "cpu_count": os.cpu_count(), "python": platform.python_version()},
+        "total_seconds": round(time.time() - suite_start),
+        "pictures_seconds": pictures_seconds,
+        "rows": rows,
+    }
+    with open(os.path.join(out, "fashion_mnist.json"), "w") as f:
+        json.dump(summary, f, indent=2)
+    table = markdown_table(rows)
+    with open(os.path.join(out, "fashion_mnist.md"), "w") as f:
+        f.write(table)
+    print(table)
+    print(f"total {summary['total_seconds']} s; wrote {out}/fashion_mnist.json, "
+          f"{out}/fashion_mnist.md and {out}/pictures/")
+
+
+if __name__ == "__main__":
+    main()

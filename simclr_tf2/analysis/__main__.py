@@ -1,0 +1,130 @@
+"""Command line: `python -m simclr_tf2.analysis {probes,pictures} --help`.
+
+probes    L-BFGS logistic regression (all labels and a label subset) on
+          frozen features of exported encoders and on raw pixels, plus
+          scikit-learn kNN-200 on raw pixels; writes a JSON file.
+pictures  augmented_views.png, training_curves.png and tsne.png.
+"""
+
+import argparse
+import json
+import os
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from simclr_tf2.analysis import features, pictures, probes  # noqa: E402
+from simclr_tf2.data import subsets  # noqa: E402
+from simclr_tf2.data.sources import DataError, open_source  # noqa: E402
+
+
+def _parser():
+    parser = argparse.ArgumentParser(prog="python -m simclr_tf2.analysis",
+                                     description=__doc__.split("\n")[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    for name in ("probes", "pictures"):
+        sub = commands.add_parser(name)
+        sub.add_argument("--dataset", default="fashion_mnist")
+        sub.add_argument("--data_dir", default=None)
+        sub.add_argument("--train_split", default="train")
+        sub.add_argument("--eval_split", default="test")
+        sub.add_argument("--pretrained", required=True,
+                         help="SavedModel export of the pretrained encoder "
+                              "(model_dir/saved_model/<step>).")
+        sub.add_argument("--untrained", required=True,
+                         help="SavedModel export of a random-init encoder.")
+        sub.add_argument("--out", required=True)
+    probe_parser = commands.choices["probes"]
+    probe_parser.add_argument("--label_subset_file", default=None,
+                              help="label_subset.txt of a 1%% run: also probe "
+                                   "with only those labels.")
+    picture_parser = commands.choices["pictures"]
+    picture_parser.add_argument("--pretrain_dir", required=True,
+                                help="model_dir of the pretraining run (curves, "
+                                     "augmentation settings).")
+    picture_parser.add_argument("--tsne_points", type=int, default=2000)
+    return parser
+
+
+def _row(run, what, top1, seconds, knn_top1=None):
+    return {"run": run, "what": what, "top1": top1, "knn_top1": knn_top1,
+            "seconds": seconds}
+
+
+def run_probes(args):
+    source = open_source(args.dataset, args.data_dir)
+    train_x, train_y, train_ids = features.split_pixels(source, args.train_split)
+    test_x, test_y, _ = features.split_pixels(source, args.eval_split)
+    subset = None
+    if args.label_subset_file:
+        subset = probes.subset_rows(
+            train_ids, subsets.read_subset_file(args.label_subset_file))
+    inputs = [("pixels", "raw pixels", train_x, test_x)]
+    for name, export in [("pretrained", args.pretrained), ("untrained", args.untrained)]:
+        train_f, train_fy = features.split_features(export, source, args.train_split)
+        test_f, test_fy = features.split_features(export, source, args.eval_split)
+        if not (train_fy == train_y).all() or not (test_fy == test_y).all():
+            raise ValueError(f"feature rows of {export} are not in split order")
+        what = "frozen SimCLR features" if name == "pretrained" else "frozen random-init features"
+        inputs.append((name, what, train_f, test_f))
+
+    rows = []
+    for name, what, train_in, test_in in inputs:
+        top1, seconds = probes.timed(probes.logistic_regression_top1,
+                                     train_in, train_y, test_in, test_y)
+        rows.append(_row(f"logreg_{name}_100pct",
+                         f"L-BFGS logistic regression, {what}, all labels", top1, seconds))
+        print(rows[-1], flush=True)
+        if subset is not None:
+            top1, seconds = probes.timed(probes.logistic_regression_top1,
+                                         train_in[subset], train_y[subset], test_in, test_y)
+            rows.append(_row(f"logreg_{name}_1pct",
+                             f"L-BFGS logistic regression, {what}, "
+                             f"{int(subset.sum())} labels", top1, seconds))
+            print(rows[-1], flush=True)
+    knn, seconds = probes.timed(probes.knn_top1, train_x, train_y, test_x, test_y)
+    rows.append(_row("knn_pixels", "scikit-learn kNN-200 (euclidean), raw pixels",
+                     None, seconds, knn_top1=knn))
+    print(rows[-1], flush=True)
+    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+    tmp = args.out + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump({"rows": rows}, f, indent=2)
+    os.replace(tmp, args.out)
+
+
+def run_pictures(args):
+    source = open_source(args.dataset, args.data_dir)
+    with open(os.path.join(args.pretrain_dir, "flags.json")) as f:
+        data = json.load(f)["data"]
+    os.makedirs(args.out, exist_ok=True)
+    written = [pictures.augmented_pairs(
+        source, args.train_split, data["image_size"],
+        os.path.join(args.out, "augmented_views.png"),
+        color_jitter_strength=data["color_jitter_strength"],
+        use_blur=data["use_blur"])]
+    written.append(pictures.training_curves(
+        args.pretrain_dir, os.path.join(args.out, "training_curves.png")))
+    panels = []
+    for title, export in [("SimCLR-pretrained encoder", args.pretrained),
+                          ("untrained (random-init) encoder", args.untrained)]:
+        feats, labels = features.split_features(export, source, args.eval_split,
+                                                limit=args.tsne_points)
+        panels.append((title, feats))
+    written.append(pictures.embedding_maps(
+        panels, labels, source.info.class_names, os.path.join(args.out, "tsne.png")))
+    for path in written:
+        print(f"wrote {path}")
+
+
+def main(argv=None):
+    args = _parser().parse_args(argv)
+    try:
+        {"probes": run_probes, "pictures": run_pictures}[args.command](args)
+    except (DataError, FileNotFoundError, ValueError) as err:
+        message = str(err).splitlines()[0] if str(err) else type(err).__name__
+        sys.exit(f"error: {message}")
+
+
+if __name__ == "__main__":
+    main()
