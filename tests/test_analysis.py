@@ -1,0 +1,129 @@
+"""simclr_tf2.analysis: probes, event reading, pictures and the CLI."""
+
+import os
+import subprocess
+import sys
+
+import matplotlib.image
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from simclr_tf2.analysis import pictures, probes
+from simclr_tf2.data.sources import open_source
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _blobs(n, d, seed, separation):
+    rng = np.random.default_rng(seed)
+    labels = np.arange(n) % 3
+    centres = rng.normal(size=(3, d)) * separation
+    return (centres[labels] + rng.normal(size=(n, d))).astype(np.float32), labels
+
+
+def test_logistic_regression_separates_blobs_and_not_noise():
+    x, y = _blobs(600, 16, 0, separation=6.0)
+    assert probes.logistic_regression_top1(x[:400], y[:400], x[400:], y[400:]) > 0.97
+    rng = np.random.default_rng(1)
+    noise = rng.normal(size=(600, 16))
+    chance = probes.logistic_regression_top1(noise[:400], y[:400], noise[400:], y[400:])
+    assert chance < 0.5
+
+
+def test_knn_top1_matches_a_nearest_centroid_reading():
+    x, y = _blobs(900, 8, 2, separation=5.0)
+    assert probes.knn_top1(x[:600], y[:600], x[600:], y[600:], k=15) > 0.95
+    with pytest.raises(ValueError):  # k larger than the bank
+        probes.knn_top1(x[:10], y[:10], x[600:], y[600:], k=200)
+
+
+def test_subset_rows_selects_ids_not_positions():
+    ids = np.array([10, 11, 12, 13, 14])
+    mask = probes.subset_rows(ids, {11, 14, 99})
+    np.testing.assert_array_equal(mask, [False, True, False, False, True])
+
+
+def test_read_scalars_keeps_scalars_in_step_order(tmp_path):
+    writer = tf.summary.create_file_writer(str(tmp_path))
+    with writer.as_default():
+        for step in (20, 10, 30):
+            tf.summary.scalar("train/contrast_loss", step / 10.0, step=step)
+        tf.summary.image("view", tf.zeros([1, 4, 4, 3]), step=0)
+    writer.flush()
+    scalars = pictures.read_scalars(str(tmp_path))
+    assert set(scalars) == {"train/contrast_loss"}
+    steps, values = scalars["train/contrast_loss"]
+    np.testing.assert_array_equal(steps, [10, 20, 30])
+    np.testing.assert_allclose(values, [1.0, 2.0, 3.0])
+    assert pictures.read_scalars(str(tmp_path / "absent")) == {}
+
+
+def test_training_curves_png(tmp_path):
+    writer = tf.summary.create_file_writer(str(tmp_path / "train"))
+    with writer.as_default():
+        for step in range(1, 6):
+            for tag in ("contrast_loss", "contrast_acc", "supervised_acc",
+                        "knn_top_1_accuracy"):
+                tf.summary.scalar(f"train/{tag}", 1.0 / step, step=step)
+    writer.flush()
+    path = pictures.training_curves(str(tmp_path), str(tmp_path / "c.png"))
+    height, width, _ = matplotlib.image.imread(path).shape
+    assert width > 2 * height  # three panels side by side
+    with pytest.raises(ValueError, match="pretraining run"):
+        pictures.training_curves(str(tmp_path / "train"), str(tmp_path / "d.png"))
+
+
+def test_tsne_keeps_well_separated_clusters_apart():
+    x, y = _blobs(150, 32, 3, separation=8.0)
+    points = pictures.tsne_2d(x)
+    assert points.shape == (150, 2)
+    centres = np.stack([points[y == c].mean(0) for c in range(3)])
+    spread = max(np.linalg.norm(points[y == c] - centres[c], axis=1).mean()
+                 for c in range(3))
+    gaps = [np.linalg.norm(centres[a] - centres[b]) for a in range(3) for b in range(a)]
+    assert min(gaps) > 2 * spread
+
+
+def test_embedding_maps_and_augmented_pairs_write_pngs(tmp_path):
+    x, y = _blobs(60, 8, 4, separation=5.0)
+    path = pictures.embedding_maps([("a", x), ("b", -x)], y, ("p", "q", "r"),
+                                   str(tmp_path / "maps.png"))
+    assert matplotlib.image.imread(path).shape[1] > 600
+    source = open_source("digits")
+    path = pictures.augmented_pairs(source, "train", 16, str(tmp_path / "v.png"),
+                                    num_images=4)
+    image = matplotlib.image.imread(path)
+    assert image.shape[0] > 200 and image[..., :3].std() > 0.05
+    assert not [f for f in os.listdir(tmp_path) if ".tmp" in f]
+
+
+def test_cli_missing_export_is_one_line_error(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "simclr_tf2.analysis", "pictures", "--dataset=digits",
+         f"--pretrain_dir={tmp_path}", f"--pretrained={tmp_path}/nope",
+         f"--untrained={tmp_path}/nope", f"--out={tmp_path}/pics"],
+        cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines()[-1].startswith("error: ")
+    assert "flags.json" in result.stderr.strip().splitlines()[-1]
+
+
+def test_suite_runs_chain_through_the_pretraining_run():
+    sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
+    try:
+        import fashion_mnist
+    finally:
+        sys.path.pop(0)
+    for budget in fashion_mnist.BUDGETS:
+        runs = dict(fashion_mnist.run_list(budget, "/o"))
+        assert list(runs)[0] == "pretrain"
+        for name in ("linear_eval_pretrained", "finetune_1pct", "finetune_10pct"):
+            assert "--checkpoint=/o/pretrain" in runs[name]
+        assert not any(f.startswith("--checkpoint") for f in runs["scratch_1pct"]
+                       + runs["scratch_100pct"] + runs["linear_eval_untrained"])
+        assert "--label_subset_file=/o/finetune_1pct/label_subset.txt" in runs["scratch_1pct"]
+        assert "--teacher=/o/finetune_1pct" in runs["distill_1pct"]
+        assert "--fine_tune_after_block=4" in runs["linear_eval_untrained"]
+        command = fashion_mnist.command_for("pretrain", runs["pretrain"], budget, "/o")
+        assert "--seed=0" in command and "--dataset=fashion_mnist" in command
