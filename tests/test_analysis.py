@@ -127,3 +127,25 @@ def test_suite_runs_chain_through_the_pretraining_run():
         assert "--fine_tune_after_block=4" in runs["linear_eval_untrained"]
         command = fashion_mnist.command_for("pretrain", runs["pretrain"], budget, "/o")
         assert "--seed=0" in command and "--dataset=fashion_mnist" in command
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not os.path.isdir("/usr/share/datasets/fashion-mnist"),
+                    reason="Debian package dataset-fashion-mnist not installed")
+def test_fashion_mnist_smoke_suite_end_to_end(tmp_path):
+    out = tmp_path / "suite"
+    result = subprocess.run(
+        [sys.executable, "benchmarks/fashion_mnist.py", "--budget=smoke", f"--out={out}"],
+        cwd=ROOT, capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stderr[-2000:]
+    import json
+    summary = json.load(open(out / "fashion_mnist.json"))
+    runs = {row["run"]: row for row in summary["rows"]}
+    assert {"pretrain", "finetune_1pct", "scratch_1pct", "distill_1pct",
+            "logreg_pixels_100pct", "knn_pixels"} <= set(runs)
+    for row in summary["rows"]:
+        accuracy = row["top1"] if row["top1"] is not None else row["knn_top1"]
+        assert 0.0 <= accuracy <= 1.0 and row["command"].startswith("python ")
+    for name in ("augmented_views.png", "training_curves.png", "tsne.png"):
+        assert (out / "pictures" / name).stat().st_size > 10_000
+    assert "| pretrain |" in (out / "fashion_mnist.md").read_text()
