@@ -1,5 +1,6 @@
 """simclr_tf2.analysis: probes, event reading, pictures and the CLI."""
 
+import json
 import os
 import subprocess
 import sys
@@ -138,7 +139,6 @@ def test_fashion_mnist_smoke_suite_end_to_end(tmp_path):
         [sys.executable, "benchmarks/fashion_mnist.py", "--budget=smoke", f"--out={out}"],
         cwd=ROOT, capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stderr[-2000:]
-    import json
     summary = json.load(open(out / "fashion_mnist.json"))
     runs = {row["run"]: row for row in summary["rows"]}
     assert {"pretrain", "finetune_1pct", "scratch_1pct", "distill_1pct",
