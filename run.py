@@ -9,7 +9,6 @@ SIMCLR_TF2_TRACEBACK=1 to see the Python traceback instead).
 """
 
 import os
-import sys
 import tempfile
 import warnings
 
@@ -21,26 +20,9 @@ from absl import flags as absl_flags  # noqa: E402
 from absl import logging  # noqa: E402
 
 import flags as simclr_flags  # noqa: E402  (registers the flags)
+from simclr_tf2 import cli  # noqa: E402
 
 FLAGS = absl_flags.FLAGS
-
-
-def _quiet_tensorflow_start():
-    """Imports TF and lists devices with fd 2 muted.
-
-    TF's C++ start-up logs (oneDNN notice, CUDA probing) bypass
-    TF_CPP_MIN_LOG_LEVEL; muting them keeps stderr for real problems.
-    """
-    saved = os.dup(2)
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    try:
-        os.dup2(devnull, 2)
-        import tensorflow as tf
-        tf.config.list_physical_devices()
-    finally:
-        os.dup2(saved, 2)
-        os.close(devnull)
-        os.close(saved)
 
 
 def _print(line):
@@ -87,7 +69,7 @@ def main(argv):
     _print_config(dict(values, model_dir=model_dir), origin)
 
     # Imported late so that TF starts after flags are validated.
-    _quiet_tensorflow_start()
+    cli.quiet_tensorflow_import()
     if config.distribute.num_logical_cpu_devices > 1:
         from simclr_tf2 import distribute
         distribute.configure_logical_cpus(config.distribute.num_logical_cpu_devices)
@@ -103,31 +85,14 @@ def _user_error_types():
             callbacks.TrainingDivergedError, ValueError, OSError)
 
 
-def _parse_flags(argv):
-    """absl flag parsing, but a bad flag is one line on stderr and exit 1."""
-    try:
-        return FLAGS(argv)
-    except absl_flags.Error as err:
-        message = " ".join(str(err).split())
-        print(f"error: {message} (see python run.py --helpfull)",
-              file=sys.stderr, flush=True)
-        sys.exit(1)
-
-
 def entry_point():
     logging.set_verbosity(logging.WARNING)
     try:
-        app.run(main, flags_parser=_parse_flags)
-    except _user_error_types() as err:
-        if os.environ.get("SIMCLR_TF2_TRACEBACK"):
-            raise
-        message = " ".join(str(err).split()) or type(err).__name__
-        print(f"error: {message}", file=sys.stderr, flush=True)
-        sys.exit(1)
+        cli.report_user_errors(
+            lambda: app.run(main, flags_parser=cli.absl_flag_parser(FLAGS, "python run.py")),
+            _user_error_types)
     except KeyboardInterrupt:
-        print("error: interrupted; the last checkpoint is kept.",
-              file=sys.stderr)
-        sys.exit(130)
+        cli.exit_with_error("interrupted; the last checkpoint is kept.", 130)
 
 
 if __name__ == "__main__":

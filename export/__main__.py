@@ -19,6 +19,8 @@ from absl import app  # noqa: E402
 from absl import flags  # noqa: E402
 from absl import logging  # noqa: E402
 
+from simclr_tf2 import cli  # noqa: E402
+
 FLAGS = flags.FLAGS
 
 flags.DEFINE_string("model_dir", None,
@@ -44,25 +46,6 @@ flags.DEFINE_bool("overwrite", False, "Replace an existing --export_dir.")
 flags.mark_flag_as_required("model_dir")
 
 
-def _one_line(err):
-    return " ".join(str(err).split()) or type(err).__name__
-
-
-def _quiet_tensorflow_import():
-    """Imports TF with fd 2 muted: its C++ start-up notices bypass logging."""
-    saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
-    try:
-        os.dup2(devnull, 2)
-        import tensorflow as tf
-        tf.config.list_physical_devices()
-        # Restore warnings about unused checkpoint values are not news here.
-        tf.get_logger().setLevel("ERROR")
-    finally:
-        os.dup2(saved, 2)
-        os.close(devnull)
-        os.close(saved)
-
-
 def main(argv):
     if len(argv) > 1:
         raise ValueError(f"unexpected arguments {argv[1:]}; flags look like "
@@ -71,7 +54,8 @@ def main(argv):
     config, raw = preflight.load_run_config(FLAGS.model_dir)
     if FLAGS.export_dir:
         preflight.check_destination(FLAGS.export_dir, FLAGS.overwrite)
-    _quiet_tensorflow_import()
+    tf = cli.quiet_tensorflow_import()
+    tf.get_logger().setLevel("ERROR")  # Unused checkpoint values are not news.
     from export import from_checkpoint
     from export import module
     from export import saved_model
@@ -100,24 +84,11 @@ def _user_errors():
     return errors + (tf.errors.OpError,) if tf else errors
 
 
-def _parse_flags(argv):
-    try:
-        return FLAGS(argv)
-    except flags.Error as err:
-        print(f"error: {_one_line(err)} (see python -m export --helpfull)",
-              file=sys.stderr, flush=True)
-        sys.exit(1)
-
-
 def entry_point():
     logging.set_verbosity(logging.WARNING)
-    try:
-        app.run(main, flags_parser=_parse_flags)
-    except Exception as err:  # pylint: disable=broad-except
-        if not isinstance(err, _user_errors()):
-            raise  # A bug: keep the traceback.
-        print(f"error: {_one_line(err)}", file=sys.stderr, flush=True)
-        sys.exit(1)
+    cli.report_user_errors(
+        lambda: app.run(main, flags_parser=cli.absl_flag_parser(FLAGS, "python -m export")),
+        _user_errors)
 
 
 if __name__ == "__main__":

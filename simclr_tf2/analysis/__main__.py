@@ -9,9 +9,12 @@ pictures  augmented_views.png, training_curves.png and tsne.png.
 import argparse
 import json
 import os
-import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from simclr_tf2 import cli  # noqa: E402
+
+cli.quiet_tensorflow_import()  # Before the modules below import TF.
 
 from simclr_tf2.analysis import features, pictures, probes  # noqa: E402
 from simclr_tf2.data import subsets  # noqa: E402
@@ -95,7 +98,12 @@ def run_probes(args):
 
 def run_pictures(args):
     source = open_source(args.dataset, args.data_dir)
-    with open(os.path.join(args.pretrain_dir, "flags.json")) as f:
+    flags_json = os.path.join(args.pretrain_dir, "flags.json")
+    if not os.path.exists(flags_json):
+        raise FileNotFoundError(
+            f"no flags.json in {args.pretrain_dir}; pass --pretrain_dir=the "
+            "model_dir of the pretraining run.")
+    with open(flags_json) as f:
         data = json.load(f)["data"]
     os.makedirs(args.out, exist_ok=True)
     written = [pictures.augmented_pairs(
@@ -119,11 +127,9 @@ def run_pictures(args):
 
 def main(argv=None):
     args = _parser().parse_args(argv)
-    try:
-        {"probes": run_probes, "pictures": run_pictures}[args.command](args)
-    except (DataError, FileNotFoundError, ValueError) as err:
-        message = str(err).splitlines()[0] if str(err) else type(err).__name__
-        sys.exit(f"error: {message}")
+    command = {"probes": run_probes, "pictures": run_pictures}[args.command]
+    cli.report_user_errors(lambda: command(args),
+                           lambda: (DataError, OSError, ValueError))
 
 
 if __name__ == "__main__":

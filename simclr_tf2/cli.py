@@ -1,0 +1,75 @@
+"""What the command-line entry points share: a quiet TF start and one-line errors.
+
+run.py, `python -m export` and `python -m simclr_tf2.analysis` end a user
+error (bad flag, missing data, mismatched checkpoint) with one `error: ...`
+line on stderr and exit status 1; a bug keeps its traceback. Setting
+SIMCLR_TF2_TRACEBACK=1 shows the traceback of user errors too.
+"""
+
+import os
+import sys
+
+
+def one_line(err):
+    """The message of an exception on one line (its type name if empty)."""
+    return " ".join(str(err).split()) or type(err).__name__
+
+
+def exit_with_error(message, status=1):
+    """Prints `error: message` to stderr and exits with `status`."""
+    print(f"error: {message}", file=sys.stderr, flush=True)
+    sys.exit(status)
+
+
+def quiet_tensorflow_import():
+    """Imports TF and lists devices with fd 2 muted; returns the tf module.
+
+    TF's C++ start-up notices (oneDNN, CUDA probing) bypass
+    TF_CPP_MIN_LOG_LEVEL; muting them keeps stderr for real problems.
+    """
+    saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        import tensorflow as tf
+        tf.config.list_physical_devices()
+    finally:
+        os.dup2(saved, 2)
+        os.close(devnull)
+        os.close(saved)
+    return tf
+
+
+def absl_flag_parser(flag_values, help_command):
+    """An absl `flags_parser` that turns a bad flag into one error line.
+
+    Args:
+      flag_values: the absl FlagValues (usually absl.flags.FLAGS).
+      help_command: shown in the hint, e.g. "python run.py".
+    """
+    from absl import flags
+
+    def parse(argv):
+        try:
+            return flag_values(argv)
+        except flags.Error as err:
+            exit_with_error(f"{one_line(err)} (see {help_command} --helpfull)")
+
+    return parse
+
+
+def report_user_errors(function, user_error_types):
+    """Calls function(); a user error becomes one `error:` line and exit 1.
+
+    Args:
+      function: the program, called without arguments.
+      user_error_types: callable returning the tuple of exception types that
+        are the user's to fix (called only when something was raised, so it
+        may import lazily). Anything else propagates with its traceback.
+    """
+    try:
+        function()
+    except Exception as err:  # pylint: disable=broad-except
+        if (not isinstance(err, user_error_types())
+                or os.environ.get("SIMCLR_TF2_TRACEBACK")):
+            raise
+        exit_with_error(one_line(err))
