@@ -123,10 +123,12 @@ def run_list(budget, out):
     ]
 
 
-def command_for(name, flags, budget, out):
+def command_for(name, flags, budget, out, data_dir=None):
     common = ["--mode=train_then_eval", "--dataset=fashion_mnist", "--seed=0",
               "--export_after_eval=true", "--log_every_steps=100",
               f"--model_dir={os.path.join(out, name)}"]
+    if data_dir:
+        common.append(f"--data_dir={data_dir}")
     return [PYTHON, "run.py"] + common + BUDGETS[budget]["model"] + flags
 
 
@@ -208,6 +210,9 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--budget", choices=sorted(BUDGETS), default="cpu")
     parser.add_argument("--out", default="/tmp/simclr_fashion_mnist")
+    parser.add_argument("--data_dir", default=None,
+                        help="Folder with the four Fashion-MNIST IDX files; default: "
+                             "/usr/share/datasets/fashion-mnist (Debian package).")
     args = parser.parse_args()
     out = os.path.abspath(args.out)
     os.makedirs(out, exist_ok=True)
@@ -216,7 +221,7 @@ def main():
     rows = []
     with open(os.path.join(out, "commands.txt"), "w") as commands:
         for name, flags in run_list(args.budget, out):
-            command = command_for(name, flags, args.budget, out)
+            command = command_for(name, flags, args.budget, out, args.data_dir)
             commands.write(f"{name}: {_display(command)}\n")
             commands.flush()
             row = run_one(name, command, out)
@@ -226,6 +231,8 @@ def main():
         probes_json = os.path.join(out, "probes.json")
         model_flags = [f for f in BUDGETS[args.budget]["model"]
                        if f.startswith(("--train_split", "--eval_split"))]
+        if args.data_dir:
+            model_flags.append(f"--data_dir={args.data_dir}")
         probe_cmd, probe_seconds = run_module("probes", [
             "-m", "simclr_tf2.analysis", "probes", "--dataset=fashion_mnist",
             f"--pretrained={latest_export(os.path.join(out, 'pretrain'))}",
