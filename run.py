@@ -85,12 +85,19 @@ def _user_error_types():
             callbacks.TrainingDivergedError, ValueError, OSError)
 
 
+def _parse_flags(argv):
+    """absl flag parsing, but a bad flag is one line on stderr and exit 1."""
+    try:
+        return FLAGS(argv)
+    except absl_flags.Error as err:
+        cli.exit_with_error(f"{cli.one_line(err)} (see python run.py --helpfull)")
+
+
 def entry_point():
     logging.set_verbosity(logging.WARNING)
     try:
         cli.report_user_errors(
-            lambda: app.run(main, flags_parser=cli.absl_flag_parser(FLAGS, "python run.py")),
-            _user_error_types)
+            lambda: app.run(main, flags_parser=_parse_flags), _user_error_types)
     except KeyboardInterrupt:
         cli.exit_with_error("interrupted; the last checkpoint is kept.", 130)
 

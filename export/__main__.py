@@ -84,11 +84,18 @@ def _user_errors():
     return errors + (tf.errors.OpError,) if tf else errors
 
 
+def _parse_flags(argv):
+    """absl flag parsing, but a bad flag is one line on stderr and exit 1."""
+    try:
+        return FLAGS(argv)
+    except flags.Error as err:
+        cli.exit_with_error(f"{cli.one_line(err)} (see python -m export --helpfull)")
+
+
 def entry_point():
     logging.set_verbosity(logging.WARNING)
-    cli.report_user_errors(
-        lambda: app.run(main, flags_parser=cli.absl_flag_parser(FLAGS, "python -m export")),
-        _user_errors)
+    cli.report_user_errors(lambda: app.run(main, flags_parser=_parse_flags),
+                           _user_errors)
 
 
 if __name__ == "__main__":

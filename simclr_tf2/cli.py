@@ -1,5 +1,7 @@
 """What the command-line entry points share: a quiet TF start and one-line errors.
 
+Flag parsing stays in the entry points themselves (run.py, export/__main__.py).
+
 run.py, `python -m export` and `python -m simclr_tf2.analysis` end a user
 error (bad flag, missing data, mismatched checkpoint) with one `error: ...`
 line on stderr and exit status 1; a bug keeps its traceback. Setting
@@ -37,24 +39,6 @@ def quiet_tensorflow_import():
         os.close(devnull)
         os.close(saved)
     return tf
-
-
-def absl_flag_parser(flag_values, help_command):
-    """An absl `flags_parser` that turns a bad flag into one error line.
-
-    Args:
-      flag_values: the absl FlagValues (usually absl.flags.FLAGS).
-      help_command: shown in the hint, e.g. "python run.py".
-    """
-    from absl import flags
-
-    def parse(argv):
-        try:
-            return flag_values(argv)
-        except flags.Error as err:
-            exit_with_error(f"{one_line(err)} (see {help_command} --helpfull)")
-
-    return parse
 
 
 def report_user_errors(function, user_error_types):
