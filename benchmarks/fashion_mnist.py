@@ -81,8 +81,8 @@ BUDGETS = {
         "pretrain": ["--train_steps=12", "--warmup_epochs=0",
                      "--knn_eval_every_steps=6"],
         "linear_eval": ["--train_steps=4"],
-        "subset_1pct": ["--train_steps=4", "--train_batch_size=16",
-                        "--label_fraction=0.05"],
+        "subset_1pct": ["--train_steps=4", "--train_batch_size=16"],
+        "fraction_1pct": 0.05,  # 1% of 2,048 would be 2 images per class.
         "subset_10pct": ["--train_steps=4"],
         "scratch_100pct": ["--train_steps=4"],
         "distill": ["--train_steps=4"],
@@ -102,8 +102,7 @@ def run_list(budget, out):
     settings = BUDGETS[budget]
     pretrain = os.path.join(out, "pretrain")
     subset_1pct = settings["subset_1pct"]
-    fraction_1pct = [] if any(f.startswith("--label_fraction") for f in subset_1pct) \
-        else ["--label_fraction=0.01"]
+    fraction_1pct = [f"--label_fraction={settings.get('fraction_1pct', 0.01)}"]
     subset_file = os.path.join(out, "finetune_1pct", "label_subset.txt")
     linear = ["--train_mode=finetune", "--fine_tune_after_block=4"] + settings["linear_eval"]
     return [
@@ -115,7 +114,7 @@ def run_list(budget, out):
         ("finetune_10pct", ["--train_mode=finetune", f"--checkpoint={pretrain}",
                             "--label_fraction=0.1"] + settings["subset_10pct"]),
         ("scratch_1pct", ["--train_mode=finetune", f"--label_subset_file={subset_file}"]
-         + [f for f in subset_1pct if not f.startswith("--label_fraction")]),
+         + subset_1pct),
         ("scratch_100pct", ["--train_mode=finetune"] + settings["scratch_100pct"]),
         ("distill_1pct", ["--train_mode=distill",
                           f"--teacher={os.path.join(out, 'finetune_1pct')}"]
@@ -136,6 +135,22 @@ def _display(command):
     return " ".join(shlex.quote(part) for part in ["python"] + command[1:])
 
 
+def _call_logged(name, command, out):
+    """Runs command in the repository root, output to OUT/name.log; returns seconds.
+
+    Exits with a one-line error (and the log's last lines) if it fails.
+    """
+    print(f"[{name}] {_display(command)}", flush=True)
+    log_path = os.path.join(out, name + ".log")
+    start = time.time()
+    with open(log_path, "w") as log:
+        code = subprocess.call(command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+    if code != 0:
+        tail = open(log_path).read().splitlines()[-3:]
+        sys.exit(f"error: {name} failed (exit {code}); see {log_path}:\n" + "\n".join(tail))
+    return round(time.time() - start)
+
+
 def run_one(name, command, out):
     """Runs (or reuses) one run.py command; returns its result row."""
     model_dir = os.path.join(out, name)
@@ -145,15 +160,7 @@ def run_one(name, command, out):
         if done["command"] == _display(command):
             print(f"[{name}] reused ({done['seconds']} s)", flush=True)
             return done
-    print(f"[{name}] {_display(command)}", flush=True)
-    start = time.time()
-    with open(os.path.join(out, name + ".log"), "w") as log:
-        code = subprocess.call(command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
-    seconds = round(time.time() - start)
-    if code != 0:
-        tail = open(os.path.join(out, name + ".log")).read().splitlines()[-3:]
-        sys.exit(f"error: run {name} failed (exit {code}); see {out}/{name}.log:\n"
-                 + "\n".join(tail))
+    seconds = _call_logged(name, command, out)
     result = json.load(open(os.path.join(model_dir, "result.json")))
     row = {"run": name, "command": _display(command), "seconds": seconds,
            "top1": result.get("eval/label_top_1_accuracy"),
@@ -169,13 +176,7 @@ def run_one(name, command, out):
 def run_module(name, args, out):
     """Runs a `python -m` / script step, logging it; returns (command, seconds)."""
     command = [PYTHON] + args
-    print(f"[{name}] {_display(command)}", flush=True)
-    start = time.time()
-    with open(os.path.join(out, name + ".log"), "w") as log:
-        code = subprocess.call(command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
-    if code != 0:
-        sys.exit(f"error: step {name} failed (exit {code}); see {out}/{name}.log")
-    return _display(command), round(time.time() - start)
+    return _display(command), _call_logged(name, command, out)
 
 
 def latest_export(model_dir):

@@ -11,20 +11,23 @@ import numpy as np
 import tensorflow as tf
 
 
-def extract_features(model, dataset, key="final_avg_pool"):
-    """Representations of a dataset, l2-normalised.
+def extract_features(model, dataset, key="final_avg_pool", normalize=True):
+    """Representations of a dataset, l2-normalised unless normalize=False.
 
     Args:
-      model: callable images -> dict of outputs (a SimCLRModel).
+      model: callable (images, training=False) -> dict of outputs (a
+        SimCLRModel or an exported module).
       dataset: batches {"image": [b, S, S, 3], "label": [b]}.
       key: which output to use (h = "final_avg_pool" by default).
+      normalize: l2-normalise each feature vector (as the kNN needs).
 
     Returns:
       (features float32 [N, D], labels int64 [N]) numpy arrays.
     """
     @tf.function
     def embed(images):
-        return tf.math.l2_normalize(model(images, training=False)[key], -1)
+        features = model(images, training=False)[key]
+        return tf.math.l2_normalize(features, -1) if normalize else features
 
     features, labels = [], []
     for batch in dataset:

@@ -6,6 +6,7 @@ import os
 import numpy as np
 import tensorflow as tf
 
+from simclr_tf2 import knn
 from simclr_tf2.data import pipeline
 
 
@@ -40,16 +41,7 @@ def split_features(export_dir, source, split, batch_size=500, limit=0,
     dataset = pipeline.build_eval_dataset(source, split, batch_size, image_size)
     if limit > 0:
         dataset = dataset.unbatch().take(limit).batch(batch_size)
-
-    @tf.function
-    def embed(images):
-        return module(images, trainable=False)[output]
-
-    features, labels = [], []
-    for batch in dataset:
-        features.append(embed(batch["image"]).numpy())
-        labels.append(batch["label"].numpy())
-    return np.concatenate(features), np.concatenate(labels)
+    return knn.extract_features(module, dataset, key=output, normalize=False)
 
 
 def split_pixels(source, split):

@@ -61,7 +61,7 @@ def augmented_pairs(source, split, image_size, path, num_images=8,
             axis.imshow(np.clip(panel.numpy(), 0.0, 1.0), interpolation="nearest")
             axis.set_xticks([])
             axis.set_yticks([])
-        name = _class_name(source, int(example["label"]))
+        name = _class_name(source.info.class_names, int(example["label"]))
         axes[0, column].set_title(name, fontsize=8)
     for row, label in enumerate(["original", "view 1", "view 2"]):
         axes[row, 0].set_ylabel(label)
@@ -163,7 +163,7 @@ def embedding_maps(panels, labels, class_names, path, seed=0):
         points = tsne_2d(features, seed)
         for index, label in enumerate(classes):
             chosen = labels == label
-            name = class_names[label] if len(class_names) > label else str(label)
+            name = _class_name(class_names, label)
             axis.scatter(points[chosen, 0], points[chosen, 1], s=4,
                          color=colours(index % 10), label=name)
         axis.set_title(title)
@@ -174,6 +174,5 @@ def embedding_maps(panels, labels, class_names, path, seed=0):
     return _save(figure, path)
 
 
-def _class_name(source, label):
-    names = source.info.class_names
-    return names[label] if len(names) > label else str(label)
+def _class_name(class_names, label):
+    return class_names[label] if len(class_names) > label else str(label)
