@@ -79,8 +79,8 @@ def main(argv):
 
 def _user_error_types():
     from simclr_tf2 import callbacks, checkpoints
-    from simclr_tf2.data import sources
-    return (simclr_flags.ConfigError, sources.DataError,
+    from simclr_tf2.data import registry
+    return (simclr_flags.ConfigError, registry.DataError,
             checkpoints.CheckpointMismatchError,
             callbacks.TrainingDivergedError, ValueError, OSError)
 

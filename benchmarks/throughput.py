@@ -40,8 +40,8 @@ import tensorflow as tf  # noqa: E402
 
 from simclr_tf2 import optim  # noqa: E402
 from simclr_tf2.data import pipeline  # noqa: E402
-from simclr_tf2.data.source_base import DatasetInfo  # noqa: E402
-from simclr_tf2.data.source_base import Source  # noqa: E402
+from simclr_tf2.data.source import DatasetInfo  # noqa: E402
+from simclr_tf2.data.source import Source  # noqa: E402
 from simclr_tf2.models import build  # noqa: E402
 
 # name: (resnet_depth, width, cifar_stem, image_size, batch, quick batch,

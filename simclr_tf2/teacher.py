@@ -4,7 +4,7 @@ import os
 
 import tensorflow as tf
 
-from simclr_tf2.data.source_base import DataError
+from simclr_tf2.data.source import DataError
 
 
 class Teacher:

@@ -19,7 +19,7 @@ from simclr_tf2 import distribute
 from simclr_tf2 import evaluate
 from simclr_tf2 import knn
 from simclr_tf2.data import pipeline
-from simclr_tf2.data import sources
+from simclr_tf2.data import registry
 from simclr_tf2.data import subsets
 from simclr_tf2.models import build
 from simclr_tf2 import optim
@@ -44,7 +44,7 @@ def resolve_eval_split(source, requested):
         return requested
     if requested == "validation" and "test" in available:
         return "test"
-    raise sources.DataError(
+    raise registry.DataError(
         f"eval split {requested!r} not in dataset {source.info.name} "
         f"(splits: {', '.join(sorted(available))}); pass --eval_split.")
 
@@ -70,7 +70,7 @@ class Run:
         self.write_dir = (train.model_dir if self.is_chief else
                           os.path.join(train.model_dir, f".worker_{task_id}"))
         tf.io.gfile.makedirs(self.write_dir)
-        self.source = sources.open_source(data.dataset, data.data_dir)
+        self.source = registry.open_source(data.dataset, data.data_dir)
         self.num_classes = (teacher.num_classes if teacher is not None
                             else self.source.info.num_classes)
         self.example_ids = self._label_subset()
@@ -239,7 +239,7 @@ class Run:
     def evaluate(self, dataset=None):
         """Evaluates the current weights; writes and returns the result."""
         if self.num_classes == 0:
-            raise sources.DataError(
+            raise registry.DataError(
                 f"dataset {self.source.info.name} has no labels, so it cannot "
                 "be evaluated; evaluate on a labelled dataset or use --mode=train.")
         dataset = dataset or self.eval_dataset()

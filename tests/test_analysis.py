@@ -11,7 +11,7 @@ import pytest
 import tensorflow as tf
 
 from simclr_tf2.analysis import pictures, probes
-from simclr_tf2.data.sources import open_source
+from simclr_tf2.data.registry import open_source
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -1,4 +1,4 @@
-"""Tests for simclr_tf2.data.sources: digits, IDX/Fashion-MNIST, image folders, TFDS."""
+"""Tests for the data sources (registry, digits, fashion_mnist, folder, tfds_source): digits, IDX/Fashion-MNIST, image folders, TFDS."""
 
 import gzip
 import logging
@@ -11,12 +11,12 @@ import pytest
 import tensorflow_datasets as tfds
 from PIL import Image
 
-from simclr_tf2.data import idx
+from simclr_tf2.data import fashion_mnist
 from tests.tiny_tfds import SimclrSourcesTiny, SimclrSourcesTinyUnlabeled
-from simclr_tf2.data.sources import (DataError, FolderSource, describe_datasets,
+from simclr_tf2.data.registry import (DataError, FolderSource, describe_datasets,
                                      open_source, parse_split)
 
-FASHION_DIR = idx.SYSTEM_FASHION_MNIST_DIRS[0]
+FASHION_DIR = fashion_mnist.SYSTEM_FASHION_MNIST_DIRS[0]
 
 
 def _examples(dataset):
@@ -139,22 +139,22 @@ def test_read_idx(tmp_path, suffix):
     images = np.arange(2 * 3 * 4, dtype=np.uint8).reshape(2, 3, 4)
     _write_idx(tmp_path / f"a-idx3-ubyte{suffix}", images)
     np.testing.assert_array_equal(
-        idx.read_idx(str(tmp_path / f"a-idx3-ubyte{suffix}")), images)
+        fashion_mnist.read_idx(str(tmp_path / f"a-idx3-ubyte{suffix}")), images)
     ints = np.array([1, -2, 70000], dtype=np.int32)
     _write_idx(tmp_path / f"b{suffix}", ints, type_code=0x0C)
-    out = idx.read_idx(str(tmp_path / f"b{suffix}"))
+    out = fashion_mnist.read_idx(str(tmp_path / f"b{suffix}"))
     np.testing.assert_array_equal(out, ints)
-    assert idx.read_idx_header(str(tmp_path / f"b{suffix}"))[1] == (3,)
+    assert fashion_mnist.read_idx_header(str(tmp_path / f"b{suffix}"))[1] == (3,)
 
 
 def test_read_idx_rejects_bad_files(tmp_path):
     (tmp_path / "magic").write_bytes(b"\x12\x34\x08\x01\x00\x00\x00\x01\x05")
     with pytest.raises(DataError) as excinfo:
-        idx.read_idx(str(tmp_path / "magic"))
+        fashion_mnist.read_idx(str(tmp_path / "magic"))
     _assert_one_line_error(excinfo, "bad magic number")
     (tmp_path / "short").write_bytes(b"\x00\x00\x08\x01\x00\x00\x00\x09\x05")
     with pytest.raises(DataError) as excinfo:
-        idx.read_idx(str(tmp_path / "short"))
+        fashion_mnist.read_idx(str(tmp_path / "short"))
     _assert_one_line_error(excinfo, "expected 9 data bytes")
 
 
@@ -193,7 +193,7 @@ def test_fashion_mnist_explicit_dir(tmp_path):
 
 
 def test_fashion_mnist_missing(tmp_path, monkeypatch):
-    monkeypatch.setattr(idx, "SYSTEM_FASHION_MNIST_DIRS", (str(tmp_path),))
+    monkeypatch.setattr(fashion_mnist, "SYSTEM_FASHION_MNIST_DIRS", (str(tmp_path),))
     with pytest.raises(DataError) as excinfo:
         open_source("fashion_mnist", data_dir=str(tmp_path))
     _assert_one_line_error(excinfo, "apt-get install dataset-fashion-mnist",

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from simclr_tf2.data import sources, subsets
+from simclr_tf2.data import registry, subsets
 
 
 def test_balanced_and_reproducible():
@@ -31,14 +31,14 @@ def test_file_round_trip_and_errors(tmp_path):
     subsets.write_subset_file(path, [3, 1, 2])
     assert subsets.read_subset_file(path) == [1, 2, 3]
     (tmp_path / "bad.txt").write_text("1\nabc\n")
-    with pytest.raises(sources.DataError, match="bad.txt:2"):
+    with pytest.raises(registry.DataError, match="bad.txt:2"):
         subsets.read_subset_file(str(tmp_path / "bad.txt"))
-    with pytest.raises(sources.DataError, match="does not exist"):
+    with pytest.raises(registry.DataError, match="does not exist"):
         subsets.read_subset_file(str(tmp_path / "missing.txt"))
 
 
 def test_digits_one_percent_subset():
-    source = sources.open_source("digits")
+    source = registry.open_source("digits")
     labels, ids = subsets.labels_and_ids(source, "train")
     assert len(ids) == source.num_examples("train")
     chosen = subsets.balanced_subset(labels, ids, 0.05, seed=0)

@@ -18,7 +18,7 @@ cli.quiet_tensorflow_import()  # Before the modules below import TF.
 
 from simclr_tf2.analysis import features, pictures, probes  # noqa: E402
 from simclr_tf2.data import subsets  # noqa: E402
-from simclr_tf2.data.sources import DataError, open_source  # noqa: E402
+from simclr_tf2.data.registry import DataError, open_source  # noqa: E402
 
 
 def _parser():

@@ -27,7 +27,7 @@ def split_features(export_dir, source, split, batch_size=500, limit=0,
 
     Args:
       export_dir: a SavedModel written by run.py / `python -m export`.
-      source: an opened Source (simclr_tf2.data.sources.open_source).
+      source: an opened Source (simclr_tf2.data.registry.open_source).
       split: split name, e.g. "test" or "train[:2048]".
       batch_size: images per forward pass.
       limit: if > 0, only the first `limit` images.

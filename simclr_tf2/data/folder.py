@@ -28,7 +28,7 @@ import os
 import numpy as np
 import tensorflow as tf
 
-from simclr_tf2.data.source_base import DataError, DatasetInfo, Source, SplitSlice
+from simclr_tf2.data.source import DataError, DatasetInfo, Source, SplitSlice
 
 logger = logging.getLogger(__name__)
 

@@ -46,7 +46,7 @@ def build_train_dataset(source, split, global_batch_size, train_mode,
     """Infinite, shuffled, augmented training batches.
 
     Args:
-      source: an opened `simclr_tf2.data.sources.Source`.
+      source: an opened `simclr_tf2.data.registry.Source`.
       split: split name, TFDS slicing allowed ("train[:10%]").
       global_batch_size: examples per step over all replicas.
       train_mode: "pretrain" (two views, full SimCLR augmentation) or

@@ -9,7 +9,7 @@ import re
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from simclr_tf2.data.source_base import DataError, DatasetInfo, Source, SplitSlice
+from simclr_tf2.data.source import DataError, DatasetInfo, Source, SplitSlice
 
 # 'name', 'name/config', 'name:1.2.3', 'name/config:1.*.*'. Community
 # namespaces ('huggingface:x', 'kaggle:x') would go to the network.

@@ -1,4 +1,4 @@
-"""Opens a dataset by name as a Source of raw examples for the one tf.data pipeline.
+"""The dataset registry: opens a dataset by name as a Source of raw examples for the one tf.data pipeline.
 
 Accepted names (`describe_datasets()`):
 
@@ -12,28 +12,24 @@ Accepted names (`describe_datasets()`):
   read from data already prepared under ``data_dir``; never downloaded.
 
 Every source yields dicts ``{'image': uint8 [H, W, C], 'label': int64
-(-1 if unlabeled), 'id': int64}``; see `simclr_tf2.data.source_base`.
+(-1 if unlabeled), 'id': int64}``; see `simclr_tf2.data.source`.
 
 Example:
     source = open_source('digits')
     train = source.split('train[:10%]')   # 144 examples, ids 0..143
 """
 
-import numpy as np
-
-from simclr_tf2.data import idx, tfds_source
+from simclr_tf2.data import fashion_mnist, tfds_source
+from simclr_tf2.data.digits import DIGITS, open_digits
 from simclr_tf2.data.folder import FolderSource
-from simclr_tf2.data.source_base import (ArraySource, DataError, DatasetInfo,
-                                         Source, SplitSlice, parse_split)
+from simclr_tf2.data.source import (DataError, DatasetInfo, Source, SplitSlice,
+                                    parse_split)
 
 __all__ = ["DataError", "DatasetInfo", "Source", "SplitSlice", "FolderSource",
            "open_source", "describe_datasets", "parse_split", "DIGITS"]
 
-DIGITS = "digits"
 FASHION_MNIST = "fashion_mnist"
 FOLDER_PREFIX = "folder:"
-DIGITS_TEST_SIZE = 360  # 1797 - 360 = 1437 train examples (~80%).
-DIGITS_SEED = 0
 
 
 def describe_datasets() -> str:
@@ -67,53 +63,8 @@ def open_source(dataset: str, data_dir: str | None = None) -> Source:
     if name.lower() == DIGITS:
         return open_digits()
     if name.lower() == FASHION_MNIST:
-        return idx.open_fashion_mnist(data_dir)
+        return fashion_mnist.open_fashion_mnist(data_dir)
     prefix, _, rest = name.partition(":")
     if prefix.lower() == FASHION_MNIST and rest and not rest[0].isdigit():
-        return idx.open_fashion_mnist(data_dir, directory=rest)
+        return fashion_mnist.open_fashion_mnist(data_dir, directory=rest)
     return tfds_source.open_tfds(name, data_dir)
-
-
-def _stratified_order(labels: np.ndarray, seed: int) -> np.ndarray:
-    """A fixed-seed permutation in which every prefix is class-balanced.
-
-    Examples are shuffled, then ordered by their rank within their class
-    divided by the class size, so the first k examples hold about k * p_c of
-    each class c: train (the head) and test (the tail) are stratified, and so
-    is any slice such as 'train[:10%]'.
-    """
-    order = np.random.RandomState(seed).permutation(len(labels))
-    counts = np.bincount(labels)
-    seen = np.zeros_like(counts)
-    position = np.empty(len(labels))
-    for i in order:
-        position[i] = (seen[labels[i]] + 0.5) / counts[labels[i]]
-        seen[labels[i]] += 1
-    return order[np.argsort(position[order], kind="stable")]
-
-
-def open_digits() -> ArraySource:
-    """Opens scikit-learn's 8x8 digits as uint8 [8, 8, 1] images in 0..255.
-
-    Returns:
-        A source with splits 'train' (1437) and 'test' (360; also reachable
-        as 'validation'), stratified by a fixed-seed split.
-    """
-    # Imported here: scikit-learn is only needed for this dataset.
-    from sklearn.datasets import load_digits  # pylint: disable=g-import-not-at-top
-
-    digits = load_digits()
-    # Pixel values are 0..16: scale to the full uint8 range.
-    images = np.round(digits.images * (255.0 / 16.0)).astype(np.uint8)[..., None]
-    labels = digits.target.astype(np.int64)
-    order = _stratified_order(labels, DIGITS_SEED)
-    num_train = len(order) - DIGITS_TEST_SIZE
-    splits = {"train": order[:num_train], "test": order[num_train:]}
-    info = DatasetInfo(
-        name=DIGITS, num_classes=10,
-        num_examples={name: len(rows) for name, rows in splits.items()},
-        image_shape=images.shape[1:],
-        class_names=tuple(str(d) for d in range(10)))
-    return ArraySource(info, {
-        name: (lambda rows=rows: (images[rows], labels[rows]))
-        for name, rows in splits.items()})

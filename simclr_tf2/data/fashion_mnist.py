@@ -1,4 +1,4 @@
-"""IDX file reader (the MNIST file format) and the offline Fashion-MNIST source.
+"""The offline Fashion-MNIST source, and its IDX file reader (the MNIST file format).
 
 Fashion-MNIST is read, in this order of preference, from IDX files in an
 explicit directory (``fashion_mnist:/dir``), in ``data_dir`` itself, in
@@ -15,7 +15,8 @@ import struct
 import numpy as np
 
 from simclr_tf2.data import tfds_source
-from simclr_tf2.data.source_base import ArraySource, DataError, DatasetInfo
+from simclr_tf2.data.in_memory import ArraySource
+from simclr_tf2.data.source import DataError, DatasetInfo
 
 # Where Debian's `dataset-fashion-mnist` package installs the IDX files.
 SYSTEM_FASHION_MNIST_DIRS = ("/usr/share/datasets/fashion-mnist",)
