@@ -86,6 +86,7 @@ class TrainConfig:
     knn_k: int
     knn_temperature: float
     knn_eval_every_steps: int
+    knn_max_bank: int
 
 
 @dataclasses.dataclass(frozen=True)
@@ -167,6 +168,7 @@ def _validate(values):
          "--label_fraction must be in (0, 1]."),
         (values["knn_k"] >= 1, "--knn_k must be >= 1."),
         (values["knn_eval_every_steps"] >= 0, "--knn_eval_every_steps must be >= 0."),
+        (values["knn_max_bank"] >= 0, "--knn_max_bank must be >= 0 (0: the whole train split)."),
         (values["micro_batch_size"] >= 0,
          "--micro_batch_size must be >= 0 (0 disables gradient caching)."),
         (values["steps_per_execution"] >= 1,

@@ -163,3 +163,7 @@ flags.DEFINE_float("knn_temperature", 0.07, "Vote weight exp(cos/temperature) of
 flags.DEFINE_integer(
     "knn_eval_every_steps", 0,
     "During training, print and summarise the kNN accuracy every N steps (0: never).")
+flags.DEFINE_integer(
+    "knn_max_bank", 50_000,
+    "kNN evaluation embeds at most this many train examples as its bank (a "
+    "random subset fixed by --seed when the train split is larger; 0: all).")

@@ -5,10 +5,33 @@ k most cosine-similar training examples; neighbour j votes for its class with
 weight exp(s_j / temperature); the class with the largest total wins. The
 bank is scanned in chunks, keeping a running top-k, so memory is bounded by
 (query chunk x bank chunk) rather than (queries x bank).
+
+The bank is the train split, or above `DEFAULT_MAX_BANK` examples (e.g.
+ImageNet's 1.28M) a seeded random subset of it, so that an evaluation costs
+at most that many forward passes; `bank_note` says which in the output.
 """
 
 import numpy as np
 import tensorflow as tf
+
+# Bank examples embedded per kNN evaluation unless configured otherwise.
+DEFAULT_MAX_BANK = 50_000
+
+
+def bank_size(num_train_examples, max_bank=DEFAULT_MAX_BANK):
+    """Examples in the bank: all of them, or `max_bank` if that is smaller (> 0)."""
+    if max_bank > 0:
+        return min(num_train_examples, max_bank)
+    return num_train_examples
+
+
+def bank_note(num_train_examples, max_bank=DEFAULT_MAX_BANK):
+    """One line saying whether the bank is the whole train split or a subset."""
+    size = bank_size(num_train_examples, max_bank)
+    if size == num_train_examples:
+        return f"knn bank: all {num_train_examples} train examples"
+    return (f"knn bank: seeded random {size} of {num_train_examples} train "
+            f"examples (--knn_max_bank={max_bank}; 0 for all)")
 
 
 def extract_features(model, dataset, key="final_avg_pool", normalize=True):

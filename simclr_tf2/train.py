@@ -160,8 +160,8 @@ class Run:
             self.source, data.train_split, self.config.train.train_batch_size,
             self.config.train.train_mode, data.image_size,
             data.color_jitter_strength, data.use_blur,
-            seed=self.config.train.seed + seed_offset, cache=data.cache_dataset,
-            example_ids=self.example_ids)
+            seed=self.config.train.seed, cache=data.cache_dataset,
+            example_ids=self.example_ids, start_step=seed_offset)
 
     def restore_or_initialise(self):
         """Resumes the run, or loads --checkpoint into a fresh one."""
@@ -257,7 +257,10 @@ class Run:
         data, train = self.config.data, self.config.train
         bank_split = pipeline.build_eval_dataset(
             self.source, data.train_split, train.eval_batch_size,
-            data.image_size, cache=data.cache_dataset)
+            data.image_size, cache=data.cache_dataset,
+            max_examples=train.knn_max_bank, seed=train.seed)
+        self.printer(knn.bank_note(self.source.num_examples(data.train_split),
+                                   train.knn_max_bank))
         bank, bank_labels = knn.extract_features(self.model, bank_split)
         queries, query_labels = knn.extract_features(
             self.model, eval_dataset or self.eval_dataset())

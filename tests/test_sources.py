@@ -240,24 +240,31 @@ def class_folder(tmp_path):
 
 def test_folder_with_classes(class_folder, caplog):
     root, pixels = class_folder
-    with caplog.at_level(logging.WARNING):
-        source = open_source(f"folder:{root}")
-    assert sorted(os.path.basename(p) for p in source.skipped_files) == [
-        "corrupt.jpg", "zero.png"]
-    assert any("skipped 2 unreadable" in r.getMessage() for r in caplog.records)
+    source = open_source(f"folder:{root}")
+    assert source.skipped_files == []  # Opening decodes only the first file.
     info = source.info
     assert info.class_names == ("cats", "dogs") and info.num_classes == 2
-    assert info.num_examples == {"train": 5}
+    # Unreadable files are found (and skipped) when the pipeline reads them.
+    assert info.num_examples == {"train": 7}
     assert info.image_shape == (None, None, 3)
-    examples = _examples(source.split("train"))
+    with caplog.at_level(logging.WARNING):
+        examples = _examples(source.split("train"))
+        _examples(source.split("train"))  # Each file is reported once.
+    assert sorted(os.path.basename(p) for p in source.skipped_files) == [
+        "corrupt.jpg", "zero.png"]
+    warnings = [r.getMessage() for r in caplog.records
+                if "skipped unreadable image file" in r.getMessage()]
+    assert len(warnings) == 2 and "(2 unreadable file(s)" in warnings[1]
     assert [e["label"] for e in examples] == [0, 0, 0, 1, 1]
-    assert [e["id"] for e in examples] == [0, 1, 2, 3, 4]
+    assert [e["id"] for e in examples] == [0, 1, 2, 4, 6]
     assert [e["image"].shape for e in examples] == [
         (10, 12, 3), (16, 8, 3), (9, 9, 3), (7, 5, 3), (6, 6, 3)]
     assert all(e["image"].dtype == np.uint8 for e in examples)
     np.testing.assert_array_equal(examples[0]["image"], pixels)
     sliced = _examples(source.split("train[3:]"))
-    assert [e["id"] for e in sliced] == [3, 4]
+    assert [e["id"] for e in sliced] == [4, 6]
+    shuffled = _examples(source.shuffled("train", seed=0))
+    assert sorted(e["id"] for e in shuffled) == [0, 1, 2, 4, 6]
 
 
 def test_flat_folder_is_unlabeled(tmp_path):
@@ -265,11 +272,8 @@ def test_flat_folder_is_unlabeled(tmp_path):
         _save(tmp_path / f"img{i}.png", (8, 8), seed=i)
     source = open_source(f"folder:{tmp_path}")
     assert source.info.num_classes == 0
-    assert source.info.image_shape == (8, 8, 3)
     assert [e["label"] for e in _examples(source.split("train"))] == [-1] * 3
-    unchecked = FolderSource(str(tmp_path), validate=False)
-    assert unchecked.info.image_shape == (None, None, 3)
-    assert len(_examples(unchecked.split("train[1:]"))) == 2
+    assert len(_examples(source.split("train[1:]"))) == 2
 
 
 def test_folder_with_split_dirs(tmp_path):
@@ -293,9 +297,10 @@ def test_folder_errors(tmp_path):
         open_source(f"folder:{tmp_path}")
     _assert_one_line_error(excinfo, "no readable images")
     (tmp_path / "bad.png").write_bytes(b"nope")
+    (tmp_path / "empty.jpg").write_bytes(b"")
     with pytest.raises(DataError) as excinfo:
         open_source(f"folder:{tmp_path}")
-    _assert_one_line_error(excinfo, "1 skipped as unreadable")
+    _assert_one_line_error(excinfo, "2 skipped as unreadable")
 
 
 # --------------------------------------------------------- names and TFDS

@@ -13,13 +13,12 @@ Layouts (``folder:/path``):
 Accepted extensions (case-insensitive): .jpg .jpeg .png .bmp .gif (first
 frame). Images keep their native size and are decoded to 3 channels.
 
-Corrupt or unreadable files would kill a tf.data pipeline mid-epoch, so by
-default every file is decoded once when the folder is opened (in parallel,
-with the same op the pipeline uses) and the bad ones are skipped and listed
-in ``source.skipped_files``. That costs one full decode per image, a few
-milliseconds per photo per core: seconds for thousands of images, but hours
-for ImageNet-sized folders, where ``FolderSource(path, validate=False)`` skips
-the check (and a corrupt file then stops the pipeline).
+Opening a folder only lists it (no image is decoded, so start-up costs one
+directory walk, not one decode per image). Corrupt or unreadable files are
+skipped where the pipeline decodes them, each reported once with a warning
+and listed in ``source.skipped_files``; the split sizes count them, since
+they are only found when read. Opening fails only when no file of the
+folder decodes (checked file by file until the first readable one).
 """
 
 import logging
@@ -90,20 +89,28 @@ def _load_image(path: tf.Tensor) -> tf.Tensor:
                               expand_animations=False, dtype=tf.uint8)
 
 
-def _validate(paths: list[str]) -> dict[int, tuple]:
-    """Decodes every file once; returns {index: (H, W, 3)} of the readable ones."""
-    if not paths:
-        return {}
-    dataset = tf.data.Dataset.from_tensor_slices(
-        (np.arange(len(paths), dtype=np.int64),
-         tf.constant(paths, tf.string)))
-    dataset = dataset.map(
-        lambda i, path: (i, tf.shape(_load_image(path))),
-        num_parallel_calls=tf.data.AUTOTUNE)
-    # ignore_errors drops exactly the elements whose read or decode failed.
-    dataset = dataset.ignore_errors(log_warning=False)
-    return {int(i): tuple(int(d) for d in shape)
-            for i, shape in dataset.as_numpy_iterator()}
+def _decode_or_skip(ref: dict) -> tf.data.Dataset:
+    """One example as a 1-element dataset, with 'ok' False if it failed to decode."""
+    def decode(r):
+        return dict(r, image=_load_image(r["path"]), ok=tf.constant(True))
+
+    failed = dict(ref, image=tf.zeros([0, 0, 3], tf.uint8),
+                  ok=tf.constant(False))
+    # ignore_errors drops exactly the element whose read or decode failed;
+    # the fallback then stands in for it, so the failure can be counted.
+    return (tf.data.Dataset.from_tensors(ref).map(decode).ignore_errors()
+            .concatenate(tf.data.Dataset.from_tensors(failed)).take(1))
+
+
+def _first_readable(paths: list[str]) -> int | None:
+    """Index of the first file that decodes, or None; stops at the first one."""
+    for i, path in enumerate(paths):
+        try:
+            _load_image(tf.constant(path))
+            return i
+        except (tf.errors.OpError, ValueError):
+            continue
+    return None
 
 
 class FolderSource(Source):
@@ -111,16 +118,15 @@ class FolderSource(Source):
 
     Args:
         path: the image folder.
-        validate: decode every file once now and skip unreadable ones.
 
     Attributes:
-        skipped_files: paths of the files skipped as unreadable.
+        skipped_files: sorted paths of the files found unreadable so far.
 
     Raises:
         DataError: missing path, or no readable image in it.
     """
 
-    def __init__(self, path: str, validate: bool = True):
+    def __init__(self, path: str):
         root = os.path.abspath(os.path.expanduser(path))
         if not os.path.isdir(root):
             raise DataError(f"image folder {root} does not exist or is not a "
@@ -135,56 +141,65 @@ class FolderSource(Source):
         class_names = sorted({name for files in listing.values()
                               for _, name in files if name is not None})
         class_index = {name: i for i, name in enumerate(class_names)}
-        self.skipped_files = []
-        self._files, shapes = {}, set()
-        for split, files in listing.items():
-            labeled = [(p, -1 if n is None else class_index[n])
-                       for p, n in files]
-            self._files[split] = self._keep_readable(labeled, validate, shapes)
-        self._check_not_empty(root)
+        self._root = root
+        self._skipped = set()
+        self._files = {
+            split: ([p for p, _ in files],
+                    np.array([-1 if n is None else class_index[n]
+                              for _, n in files], np.int64))
+            for split, files in listing.items()}
+        self._check_readable()
         super().__init__(DatasetInfo(
             name=f"folder:{root}", num_classes=len(class_names),
             num_examples={s: len(p) for s, (p, _) in self._files.items()},
-            image_shape=shapes.pop() if len(shapes) == 1 else (None, None, 3),
-            class_names=tuple(class_names)))
+            image_shape=(None, None, 3), class_names=tuple(class_names)))
 
-    def _keep_readable(self, files: list[tuple[str, int]], validate: bool,
-                       shapes: set) -> tuple[list[str], np.ndarray]:
-        """Drops unreadable files (into skipped_files); adds image shapes."""
-        paths = [path for path, _ in files]
-        valid = _validate(paths) if validate else {
-            i: (None, None, 3) for i in range(len(paths))}
-        self.skipped_files += [p for i, p in enumerate(paths) if i not in valid]
-        shapes.update(valid.values())
-        keep = sorted(valid)
-        return ([paths[i] for i in keep],
-                np.array([files[i][1] for i in keep], np.int64))
+    @property
+    def skipped_files(self) -> list[str]:
+        return sorted(self._skipped)
 
-    def _check_not_empty(self, root: str) -> None:
-        """Warns about skipped files; raises DataError if nothing is readable."""
-        if self.skipped_files:
-            logger.warning("skipped %d unreadable image file(s) in %s, e.g. %s",
-                           len(self.skipped_files), root, self.skipped_files[0])
-        if not any(paths for paths, _ in self._files.values()):
+    def _check_readable(self) -> None:
+        """Raises DataError unless some file decodes (the first usually does)."""
+        paths = [p for paths, _ in self._files.values() for p in paths]
+        first = _first_readable(paths)
+        self._skipped.update(paths[:len(paths) if first is None else first])
+        if first is None:
             raise DataError(
-                f"no readable images in {root} ({len(self.skipped_files)} "
+                f"no readable images in {self._root} ({len(paths)} "
                 f"skipped as unreadable): put .jpg/.jpeg/.png/.bmp/.gif files "
                 f"in one sub-folder per class, or directly in the folder")
 
-    def _read(self, part: SplitSlice) -> tf.data.Dataset:
+    def _note_skipped(self, path: tf.Tensor) -> bool:
+        """Records and reports an unreadable file (once); runs in tf.data."""
+        path = path.numpy().decode()
+        if path not in self._skipped:
+            self._skipped.add(path)
+            logger.warning("skipped unreadable image file %s (%d unreadable "
+                           "file(s) in %s so far)", path, len(self._skipped),
+                           self._root)
+        return False
+
+    def _refs(self, part: SplitSlice) -> tf.data.Dataset:
         paths, labels = self._files[part.split]
         window = slice(part.start, part.stop)
-        dataset = tf.data.Dataset.from_tensor_slices({
+        return tf.data.Dataset.from_tensor_slices({
             "path": tf.constant(paths[window], tf.string),
             "label": labels[window],
             "id": np.arange(part.start, part.stop, dtype=np.int64),
         })
-        image_shape = self.info.image_shape
 
-        def load(example):
-            image = _load_image(example["path"])
-            image.set_shape(image_shape)
-            return {"image": image, "label": example["label"],
-                    "id": example["id"]}
+    def _load(self, refs: tf.data.Dataset,
+              splits: tuple[str, ...]) -> tf.data.Dataset:
+        del splits  # A path says where its image is.
+        # In-order parallel decoding; each reference gives exactly one element.
+        dataset = refs.interleave(
+            _decode_or_skip, cycle_length=tf.data.AUTOTUNE,
+            num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
 
-        return dataset.map(load, num_parallel_calls=tf.data.AUTOTUNE)
+        def readable(example):
+            return tf.cond(example["ok"], lambda: tf.constant(True),
+                           lambda: tf.py_function(self._note_skipped,
+                                                  [example["path"]], tf.bool))
+
+        return dataset.filter(readable).map(lambda ex: {
+            "image": ex["image"], "label": ex["label"], "id": ex["id"]})

@@ -39,11 +39,29 @@ class ArraySource(Source):
             self._arrays[split_name] = (images, labels.astype(np.int64))
         return self._arrays[split_name]
 
-    def _read(self, part: SplitSlice) -> tf.data.Dataset:
-        images, labels = self.arrays(part.split)
-        window = slice(part.start, part.stop)
+    def _refs(self, part: SplitSlice) -> tf.data.Dataset:
+        _, labels = self.arrays(part.split)
         return tf.data.Dataset.from_tensor_slices({
-            "image": images[window],
-            "label": labels[window],
+            "split": tf.fill([part.size], part.split),
+            "label": labels[part.start:part.stop],
             "id": np.arange(part.start, part.stop, dtype=np.int64),
         })
+
+    def _load(self, refs: tf.data.Dataset,
+              splits: tuple[str, ...]) -> tf.data.Dataset:
+        # The id of an example is its row in its split's array.
+        images = [tf.constant(self.arrays(split)[0]) for split in splits]
+        names = tf.constant(list(splits))
+
+        def load(ref):
+            if len(images) == 1:
+                image = tf.gather(images[0], ref["id"])
+            else:
+                index = tf.argmax(tf.cast(tf.equal(names, ref["split"]),
+                                          tf.int32), output_type=tf.int32)
+                image = tf.switch_case(index, [
+                    (lambda rows=rows: tf.gather(rows, ref["id"]))
+                    for rows in images])
+            return {"image": image, "label": ref["label"], "id": ref["id"]}
+
+        return refs.map(load, num_parallel_calls=tf.data.AUTOTUNE)

@@ -2,27 +2,39 @@
 
 Every source yields dicts {"image": uint8 [H, W, C], "label": int64, "id":
 int64}; this module turns them into {"image": float32 [B, S, S, 3 or 6],
-"label": int64 [B]} batches. Augmentation is seeded per example from one
-stream of stateless seeds, so a run is reproducible for a given --seed.
+"label": int64 [B]} batches.
+
+Order: every epoch is a new seeded permutation of the whole split, drawn by
+the source before images are decoded (`Source.shuffled`), so batches mix the
+classes even when the files are sorted by class. Augmentation is seeded per
+example from one stream of stateless seeds. Both streams derive from (seed,
+start_step): a run is reproducible for a given --seed, and a resumed run
+continues with new orders rather than replaying the first epochs.
+
+Multi-worker: every worker builds the same global stream and
+tf.distribute's DATA auto-sharding gives each worker its own slice of every
+global batch, so workers see different examples with different augmentation
+seeds, and N workers train on exactly what one worker would.
 """
 
 import logging
 
+import numpy as np
 import tensorflow as tf
 
 from simclr_tf2.data import augment
+from simclr_tf2.data.source import decoded_buffer_size
 
 AUTOTUNE = tf.data.AUTOTUNE
-_SHUFFLE_BUFFER = 10_000
 
 
-def _filter_ids(dataset, example_ids):
-    """Keeps only examples whose "id" is in `example_ids` (a list of ints)."""
-    table = tf.lookup.StaticHashTable(
-        tf.lookup.KeyValueTensorInitializer(
-            tf.constant(list(example_ids), tf.int64),
-            tf.ones([len(example_ids)], tf.int64)), default_value=0)
-    return dataset.filter(lambda ex: table.lookup(ex["id"]) > 0)
+def derive_seeds(seed, start_step=0):
+    """(order seed, augmentation seed) for a run at `start_step`.
+
+    Distinct for every (seed, start_step) pair (unlike seed + start_step).
+    """
+    order, aug = np.random.SeedSequence([seed, start_step]).generate_state(2)
+    return int(order), int(aug)
 
 
 def _train_transform(train_mode, image_size, color_jitter_strength, use_blur):
@@ -42,7 +54,8 @@ def _train_transform(train_mode, image_size, color_jitter_strength, use_blur):
 
 def build_train_dataset(source, split, global_batch_size, train_mode,
                         image_size, color_jitter_strength=1.0, use_blur=True,
-                        seed=0, cache=False, example_ids=None):
+                        seed=0, cache=False, example_ids=None,
+                        start_step=0):
     """Infinite, shuffled, augmented training batches.
 
     Args:
@@ -55,39 +68,46 @@ def build_train_dataset(source, split, global_batch_size, train_mode,
       color_jitter_strength: colour distortion strength s.
       use_blur: Gaussian blur in pretraining.
       seed: seeds shuffling and augmentation.
-      cache: keep decoded examples in memory.
+      cache: keep decoded examples in memory (one permutation is cached;
+        later epochs re-mix it in a buffer sized for memory).
       example_ids: optional list of example ids to restrict to.
+      start_step: the global step training starts from; folded into the
+        seeds so a resumed run draws new orders and augmentations.
 
     Returns:
       tf.data.Dataset of {"image": float32 [B, S, S, 6 or 3], "label": int64
       [B]} with B = global_batch_size (remainder dropped).
     """
-    dataset = source.split(split)
-    num_examples = source.num_examples(split)
-    if example_ids is not None:
-        # Cached: a small subset is repeated many times per batch, and
-        # re-filtering the whole split for every repetition dominates.
-        dataset = _filter_ids(dataset, example_ids).cache()
-        num_examples = len(example_ids)
-    elif cache:
-        dataset = dataset.cache()
+    order_seed, augment_seed = derive_seeds(seed, start_step)
+    dataset = source.shuffled(split, order_seed, example_ids)
+    num_examples = (len(example_ids) if example_ids is not None
+                    else source.num_examples(split))
+    if cache or example_ids is not None:
+        # A label subset is cached too: it is small and repeats often.
+        dataset = dataset.cache().shuffle(
+            decoded_buffer_size(source.info.image_shape, num_examples),
+            seed=order_seed, reshuffle_each_iteration=True)
     if global_batch_size > num_examples:
         logging.warning(
             "train_batch_size %d is larger than the %d training examples: "
             "examples repeat within a batch.", global_batch_size, num_examples)
-    dataset = dataset.shuffle(min(num_examples, _SHUFFLE_BUFFER), seed=seed,
-                              reshuffle_each_iteration=True).repeat()
-    seeds = tf.data.Dataset.random(seed=seed).batch(2)
+    dataset = dataset.repeat()
+    seeds = tf.data.Dataset.random(seed=augment_seed).batch(2)
     transform = _train_transform(train_mode, image_size,
                                  color_jitter_strength, use_blur)
     dataset = tf.data.Dataset.zip(dataset, seeds).map(
         transform, num_parallel_calls=AUTOTUNE, deterministic=True)
-    return dataset.batch(global_batch_size, drop_remainder=True).prefetch(
-        AUTOTUNE)
+    dataset = dataset.batch(global_batch_size, drop_remainder=True)
+    options = tf.data.Options()
+    # Same global stream on every worker, each keeping its slice of every
+    # batch (FILE sharding would give workers uneven, unshuffled files).
+    options.experimental_distribute.auto_shard_policy = (
+        tf.data.experimental.AutoShardPolicy.DATA)
+    return dataset.with_options(options).prefetch(AUTOTUNE)
 
 
 def build_eval_dataset(source, split, batch_size, image_size, cache=False,
-                       num_steps=0):
+                       num_steps=0, max_examples=0, seed=0):
     """One pass over a split with evaluation preprocessing (centre crop).
 
     Args:
@@ -97,11 +117,17 @@ def build_eval_dataset(source, split, batch_size, image_size, cache=False,
       image_size: output side S.
       cache: keep decoded examples in memory.
       num_steps: if > 0, at most this many batches.
+      max_examples: if > 0 and the split is larger, a seeded random subset
+        of this many examples (the same one for the same seed).
+      seed: picks that subset.
 
     Returns:
       tf.data.Dataset of {"image": float32 [b, S, S, 3], "label": int64 [b]}.
     """
-    dataset = source.split(split)
+    if 0 < max_examples < source.num_examples(split):
+        dataset = source.shuffled(split, seed).take(max_examples)
+    else:
+        dataset = source.split(split)
     if cache:
         dataset = dataset.cache()
 

@@ -6,6 +6,10 @@ Every source yields *raw* examples, a `tf.data.Dataset` of dicts::
      'label': int64 scalar (-1 when unlabeled),
      'id':    int64 scalar (stable index of the example in its split)}
 
+`Source.split` reads a split in a fixed order with stable ids (evaluation,
+label lists); `Source.shuffled` reads it for training, in a seeded random
+order over the whole split, drawn anew at every pass.
+
 Split specs follow TFDS: ``'train'``, ``'train[:10%]'``, ``'train[100:200]'``,
 ``'test[-50:]'`` and ``'train[:10%]+test'``. Percent boundaries round to the
 closest example, like TFDS's default ``rounding='closest'``. A sliced split
@@ -17,6 +21,7 @@ import logging
 import re
 from typing import Mapping
 
+import numpy as np
 import tensorflow as tf
 
 logger = logging.getLogger(__name__)
@@ -155,10 +160,45 @@ def _absolute(bound, default: int, num: int, percent: bool, spec: str,
     return value + num if value < 0 else value
 
 
+# Decoded images a training shuffle buffer may hold; images of unknown size
+# are counted at a typical photo's 500 x 400 x 3 bytes.
+DECODED_SHUFFLE_BYTES = 512 << 20
+_TYPICAL_IMAGE_SHAPE = (500, 400, 3)
+
+
+def decoded_buffer_size(image_shape: tuple, count: int) -> int:
+    """Shuffle buffer size for decoded images: bounded by memory, not by order.
+
+    Args:
+        image_shape: (H, W, C), None for sizes that vary.
+        count: examples in the split (a larger buffer is never needed).
+
+    Returns:
+        max(1, min(count, DECODED_SHUFFLE_BYTES // bytes per image)).
+    """
+    shape = [d if d else t for d, t in zip(image_shape, _TYPICAL_IMAGE_SHAPE)]
+    return max(1, min(count, DECODED_SHUFFLE_BYTES // int(np.prod(shape))))
+
+
+def filter_ids(dataset: tf.data.Dataset, example_ids) -> tf.data.Dataset:
+    """Keeps only the elements whose 'id' is in `example_ids` (ints)."""
+    table = tf.lookup.StaticHashTable(
+        tf.lookup.KeyValueTensorInitializer(
+            tf.constant(list(example_ids), tf.int64),
+            tf.ones([len(example_ids)], tf.int64)), default_value=0)
+    return dataset.filter(lambda ex: table.lookup(ex["id"]) > 0)
+
+
 class Source:
     """An opened dataset: its info and a reader for each (possibly sliced) split.
 
-    Subclasses implement `_read(part)` for one absolute range of one split.
+    Subclasses describe each example by a cheap reference (`_refs(part)`: a
+    dataset of dicts holding 'label', 'id' and what locates the image, such as
+    a path or a row number) and turn references into examples
+    (`_load(refs)`). Reading the references, never the images, is what makes
+    a whole-split shuffle and label lists cheap. Sources that cannot address
+    examples one by one (TFDS) override `split`, `shuffled` and
+    `labels_and_ids` instead.
     """
 
     def __init__(self, info: DatasetInfo):
@@ -174,19 +214,69 @@ class Source:
             A dataset of {'image': uint8 [H, W, C], 'label': int64,
             'id': int64} dicts.
         """
-        dataset = None
-        for part in parse_split(split, self.info.num_examples, self.info.name):
-            part_ds = self._read(part)
-            dataset = part_ds if dataset is None else dataset.concatenate(
-                part_ds)
-        return dataset
+        return self._load(self._all_refs(split), self._split_names(split))
+
+    def shuffled(self, split: str, seed: int,
+                 example_ids=None) -> tf.data.Dataset:
+        """One pass over `split` in a seeded random order, new at every pass.
+
+        The references of the whole split are shuffled (a uniform
+        permutation, whatever the order on disk, e.g. sorted by class) before
+        any image is read; `.repeat()` on the result draws a new permutation
+        for every epoch, the sequence of permutations fixed by `seed`.
+
+        Args:
+            split: a split spec.
+            seed: the shuffle seed.
+            example_ids: optional ids to restrict to (label subsets).
+
+        Returns:
+            A finite dataset of {'image', 'label', 'id'} dicts.
+        """
+        refs = self._all_refs(split)
+        count = self.num_examples(split)
+        if example_ids is not None:
+            refs, count = filter_ids(refs, example_ids), len(example_ids)
+        refs = refs.shuffle(max(count, 1), seed=seed,
+                            reshuffle_each_iteration=True)
+        return self._load(refs, self._split_names(split))
+
+    def labels_and_ids(self, split: str) -> tuple[np.ndarray, np.ndarray]:
+        """All (labels int64 [N], ids int64 [N]) of a split; no image is read."""
+        labels, ids = [], []
+        batches = self._all_refs(split).map(lambda r: (r["label"], r["id"]))
+        for label_batch, id_batch in batches.batch(65536).as_numpy_iterator():
+            labels.append(label_batch)
+            ids.append(id_batch)
+        empty = np.zeros([0], np.int64)
+        return (np.concatenate(labels) if labels else empty,
+                np.concatenate(ids) if ids else empty)
 
     def num_examples(self, split: str) -> int:
         """Returns the number of examples of `split` (a possibly sliced spec)."""
         parts = parse_split(split, self.info.num_examples, self.info.name)
         return sum(part.size for part in parts)
 
-    def _read(self, part: SplitSlice) -> tf.data.Dataset:
+    def _all_refs(self, split: str) -> tf.data.Dataset:
+        """The references of every part of a split spec, concatenated."""
+        dataset = None
+        for part in parse_split(split, self.info.num_examples, self.info.name):
+            part_ds = self._refs(part)
+            dataset = part_ds if dataset is None else dataset.concatenate(
+                part_ds)
+        return dataset
+
+    def _split_names(self, split: str) -> tuple[str, ...]:
+        parts = parse_split(split, self.info.num_examples, self.info.name)
+        return tuple(sorted({part.split for part in parts}))
+
+    def _refs(self, part: SplitSlice) -> tf.data.Dataset:
+        """References {'split', 'label', 'id', ...} of one split range."""
+        raise NotImplementedError
+
+    def _load(self, refs: tf.data.Dataset,
+              splits: tuple[str, ...]) -> tf.data.Dataset:
+        """Examples {'image', 'label', 'id'} of references from `splits`."""
         raise NotImplementedError
 
     def __repr__(self) -> str:

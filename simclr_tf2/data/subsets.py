@@ -7,7 +7,7 @@ from simclr_tf2.data.source import DataError
 
 
 def labels_and_ids(source, split):
-    """All (label, id) pairs of a split, read without keeping images.
+    """All (label, id) pairs of a split, read without decoding any image.
 
     Args:
       source: an opened Source.
@@ -16,15 +16,10 @@ def labels_and_ids(source, split):
     Returns:
       (labels int64 [N], ids int64 [N]) numpy arrays.
     """
-    dataset = source.split(split).map(lambda ex: (ex["label"], ex["id"]),
-                                      num_parallel_calls=tf.data.AUTOTUNE)
-    labels, ids = [], []
-    for label_batch, id_batch in dataset.batch(4096).as_numpy_iterator():
-        labels.append(label_batch)
-        ids.append(id_batch)
-    if not labels:
+    labels, ids = source.labels_and_ids(split)
+    if not len(labels):
         raise DataError(f"split {split!r} is empty; pass a non-empty --train_split.")
-    return np.concatenate(labels), np.concatenate(ids)
+    return labels, ids
 
 
 def balanced_subset(labels, ids, fraction, seed):

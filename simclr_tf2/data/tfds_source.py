@@ -6,10 +6,18 @@ Nothing here downloads: a builder whose data is not prepared under
 
 import re
 
+import numpy as np
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from simclr_tf2.data.source import DataError, DatasetInfo, Source, SplitSlice
+from simclr_tf2.data.source import (DataError, DatasetInfo, Source, SplitSlice,
+                                    decoded_buffer_size, filter_ids,
+                                    parse_split)
+
+# Files read at once when training: examples of 16 shuffled files mix.
+_INTERLEAVE_FILES = 16
+# 'name-train.tfrecord-00003-of-00016__123': shard 3, example 123 in it.
+_TFDS_ID_RE = r"^.*-(\d+)-of-\d+__(\d+)$"
 
 # 'name', 'name/config', 'name:1.2.3', 'name/config:1.*.*'. Community
 # namespaces ('huggingface:x', 'kaggle:x') would go to the network.
@@ -102,12 +110,70 @@ class TfdsSource(Source):
         self._builder = builder
         self._has_label = label is not None
 
-    def _read(self, part: SplitSlice) -> tf.data.Dataset:
+    def split(self, split: str) -> tf.data.Dataset:
+        """The examples of `split` in file order (ids = position in the split)."""
+        parts = parse_split(split, self.info.num_examples, self.info.name)
+        dataset = self._read(parts[0])
+        for part in parts[1:]:
+            dataset = dataset.concatenate(self._read(part))
+        return dataset
+
+    def shuffled(self, split: str, seed: int,
+                 example_ids=None) -> tf.data.Dataset:
+        """One pass in a seeded random order, new at every pass.
+
+        Files are shuffled and read `_INTERLEAVE_FILES` at a time, then mixed
+        in a buffer of decoded images sized for memory (TFDS files are
+        already shuffled when prepared). A label subset is read in file
+        order, filtered by id, and mixed in the same buffer.
+        """
+        if example_ids is not None:
+            dataset, count = filter_ids(self.split(split), example_ids), len(
+                example_ids)
+        else:
+            parts = parse_split(split, self.info.num_examples, self.info.name)
+            dataset = self._read(parts[0], seed)
+            for part in parts[1:]:
+                dataset = dataset.concatenate(self._read(part, seed))
+            count = self.num_examples(split)
+        buffer = decoded_buffer_size(self.info.image_shape, count)
+        return dataset.shuffle(buffer, seed=seed, reshuffle_each_iteration=True)
+
+    def labels_and_ids(self, split: str) -> tuple[np.ndarray, np.ndarray]:
+        """(labels, ids) of a split, read without decoding any image."""
+        labels, ids = [], []
+        for part in parse_split(split, self.info.num_examples, self.info.name):
+            dataset = self._read(part, decode_images=False).map(
+                lambda ex: (ex["label"], ex["id"]))
+            for label, ident in dataset.batch(65536).as_numpy_iterator():
+                labels.append(label)
+                ids.append(ident)
+        empty = np.zeros([0], np.int64)
+        return (np.concatenate(labels) if labels else empty,
+                np.concatenate(ids) if ids else empty)
+
+    def _read(self, part: SplitSlice, shuffle_seed: int | None = None,
+              decode_images: bool = True) -> tf.data.Dataset:
+        """One split range; files shuffled with `shuffle_seed` if not None."""
         spec = part.split if part.size == 0 else (
             f"{part.split}[{part.start}:{part.stop}]")
-        dataset = self._builder.as_dataset(split=spec, shuffle_files=False)
+        shuffle = shuffle_seed is not None
+        read_config = tfds.ReadConfig(
+            add_tfds_id=shuffle, shuffle_seed=shuffle_seed,
+            shuffle_reshuffle_each_iteration=True if shuffle else None,
+            interleave_cycle_length=_INTERLEAVE_FILES)
+        decoders = None if decode_images else {
+            "image": tfds.decode.SkipDecoding()}
+        dataset = self._builder.as_dataset(
+            split=spec, shuffle_files=shuffle, read_config=read_config,
+            decoders=decoders)
         if part.size == 0:
             dataset = dataset.take(0)  # TFDS refuses empty slices.
+        if shuffle:
+            ids = self._ids_of(part.split)
+            dataset = dataset.map(lambda ex: (ids(ex["tfds_id"]), ex))
+        else:
+            dataset = dataset.enumerate(start=part.start)
         has_label = self._has_label
 
         def to_raw(index, example):
@@ -115,5 +181,18 @@ class TfdsSource(Source):
                      else tf.constant(-1, tf.int64))
             return {"image": example["image"], "label": label, "id": index}
 
-        return dataset.enumerate(start=part.start).map(
-            to_raw, num_parallel_calls=tf.data.AUTOTUNE)
+        return dataset.map(to_raw, num_parallel_calls=tf.data.AUTOTUNE)
+
+    def _ids_of(self, split_name: str):
+        """A function tfds_id string -> position of the example in its split."""
+        lengths = self._builder.info.splits[split_name].shard_lengths
+        offsets = tf.constant(np.cumsum([0] + list(lengths))[:-1], tf.int64)
+
+        def example_id(tfds_id):
+            shard = tf.strings.to_number(
+                tf.strings.regex_replace(tfds_id, _TFDS_ID_RE, r"\1"), tf.int64)
+            index = tf.strings.to_number(
+                tf.strings.regex_replace(tfds_id, _TFDS_ID_RE, r"\2"), tf.int64)
+            return tf.gather(offsets, shard) + index
+
+        return example_id
