@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from simclr_tf2 import knn
+from simclr_tf2.data import pipeline, registry
 
 
 def _normalised(rng, n, d):
@@ -47,3 +48,31 @@ def test_accuracy_on_separable_clusters_and_ignores_unlabelled():
     wrong = knn.knn_accuracy(bank, rng.permutation(labels), queries[:3],
                              query_labels[:3], 3, k=90)
     assert wrong < 1.0
+
+
+def _bank_images(source, max_examples, seed):
+    dataset = pipeline.build_eval_dataset(source, "train", 64, 8,
+                                          max_examples=max_examples, seed=seed)
+    return np.concatenate([b["image"] for b in dataset.as_numpy_iterator()])
+
+
+def test_bank_above_the_bound_is_a_seeded_subset():
+    source = registry.open_source("digits")  # 1437 train examples
+    bank = _bank_images(source, 100, seed=0)
+    assert bank.shape[0] == 100
+    np.testing.assert_array_equal(bank, _bank_images(source, 100, seed=0))
+    assert not np.array_equal(bank, _bank_images(source, 100, seed=1))
+    # Not the first 100 of the split: a random subset of all of it.
+    assert not np.array_equal(bank, _bank_images(source, 0, seed=0)[:100])
+    assert _bank_images(source, 5000, seed=0).shape[0] == 1437
+    assert _bank_images(source, 0, seed=0).shape[0] == 1437
+
+
+def test_bank_size_and_note():
+    assert knn.DEFAULT_MAX_BANK == 50_000
+    assert knn.bank_size(1_281_167) == 50_000
+    assert knn.bank_size(1_281_167, 0) == 1_281_167
+    assert knn.bank_size(1437, 50_000) == 1437
+    note = knn.bank_note(1_281_167, 50_000)
+    assert "50000 of 1281167" in note and "--knn_max_bank" in note
+    assert knn.bank_note(1437, 50_000) == "knn bank: all 1437 train examples"
