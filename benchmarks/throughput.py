@@ -79,22 +79,27 @@ class SyntheticSource(Source):
             self.jpeg = np.array([tf.io.encode_jpeg(im, quality=90).numpy()
                                   for im in self.images], dtype=object)
 
-    def _read(self, part):
+    def _refs(self, part):
+        # In memory: the references are the examples themselves.
         window = slice(part.start, part.stop)
         example = {"label": self.labels[window],
                    "id": np.arange(part.start, part.stop, dtype=np.int64)}
         if self.jpeg is None:
             example["image"] = self.images[window]
-            return tf.data.Dataset.from_tensor_slices(example)
-        example["jpeg"] = self.jpeg[window]
+        else:
+            example["jpeg"] = self.jpeg[window]
+        return tf.data.Dataset.from_tensor_slices(example)
+
+    def _load(self, refs, splits):
+        if self.jpeg is None:
+            return refs
 
         def decode(ex):
             ex = dict(ex)
             ex["image"] = tf.io.decode_jpeg(ex.pop("jpeg"), channels=3)
             return ex
 
-        return tf.data.Dataset.from_tensor_slices(example).map(
-            decode, num_parallel_calls=tf.data.AUTOTUNE)
+        return refs.map(decode, num_parallel_calls=tf.data.AUTOTUNE)
 
 
 def model_config(depth, width, cifar_stem):

@@ -1,5 +1,7 @@
 """Training input order: class-mixed batches, new order per epoch, seeds, workers."""
 
+import os
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -179,3 +181,26 @@ def test_two_workers_train_on_different_pairs(which, request):
         # ...so no worker repeats the other's pairs, and the views differ.
         assert not np.array_equal(halves[0], halves[1])
         assert not np.allclose(halves[0][..., :3], halves[0][..., 3:])
+
+
+def test_unreadable_files_are_skipped_counted_and_reported_once(tmp_path,
+                                                                caplog):
+    rng = np.random.RandomState(0)
+    for label in range(3):
+        (tmp_path / f"c{label}").mkdir()
+        for i in range(4):
+            Image.fromarray(rng.randint(0, 256, (6, 6, 3)).astype(np.uint8)).save(
+                tmp_path / f"c{label}" / f"{i}.jpg")
+    (tmp_path / "c1" / "broken.jpg").write_bytes(b"\xff\xd8 truncated")
+    (tmp_path / "c2" / "empty.png").write_bytes(b"")
+    source = FolderSource(str(tmp_path))
+    assert source.num_examples("train") == 14 and source.skipped_files == []
+    with caplog.at_level("WARNING"):
+        batches = _batches(_train(source, batch=6), 6)  # 3 epochs of 12
+    assert sorted(os.path.basename(p) for p in source.skipped_files) == [
+        "broken.jpg", "empty.png"]
+    reports = [r.getMessage() for r in caplog.records
+               if "skipped unreadable image file" in r.getMessage()]
+    assert len(reports) == 2
+    labels = np.concatenate([b["label"] for b in batches])
+    assert np.bincount(labels).tolist() == [12, 12, 12]

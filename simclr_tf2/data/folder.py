@@ -160,10 +160,9 @@ class FolderSource(Source):
 
     def _check_readable(self) -> None:
         """Raises DataError unless some file decodes (the first usually does)."""
+        # Files before the first readable one are reported when read.
         paths = [p for paths, _ in self._files.values() for p in paths]
-        first = _first_readable(paths)
-        self._skipped.update(paths[:len(paths) if first is None else first])
-        if first is None:
+        if _first_readable(paths) is None:
             raise DataError(
                 f"no readable images in {self._root} ({len(paths)} "
                 f"skipped as unreadable): put .jpg/.jpeg/.png/.bmp/.gif files "

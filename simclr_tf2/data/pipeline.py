@@ -31,8 +31,12 @@ AUTOTUNE = tf.data.AUTOTUNE
 def derive_seeds(seed, start_step=0):
     """(order seed, augmentation seed) for a run at `start_step`.
 
-    Distinct for every (seed, start_step) pair (unlike seed + start_step).
+    A run from step 0 uses `seed` itself for both (the streams of earlier
+    versions, so its results are unchanged); a resumed run hashes (seed,
+    start_step), so seed 0 resumed at step 1 differs from seed 1 at step 0.
     """
+    if start_step == 0:
+        return seed, seed
     order, aug = np.random.SeedSequence([seed, start_step]).generate_state(2)
     return int(order), int(aug)
 
