@@ -265,6 +265,9 @@ def test_folder_with_classes(class_folder, caplog):
     assert [e["id"] for e in sliced] == [4, 6]
     shuffled = _examples(source.shuffled("train", seed=0))
     assert sorted(e["id"] for e in shuffled) == [0, 1, 2, 4, 6]
+    # Label lists come from the listing: no image is decoded.
+    labels, ids = source.labels_and_ids("train[2:]")
+    assert labels.tolist() == [0, 1, 1, 1, 1] and ids.tolist() == [2, 3, 4, 5, 6]
 
 
 def test_flat_folder_is_unlabeled(tmp_path):
@@ -361,6 +364,10 @@ def test_tfds_source(tiny_tfds_dir):
     assert source.num_examples("train[:0]") == 0
     assert not _examples(source.split("train[:0]"))
     assert source.num_examples("validation") == 4
+    labels, ids = source.labels_and_ids("train[2:5]+test")
+    assert ids.tolist() == [2, 3, 4, 0, 1, 2, 3]
+    expected = [e["label"] for e in _examples(source.split("train[2:5]+test"))]
+    assert labels.tolist() == expected
 
 
 def test_tfds_source_unlabeled(tiny_tfds_dir):
