@@ -159,7 +159,8 @@ def _worker_batches(dataset, index, workers, global_batch, count):
     return _batches(sharded, count)
 
 
-@pytest.mark.parametrize("which", ["sorted_arrays", "tiny_tfds"])
+@pytest.mark.parametrize("which", ["sorted_arrays", "sorted_folder",
+                                   "tiny_tfds"])
 def test_two_workers_train_on_different_pairs(which, request):
     source = request.getfixturevalue(which)
     global_batch = 4
