@@ -29,20 +29,31 @@ def _moving_stats(encoder):
     return {w.path: w.numpy().copy() for w in encoder.non_trainable_weights}
 
 
-@pytest.mark.parametrize("depth, expected", [
-    # Same as torchvision resnet50 / resnet18 without the fc layer
-    # (25,557,032 - 2,049,000 and 11,689,512 - 513,000): bias-free convs, BN
-    # gamma/beta. Keras applications' ResNet50 (23,587,712) differs only by
-    # its conv biases.
-    (50, 23_508_032),
-    (18, 11_176_512),
-])
-def test_trainable_parameter_count_matches_reference(depth, expected):
-    encoder = _built(depth=depth)
-    assert _num_trainable(encoder) == expected
-    bn_channels = sum(w.shape[0] for w in encoder.weights if w.path.endswith("gamma"))
-    # Non-trainable weights are exactly the BN moving mean/variance.
-    assert encoder.count_params() == expected + 2 * bn_channels
+# Parameter counts of the original SimCLR TF2 encoder (google-research/simclr
+# tf2/resnet.py), measured by building it with tf-keras: (trainable, all).
+# R50 equals torchvision's resnet50 minus fc; R18 has 4,224 more than
+# torchvision's (the original projects block_group1's first block shortcut).
+ORIGINAL_COUNTS = {
+    (18, 1, 0.0, 0.0): (11_180_736, 11_190_464),
+    (34, 1, 0.0, 0.0): (21_288_896, 21_306_048),
+    (50, 1, 0.0, 0.0): (23_508_032, 23_561_152),        # SimCLRv2 r50_1x_sk0
+    (50, 1, 0.0625, 0.0): (35_215_584, 35_277_408),     # r50_1x_sk1
+    (50, 1, 0.0625, 0.25): (37_746_576, 37_808_400),
+    (18, 1, 0.0625, 0.25): (11_550_528, 11_560_384),
+    (101, 2, 0.0625, 0.0): (257_132_224, 257_377_984),  # r101_2x_sk1
+    (152, 3, 0.0625, 0.0): (794_704_160, 795_235_360),  # r152_3x_sk1
+}
+BIG = [key for key in ORIGINAL_COUNTS if key[0] > 50]
+
+
+@pytest.mark.parametrize("config", [
+    pytest.param(key, marks=pytest.mark.slow) if key in BIG else key
+    for key in ORIGINAL_COUNTS])
+def test_parameter_count_matches_original(config):
+    depth, width, sk_ratio, se_ratio = config
+    encoder = _built(depth=depth, width_multiplier=width, sk_ratio=sk_ratio,
+                     se_ratio=se_ratio)
+    assert (_num_trainable(encoder), encoder.count_params()) == ORIGINAL_COUNTS[config]
 
 
 @pytest.mark.parametrize("depth, width, cifar, channels", [
@@ -105,17 +116,26 @@ def test_selective_kernel_and_squeeze_excitation(depth):
         outputs = variant(_images(batch=1), training=True)
         assert outputs["block_group4"].shape == (1, 1, 1, plain.num_features)
         assert outputs["final_avg_pool"].shape == (1, plain.num_features)
-        assert _num_trainable(variant) > _num_trainable(plain)
+    # R18 + SK: only the deep stem and ResNet-D shortcuts change, and the
+    # three 3x3 stem convs hold fewer weights than one 7x7.
+    assert _num_trainable(se) > _num_trainable(plain)
+    assert (_num_trainable(sk) > _num_trainable(plain)) == (depth == 50)
     assert [conv.filters for conv in sk.stem.convs] == [4, 4, 8]  # Deep stem.
-    first_sk = sk.block_groups[0].blocks[0].branch[-2 if depth == 50 else 0]
-    assert first_sk.squeeze.units == 32  # max(int(8 * 0.0625), min_dim=32)
-    first_se = se.block_groups[0].blocks[0].branch[-1]
-    assert first_se.reduce.units == int(first_se.filters * 0.25)
-    assert any("/sk_conv/" in w.path for w in sk.weights)
+    # Selective kernels only in bottleneck blocks, as the original.
+    assert any("/sk_conv/" in w.path for w in sk.weights) == (depth == 50)
+    if depth == 50:
+        first_sk = sk.block_groups[0].blocks[0].branch[-2]
+        assert first_sk.squeeze.units == 32  # max(int(8 * 0.0625), min_dim=32)
+    # SE reduces to block width * se_ratio (not the 4x bottleneck output).
+    first_se = se.block_groups[1].blocks[0].branch[-1]
+    assert first_se.reduce.units == int(16 * 0.25)
+    assert first_se.filters == (64 if depth == 50 else 16)
     assert any("/se/" in w.path for w in se.weights)
-    if depth == 50:  # Strided SK projection shortcuts average-pool first.
-        shortcut = sk.block_groups[1].blocks[0].shortcut
-        assert [layer.name for layer in shortcut] == ["avg_pool", "projection"]
+    # ResNet-D shortcuts average-pool first: strided ones pad then pool VALID.
+    names = [[layer.name for layer in sk.block_groups[g].blocks[0].shortcut]
+             for g in (0, 1)]
+    assert names == [["avg_pool", "projection"], ["pool_pad", "avg_pool", "projection"]]
+    assert sk.block_groups[0].blocks[0].shortcut[0].strides == (1, 1)
 
 
 def test_fine_tune_after_block_4_freezes_everything():
@@ -223,7 +243,7 @@ def test_global_bn_matches_single_device_full_batch():
     reference(images, training=True)
     expected = _relative(_moving_stats(reference))
     synced = _replica_moving_stats(True, images, initial_weights)
-    assert synced.keys() == expected.keys() and len(expected) == 2 * 20
+    assert synced.keys() == expected.keys() and len(expected) == 2 * 21
     # training=True reached every BN (else this comparison would be vacuous).
     assert all(np.all(v != 0) for p, v in expected.items() if p.endswith("mean"))
     for path, value in expected.items():

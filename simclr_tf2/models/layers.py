@@ -213,16 +213,19 @@ class SqueezeExcitation(keras.layers.Layer):
 
     Args:
         filters: Channels of the input (and output).
-        se_ratio: Bottleneck width as a fraction of ``filters``.
+        se_ratio: Bottleneck width as a fraction of ``reduce_base``.
+        reduce_base: Width the ratio applies to (default ``filters``); a
+            bottleneck block passes its unexpanded width, as SimCLRv2 does.
         **kwargs: ``keras.layers.Layer`` arguments.
     """
 
-    def __init__(self, filters, se_ratio, **kwargs):
+    def __init__(self, filters, se_ratio, reduce_base=None, **kwargs):
         super().__init__(**kwargs)
         self.filters = filters
         self.se_ratio = se_ratio
+        self.reduce_base = reduce_base
         self.reduce = keras.layers.Dense(
-            max(1, int(filters * se_ratio)), activation="relu",
+            max(1, int((reduce_base or filters) * se_ratio)), activation="relu",
             kernel_initializer=KERNEL_INITIALIZER, dtype=self.dtype_policy,
             name="reduce")
         self.expand = keras.layers.Dense(
@@ -248,7 +251,8 @@ class SqueezeExcitation(keras.layers.Layer):
 
     def get_config(self):
         config = super().get_config()
-        config.update(filters=self.filters, se_ratio=self.se_ratio)
+        config.update(filters=self.filters, se_ratio=self.se_ratio,
+                      reduce_base=self.reduce_base)
         return config
 
 

@@ -49,9 +49,12 @@ class ResidualBlock(BatchNormLayer):
         strides: Stride of the (first) 3x3 conv and of the shortcut.
         bottleneck: Bottleneck instead of basic block.
         use_projection: 1x1-conv+BN shortcut instead of identity.
-        sk_ratio: > 0 turns the strided 3x3 conv into a selective kernel and
-            makes a strided shortcut avg-pool before its 1x1 conv (SimCLRv2).
-        se_ratio: > 0 adds squeeze-excitation before the residual sum.
+        sk_ratio: > 0 turns a bottleneck's 3x3 conv into a selective kernel
+            (basic blocks keep plain convs) and makes the projection shortcut
+            average-pool 2x2 before its 1x1 conv (ResNet-D, SimCLRv2).
+        se_ratio: > 0 adds squeeze-excitation before the residual sum; its
+            reduce width is ``filters * se_ratio`` (the block width, not the
+            4x expanded output of a bottleneck).
         **kwargs: ``BatchNormLayer`` arguments.
     """
 
@@ -67,7 +70,7 @@ class ResidualBlock(BatchNormLayer):
         shared = self.shared_kwargs
         self.out_filters = filters * (BOTTLENECK_EXPANSION if bottleneck else 1)
         self.shortcut = self._make_shortcut(shared) if use_projection else []
-        if sk_ratio > 0:
+        if sk_ratio > 0 and bottleneck:
             spatial = SelectiveKernel(filters, strides, sk_ratio, name="sk_conv", **shared)
         else:
             spatial = ConvBN(filters, 3, strides, name="conv3x3", **shared)
@@ -78,17 +81,26 @@ class ResidualBlock(BatchNormLayer):
             self.branch.insert(0, ConvBN(filters, 1, name="conv1x1", **shared))
         if se_ratio > 0:
             self.branch.append(SqueezeExcitation(
-                self.out_filters, se_ratio, dtype=self.dtype_policy, name="se"))
+                self.out_filters, se_ratio, reduce_base=filters,
+                dtype=self.dtype_policy, name="se"))
 
     def _make_shortcut(self, shared):
-        # SimCLRv2 (SK): average each 2x2 window instead of dropping 3/4 of it.
-        pool_first = self.sk_ratio > 0 and self.strides > 1
-        projection = ConvBN(self.out_filters, 1, 1 if pool_first else self.strides,
+        projection = ConvBN(self.out_filters, 1, 1 if self.sk_ratio > 0 else self.strides,
                             activation=False, name="projection", **shared)
-        if not pool_first:
+        if self.sk_ratio <= 0:
             return [projection]
-        return [keras.layers.AveragePooling2D(
-            2, 2, padding="same", dtype=self.dtype_policy, name="avg_pool"), projection]
+        # ResNet-D (SimCLRv2): average each 2x2 window before the 1x1 conv.
+        # Strided: zero-pad bottom/right by one and pool VALID, so an odd
+        # border window averages over 4 (zeros included). Stride 1: 'same'
+        # pooling, whose border windows average only the real pixels.
+        policy = self.dtype_policy
+        if self.strides == 1:
+            return [keras.layers.AveragePooling2D(
+                2, 1, padding="same", dtype=policy, name="avg_pool"), projection]
+        return [keras.layers.ZeroPadding2D(((0, 1), (0, 1)), dtype=policy, name="pool_pad"),
+                keras.layers.AveragePooling2D(
+                    2, self.strides, padding="valid", dtype=policy, name="avg_pool"),
+                projection]
 
     def build(self, input_shape):
         build_chain(self.shortcut, input_shape)
@@ -150,8 +162,9 @@ class BlockGroup(BatchNormLayer):
         self.se_ratio = se_ratio
         self.blocks = [ResidualBlock(
             filters, strides if b == 0 else 1, bottleneck,
-            # A basic group 1 keeps the stem width, so its shortcut is identity.
-            use_projection=b == 0 and (bottleneck or strides != 1),
+            # As the original: every group's first block projects, even a
+            # basic group 1 whose input already has the right shape.
+            use_projection=b == 0,
             sk_ratio=sk_ratio, se_ratio=se_ratio, name=f"block{b + 1}",
             **self.shared_kwargs) for b in range(num_blocks)]
 
