@@ -142,6 +142,10 @@ def effective_values(flag_values):
             values[name], origin[name] = recipe[name], recipe_origin[name]
         else:
             values[name], origin[name] = flag.value, "default"
+    if values.get("checkpoint"):
+        # [original] an original SimCLR --checkpoint sets the architecture flags not given.
+        from simclr_tf2.original import hooks as original_hooks
+        original_hooks.fill_architecture_flags(values, origin)
     return values, origin
 
 

@@ -63,4 +63,9 @@ def resolve_teacher_path(path):
 
 def load_teacher(path, image_size):
     """Loads the teacher named by --teacher. See `resolve_teacher_path`."""
+    # [original] an original SimCLR model_dir / ckpt-N prefix: read its checkpoint.
+    from simclr_tf2.original import hooks as original_hooks
+    teacher = original_hooks.teacher_from_original(path, image_size)
+    if teacher is not None:
+        return teacher
     return Teacher(resolve_teacher_path(path), image_size)

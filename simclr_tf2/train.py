@@ -23,6 +23,7 @@ from simclr_tf2.data import registry
 from simclr_tf2.data import subsets
 from simclr_tf2.models import build
 from simclr_tf2 import optim
+from simclr_tf2.original import hooks as original_hooks  # [original]
 
 
 TRAINING_DONE = "training_done.json"
@@ -169,6 +170,14 @@ class Run:
                                               self.config.train.model_dir)
         if restored:
             self.printer(f"resumed from {restored} (step {self.global_step})")
+        elif self.config.train.checkpoint and original_hooks.is_original(
+                self.config.train.checkpoint):
+            # [original] a model of the original SimCLR TF2 code, mapped by structure.
+            path, head = original_hooks.init_from_original(
+                self.model, self.config.train.checkpoint,
+                load_supervised_head=not self.config.model.zero_init_logits_layer)
+            self.printer(f"initialised encoder, projection head{' and classifier' if head else ''}"
+                         f" from the original SimCLR checkpoint {path}")
         elif self.config.train.checkpoint:
             path = checkpoints.init_from_checkpoint(
                 self.model, self.config.train.checkpoint)

@@ -38,14 +38,14 @@ def assert_parity(model, name, tolerance=1e-4):
 
 @pytest.mark.parametrize("name", NAMES)
 def test_loaded_model_matches_original_savedmodel_outputs(name):
-    model, _ = convert.model_from_original(fixture(name))
+    model = convert.model_from_original(fixture(name))[0]
     assert_parity(model, name)
 
 
 def test_savedmodel_dir_and_ckpt_prefix_load_the_same_weights():
-    from_dir, _ = convert.model_from_original(fixture("r18_v1"))
-    from_prefix, _ = convert.model_from_original(os.path.join(fixture("r18_v1"), "ckpt-8"))
-    from_saved, original = convert.model_from_original(
+    from_dir = convert.model_from_original(fixture("r18_v1"))[0]
+    from_prefix = convert.model_from_original(os.path.join(fixture("r18_v1"), "ckpt-8"))[0]
+    from_saved, original, _, _ = convert.model_from_original(
         os.path.join(fixture("r18_v1"), "saved_model", "8"))
     assert original.prefix.endswith(os.path.join("8", "variables", "variables"))
     assert original.model_dir == fixture("r18_v1")  # its flags.json is used

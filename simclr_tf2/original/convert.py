@@ -1,10 +1,10 @@
 """Our SimCLRModel holding an original model's weights (for export, teachers, parity)."""
 
-import tensorflow as tf
+import types
 
+from simclr_tf2.models import build
 from simclr_tf2.models import heads
 from simclr_tf2.models.resnet import ResNet
-from simclr_tf2.models.simclr_model import SimCLRModel
 from simclr_tf2.original import loader
 
 
@@ -30,8 +30,25 @@ def build_parts(arch, batch_norm_decay=0.9, num_classes=None):
     return encoder, projection_head, supervised
 
 
+def model_config(arch, flags=None):
+    """A ModelConfig-like namespace (build.build_model) for an original architecture."""
+    flags = flags or {}
+    return types.SimpleNamespace(
+        resnet_depth=arch["resnet_depth"], width_multiplier=arch["width_multiplier"],
+        cifar_stem=arch["cifar_stem"], sk_ratio=arch["sk_ratio"], se_ratio=arch["se_ratio"],
+        batch_norm_decay=float(flags.get("batch_norm_decay", 0.9)), global_bn=False,
+        proj_head_mode=arch["proj_head_mode"], proj_out_dim=arch["proj_out_dim"],
+        num_proj_layers=arch["num_proj_layers"], ft_proj_selector=arch["ft_proj_selector"],
+        zero_init_logits_layer=False, fine_tune_after_block=-1,
+        lineareval_while_pretraining=bool(arch["num_classes"]))
+
+
 def model_from_original(path, image_size=None):
     """A built SimCLRModel with every weight of the original model at `path`.
+
+    Built by `build.build_model` like any run's model; with a supervised head
+    it is in "finetune" mode, whose classifier is a plain linear layer like
+    the original's (pretraining mode would add an input normalisation).
 
     Args:
       path: original model_dir, ckpt-N prefix or SavedModel directory.
@@ -39,17 +56,15 @@ def model_from_original(path, image_size=None):
         flags.json image_size, else 224 / 32 by stem).
 
     Returns:
-      (SimCLRModel, OriginalModel). The model's supervised head (if the
-      checkpoint has one) reads projection-head layer `ft_proj_selector`.
+      (SimCLRModel, OriginalModel, model config namespace, image size).
     """
     original = loader.open_original(path)
     arch = original.arch
     size = image_size or arch.get("image_size") or (32 if arch["cifar_stem"] else 224)
-    decay = float(original.flags.get("batch_norm_decay", 0.9))
-    encoder, projection_head, supervised = build_parts(arch, decay)
-    model = SimCLRModel(encoder, projection_head, supervised,
-                        train_mode="finetune" if supervised is not None else "pretrain",
-                        ft_proj_selector=arch["ft_proj_selector"], name="simclr")
-    model(tf.zeros([1, size, size, 3]), training=False)
-    loader.load_into(original, encoder, projection_head, supervised)
-    return model, original
+    cfg = model_config(arch, original.flags)
+    classes = arch["num_classes"]
+    model = build.build_model(cfg, num_classes=classes,
+                              train_mode="finetune" if classes else "pretrain",
+                              image_size=size)
+    loader.load_into(original, model.encoder, model.projection_head, model.supervised_head)
+    return model, original, cfg, size
