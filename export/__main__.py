@@ -50,6 +50,8 @@ def main(argv):
     if len(argv) > 1:
         raise ValueError(f"unexpected arguments {argv[1:]}; flags look like "
                          "--name=value.")
+    if _export_original():  # [original] a model_dir of the original SimCLR TF2 code
+        return
     from export import preflight  # No TensorFlow yet: fail fast.
     config, raw = preflight.load_run_config(FLAGS.model_dir)
     if FLAGS.export_dir:
@@ -75,6 +77,32 @@ def main(argv):
         info={"global_step": step, "checkpoint": path,
               "config": {k: v for k, v in raw.items() if k != "origin"}})
     print(f"exported {path} (step {step}) to {out}", flush=True)
+
+
+def _export_original():
+    """Exports an original SimCLR TF2 model_dir / checkpoint; False if it is ours."""
+    import json  # Ours has sections in flags.json; the original's is flat.
+    try:
+        with open(os.path.join(FLAGS.model_dir, "flags.json")) as f:
+            if "model" in json.load(f) and not FLAGS.checkpoint:
+                return False
+    except (OSError, ValueError):
+        pass
+    cli.quiet_tensorflow_import()
+    from export import module
+    from export import original
+    if not original.is_original_source(FLAGS.model_dir, FLAGS.checkpoint):
+        return False
+    out, step, path = original.export_original(
+        FLAGS.checkpoint or FLAGS.model_dir, FLAGS.export_dir,
+        include_projection_head=FLAGS.include_projection_head,
+        include_supervised_head=FLAGS.include_supervised_head,
+        overwrite=FLAGS.overwrite,
+        serving_outputs=(module.VECTOR_OUTPUTS
+                         if FLAGS.serving_outputs == "vectors" else None),
+        include_bytes_signature=FLAGS.image_bytes_signature)
+    print(f"exported original SimCLR checkpoint {path} (step {step}) to {out}", flush=True)
+    return True
 
 
 def _user_errors():
