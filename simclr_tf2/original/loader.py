@@ -43,6 +43,8 @@ class OriginalModel:
 
 def _newest_saved_model(model_dir):
     root = os.path.join(model_dir, "saved_model")
+    if tf.io.gfile.exists(os.path.join(root, "saved_model.pb")):
+        return root  # the published models: <model>/saved_model/saved_model.pb
     steps = [int(s) for s in tf.io.gfile.listdir(root) if s.strip("/").isdigit()] \
         if tf.io.gfile.isdir(root) else []
     return os.path.join(root, str(max(steps))) if steps else None
