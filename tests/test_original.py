@@ -14,7 +14,7 @@ from simclr_tf2.original import convert, loader
 
 FIXTURES = os.path.join(os.path.dirname(__file__), "fixtures", "original")
 NAMES = ("r18_v1", "r50_sk_se", "r18_ft")
-KEYS = ("block_group1", "block_group2", "block_group3", "block_group4",
+KEYS = ("initial_conv", "initial_max_pool", "block_group1", "block_group2", "block_group3", "block_group4",
         "final_avg_pool", "proj_head_output", "logits_sup")
 
 

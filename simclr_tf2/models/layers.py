@@ -302,10 +302,26 @@ class Stem(BatchNormLayer):
         Returns:
             ``[B, H, W, filters]`` (CIFAR) or ``[B, ceil(H/2), ceil(W/2), filters]``.
         """
+        return self.features(inputs, training=training)[1]
+
+    def features(self, inputs, training=None):
+        """The stem's output and, as the original exports it, its last conv's output.
+
+        Args:
+            inputs: ``[B, H, W, 3]``.
+            training: Whether BN uses batch statistics.
+
+        Returns:
+            ``(initial_conv, output)``: the last conv's output before its BN
+            (the original's ``initial_conv``) and the stem output after
+            BN-ReLU, both ``[B, h, w, filters]``.
+        """
         x = inputs
-        for conv in self.convs:
+        for conv in self.convs[:-1]:
             x = conv(x, training=training)
-        return x
+        last = self.convs[-1]
+        conv_output = last.conv(last.pad(x) if last.pad is not None else x)
+        return conv_output, ops.relu(last.bn(conv_output, training=training))
 
     def get_config(self):
         config = super().get_config()

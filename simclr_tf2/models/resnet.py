@@ -251,13 +251,15 @@ class ResNet(BatchNormLayer):
 
         Returns:
             Dict of feature maps in the compute dtype (bfloat16 under
-            ``mixed_bfloat16``): ``initial_conv``, ``initial_max_pool`` (same
-            tensor with the CIFAR stem), ``block_group1``..``block_group4``
+            ``mixed_bfloat16``), as the original exports them:
+            ``initial_conv`` (the last stem conv's output, before its BN),
+            ``initial_max_pool`` (the stem output after BN-ReLU and, unless
+            CIFAR stem, max-pool), ``block_group1``..``block_group4``
             (``[B, h, w, C]``), and ``final_avg_pool`` ``[B, num_features]``,
             always cast to float32 so heads and losses get full precision.
         """
-        x = self.stem(inputs, training=training)
-        outputs = {"initial_conv": x}
+        conv_output, x = self.stem.features(inputs, training=training)
+        outputs = {"initial_conv": conv_output}
         if self.max_pool is not None:
             x = self.max_pool(x)
         outputs["initial_max_pool"] = x
