@@ -108,6 +108,15 @@ def test_projection_head_depth_mismatch_names_num_proj_layers():
         loader.load_into(original, encoder, head)
 
 
+def test_missing_projection_head_names_proj_head_mode():
+    original = loader.open_original(fixture("r18_v1"))
+    encoder, head, _ = convert.build_parts(dict(original.arch, proj_head_mode="none"))
+    encoder.build((None, 32, 32, 3))
+    head.build((None, encoder.num_features))
+    with pytest.raises(loader.OriginalCheckpointError, match="--proj_head_mode=nonlinear"):
+        loader.load_into(original, encoder, head)
+
+
 def test_not_an_original_model_is_refused(tmp_path):
     assert not loader.is_original(str(tmp_path))
     with pytest.raises(loader.OriginalCheckpointError, match="not a model_dir"):

@@ -109,7 +109,9 @@ def _built_arch(encoder, projection_head):
                 cifar_stem=encoder.cifar_stem, sk_ratio=encoder.sk_ratio,
                 se_ratio=encoder.se_ratio)
     if projection_head is not None:
-        arch.update(num_proj_layers=projection_head.depth, proj_out_dim=projection_head.out_dim)
+        arch.update(proj_head_mode="nonlinear" if projection_head.depth else "none",
+                    num_proj_layers=projection_head.depth or None,
+                    proj_out_dim=projection_head.out_dim if projection_head.depth else None)
     return arch
 
 
@@ -123,9 +125,10 @@ def _likely_flags(saved, built):
         if key == "width_multiplier":
             return round(64 * value)
         return value
-    saved = dict(saved, num_proj_layers=saved["num_proj_layers"]
-                 if saved["proj_head_mode"] != "none" else 0)
-    return [f"--{k}={saved[k]}" for k in built if norm(k, saved[k]) != norm(k, built[k])]
+    if saved["proj_head_mode"] == "none":  # e.g. SimCLRv1: no projection head saved
+        saved = dict(saved, num_proj_layers=None, proj_out_dim=None)
+    return [f"--{k}={saved[k]}" for k in built
+            if saved[k] is not None and norm(k, saved[k]) != norm(k, built[k])]
 
 
 def _pairs(encoder, projection_head, supervised_head):
