@@ -42,6 +42,16 @@ def test_loaded_model_matches_original_savedmodel_outputs(name):
     assert_parity(model, name)
 
 
+def test_fixture_outputs_come_from_the_original_savedmodel():
+    # Provenance: the committed SavedModel (the original's own export) gives outputs.npz.
+    import tensorflow as tf
+    module = tf.saved_model.load(os.path.join(fixture("r18_ft"), "saved_model", "8"))
+    reference = np.load(os.path.join(fixture("r18_ft"), "outputs.npz"))
+    outputs = module(tf.constant(reference["images"]), trainable=False)
+    for key in KEYS:
+        np.testing.assert_array_equal(outputs[key].numpy(), reference[f"{key}/infer"])
+
+
 def test_savedmodel_dir_and_ckpt_prefix_load_the_same_weights():
     from_dir = convert.model_from_original(fixture("r18_v1"))[0]
     from_prefix = convert.model_from_original(os.path.join(fixture("r18_v1"), "ckpt-8"))[0]

@@ -49,6 +49,14 @@ def test_export_converts_original_model_dir_with_parity(tmp_path):
     assert grads and all(g is not None for g in grads)
 
 
+def test_export_of_original_needs_export_dir():
+    from export import original
+    assert original.is_original_source(fixture("r18_v1"))
+    assert not original.is_original_source(ROOT)
+    with pytest.raises(ValueError, match="--export_dir"):
+        original.export_original(fixture("r18_v1"), None)
+
+
 def test_finetune_from_original_linear_eval_keeps_its_encoder(tmp_path):
     model_dir = str(tmp_path / "ft")
     proc = run_py("--mode=train_then_eval", "--train_mode=finetune",
