@@ -3,6 +3,8 @@
 import keras
 import tensorflow as tf
 
+from simclr_tf2.models.batch_norm import FusedBatchNormalization
+
 PROJ_HEAD_MODES = ("none", "linear", "nonlinear")
 
 
@@ -55,7 +57,7 @@ class ProjectionHead(keras.layers.Layer):
                 self.out_dim if last else in_dim, use_bias=False,
                 kernel_initializer=_dense_initializer(),
                 name=f"nl_{j}_dense", dtype=self.dtype_policy))
-            self.bn_layers.append(keras.layers.BatchNormalization(
+            self.bn_layers.append(FusedBatchNormalization(
                 momentum=self.batch_norm_decay, epsilon=1e-5, center=not last,
                 synchronized=self.global_bn,
                 name=f"nl_{j}_batch_normalization", dtype=self.dtype_policy))
@@ -128,7 +130,7 @@ class SupervisedHead(keras.layers.Layer):
         self.normalize_input = normalize_input
         self.batch_norm_decay = batch_norm_decay
         self.global_bn = global_bn
-        self.input_norm = keras.layers.BatchNormalization(
+        self.input_norm = FusedBatchNormalization(
             momentum=batch_norm_decay, center=False, scale=False,
             synchronized=global_bn,
             name="input_batch_normalization") if normalize_input else None

@@ -12,6 +12,8 @@ symbolically at every nesting level, which made a ResNet-50 build ~10x slower.
 import keras
 from keras import ops
 
+from simclr_tf2.models.batch_norm import FusedBatchNormalization
+
 # He (fan-in, truncated normal) init: the convs are followed by ReLU.
 KERNEL_INITIALIZER = "he_normal"
 
@@ -60,10 +62,13 @@ class BatchNormLayer(keras.layers.Layer):
                     global_bn=self.global_bn, dtype=self.dtype_policy)
 
     def batch_norm(self, name, zero_init=False):
-        """A BatchNormalization child; ``zero_init`` starts gamma at 0."""
+        """A BatchNormalization child; ``zero_init`` starts gamma at 0.
+
+        Fused kernel where exact (``batch_norm.FusedBatchNormalization``).
+        """
         if "batch_normalization" not in name:
             raise ValueError(f"BN layer name {name!r} must contain 'batch_normalization'.")
-        return keras.layers.BatchNormalization(
+        return FusedBatchNormalization(
             momentum=self.batch_norm_decay, epsilon=self.batch_norm_epsilon,
             synchronized=self.global_bn, dtype=self.dtype_policy, name=name,
             gamma_initializer="zeros" if zero_init else "ones")
