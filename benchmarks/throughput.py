@@ -42,6 +42,7 @@ from simclr_tf2 import optim  # noqa: E402
 from simclr_tf2.data import pipeline  # noqa: E402
 from simclr_tf2.data.source import DatasetInfo  # noqa: E402
 from simclr_tf2.data.source import Source  # noqa: E402
+from simclr_tf2.models import batch_norm  # noqa: E402
 from simclr_tf2.models import build  # noqa: E402
 
 # name: (resnet_depth, width, cifar_stem, image_size, batch, quick batch,
@@ -49,8 +50,21 @@ from simclr_tf2.models import build  # noqa: E402
 #        ImageNet recipes.
 CONFIGS = {
     "resnet18_cifar_32px": (18, 1.0, True, 32, 256, 64, 0.5, False),
+    # benchmarks/fashion_mnist.py --budget=cpu pretraining (3-channel input).
+    "fmnist_cpu_budget": (18, 0.125, True, 28, 512, 128, 0.5, False),
     "resnet50_224px": (50, 1.0, False, 224, 32, 4, 1.0, True),
 }
+# name: (precision, fused batch norm, XLA). f32_unfused is the Keras 3
+# BatchNormalization path every step took before the fused layer.
+VARIANTS = {
+    "f32_unfused": ("float32", False, False),
+    "bf16_unfused": ("mixed_bfloat16", False, False),
+    "f32_fused": ("float32", True, False),
+    "bf16_fused": ("mixed_bfloat16", True, False),
+    "f32_fused_xla": ("float32", True, True),
+    "bf16_fused_xla": ("mixed_bfloat16", True, True),
+}
+DEFAULT_VARIANTS = "f32_unfused,f32_fused,bf16_fused,f32_fused_xla,bf16_fused_xla"
 NUM_CLASSES = 10
 
 
@@ -186,8 +200,8 @@ def bare_step_times(step, steps):
     return times
 
 
-def run_throughput(name, precision, args):
-    """One row of the table: full and bare step of one config/precision.
+def run_throughput(name, variant, args):
+    """One row of the table: full and bare step of one config and variant.
 
     Full and bare steps alternate in rounds, so that both see the same
     background load of a shared machine; medians are reported, and CPU
@@ -195,6 +209,7 @@ def run_throughput(name, precision, args):
     CPU time).
     """
     depth, width, stem, size, batch, quick_batch, jitter, blur = CONFIGS[name]
+    precision, fused, jit = VARIANTS[variant]
     batch = args.batch or (quick_batch if args.quick else batch)
     spe = args.steps_per_execution
     source = SyntheticSource(max(4 * batch, 256), size, jpeg=args.jpeg)
@@ -202,8 +217,8 @@ def run_throughput(name, precision, args):
         source, "train", batch, "pretrain", size, color_jitter_strength=jitter,
         use_blur=blur, seed=0)
     model = build_model(model_config(depth, width, stem), size, precision,
-                        jit_compile=args.jit_compile, steps_per_execution=spe)
-    bare_step = make_bare_step(model.encoder, batch, size, args.jit_compile)
+                        jit_compile=jit, steps_per_execution=spe)
+    bare_step = make_bare_step(model.encoder, batch, size, jit)
     fit_step_times(model, dataset, spe * args.warmup, spe)  # Trace, warm up.
     bare_step_times(bare_step, args.warmup + 1)
     full, bare = [], []
@@ -215,13 +230,61 @@ def run_throughput(name, precision, args):
     (full, full_cpu), (bare, bare_cpu) = [
         [float(x) for x in np.median(times, axis=0)] for times in (full, bare)]
     keras.backend.clear_session()
-    return {"config": name, "precision": precision, "batch": batch,
+    return {"config": name, "variant": variant, "precision": precision,
+            "fused_bn": fused, "jit_compile": jit, "batch": batch,
             "input": "jpeg" if args.jpeg else "raw", "timed_steps": timed,
             "full_images_per_s": batch / full, "full_ms_per_step": 1e3 * full,
             "bare_images_per_s": batch / bare, "bare_ms_per_step": 1e3 * bare,
             "full_over_bare": bare / full,
             "full_cpu_s_per_step": full_cpu, "bare_cpu_s_per_step": bare_cpu,
             "full_over_bare_cpu": bare_cpu / full_cpu}
+
+
+def row_child(spec, args):
+    """In a fresh process: one row, with the process's peak RSS."""
+    # The BN path is chosen when the steps trace: hold it for the whole row.
+    with batch_norm.fused_by_default(VARIANTS[spec["variant"]][1]):
+        result = run_throughput(spec["config"], spec["variant"], args)
+    result["peak_rss_mb"] = proc_status_mb("VmHWM")
+    print("ROW_RESULT " + json.dumps(result), flush=True)
+
+
+def run_row(config, variant, argv, timeout):
+    """Runs `row_child` in a subprocess (its own peak memory); a dict."""
+    spec = {"config": config, "variant": variant}
+    try:
+        proc = subprocess.run(
+            [sys.executable, os.path.abspath(__file__), *argv, "--row_child",
+             json.dumps(spec)], capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return dict(spec, error=f"timed out after {timeout} s")
+    for line in proc.stdout.splitlines():
+        if line.startswith("ROW_RESULT "):
+            return json.loads(line[len("ROW_RESULT "):])
+    return dict(spec, error=f"exit code {proc.returncode}: "
+                f"{proc.stderr.strip().splitlines()[-1:]}")
+
+
+def summarize(rows):
+    """Median over repeats per (config, variant); speed-ups against the
+    first variant of the same config, taken within each repeat."""
+    groups = {}
+    for row in rows:
+        if "error" not in row:
+            groups.setdefault((row["config"], row["variant"]), []).append(row)
+    summary = []
+    for (config, variant), group in groups.items():
+        base = {r["repeat"]: r for r in groups.get(
+            (config, group[0]["baseline"]), [])}
+        speedups = [r["full_images_per_s"] / base[r["repeat"]]["full_images_per_s"]
+                    for r in group if r["repeat"] in base]
+        median = {k: float(np.median([r[k] for r in group])) for k in (
+            "full_images_per_s", "full_ms_per_step", "bare_images_per_s",
+            "bare_ms_per_step", "full_over_bare", "full_over_bare_cpu",
+            "peak_rss_mb")}
+        summary.append(dict(group[0], **median, repeats=len(group),
+                            speedup=float(np.median(speedups)) if speedups else None))
+    return summary
 
 
 def proc_status_mb(field):
@@ -304,18 +367,20 @@ def device_string():
 
 
 def print_tables(throughput, memory):
-    """Prints the throughput table and the memory table."""
-    header = (f"{'config':<22}{'precision':<16}{'batch':>6}{'full img/s':>12}"
-              f"{'full ms':>10}{'bare img/s':>12}{'bare ms':>10}{'ratio':>7}"
-              f"{'CPU ratio':>11}")
+    """Prints the throughput table (medians) and the memory table."""
+    header = (f"{'config':<21}{'variant':<16}{'batch':>6}{'full img/s':>11}"
+              f"{'full ms':>9}{'bare img/s':>11}{'full/bare':>10}"
+              f"{'CPU f/b':>8}{'peak MB':>9}{'speed-up':>9}")
     if throughput:
         print(header)
         print("-" * len(header))
     for r in throughput:
-        print(f"{r['config']:<22}{r['precision']:<16}{r['batch']:>6}"
-              f"{r['full_images_per_s']:>12.1f}{r['full_ms_per_step']:>10.0f}"
-              f"{r['bare_images_per_s']:>12.1f}{r['bare_ms_per_step']:>10.0f}"
-              f"{r['full_over_bare']:>7.2f}{r['full_over_bare_cpu']:>11.2f}")
+        speedup = "-" if r["speedup"] is None else f"{r['speedup']:.2f}x"
+        print(f"{r['config']:<21}{r['variant']:<16}{r['batch']:>6}"
+              f"{r['full_images_per_s']:>11.1f}{r['full_ms_per_step']:>9.0f}"
+              f"{r['bare_images_per_s']:>11.1f}{r['full_over_bare']:>10.2f}"
+              f"{r['full_over_bare_cpu']:>8.2f}{r['peak_rss_mb']:>9.0f}"
+              f"{speedup:>9}")
     if memory:
         print(f"\n{'memory (ResNet-18 32px)':<26}{'batch':>6}{'width':>7}"
               f"{'micro':>7}{'RSS before MB':>15}{'peak RSS MB':>13}"
@@ -337,7 +402,11 @@ def parse_args(argv):
                         help="small batches and few steps (minutes on 2 cores)")
     parser.add_argument("--out", default="", help="write the results as JSON")
     parser.add_argument("--configs", default=",".join(CONFIGS))
-    parser.add_argument("--precisions", default="float32,mixed_bfloat16")
+    parser.add_argument("--variants", default=DEFAULT_VARIANTS,
+                        help="comma-separated " + ",".join(VARIANTS) + "; "
+                        "speed-ups are against the first")
+    parser.add_argument("--repeats", type=int, default=1,
+                        help="sweeps over every row (each row a fresh process)")
     parser.add_argument("--batch", type=int, default=0,
                         help="override every config's batch size")
     parser.add_argument("--warmup", type=int, default=1,
@@ -348,7 +417,6 @@ def parse_args(argv):
                         help="alternations of full and bare timing")
     parser.add_argument("--jpeg", action="store_true",
                         help="feed JPEG bytes and decode them in the pipeline")
-    parser.add_argument("--jit_compile", action="store_true")
     parser.add_argument("--steps_per_execution", type=int, default=1)
     parser.add_argument("--memory_batch", type=int, default=0,
                         help="memory test batch (default 1024 quick, 4096 full;"
@@ -359,19 +427,32 @@ def parse_args(argv):
     parser.add_argument("--device_note", default="",
                         help="free text stored with the results")
     parser.add_argument("--memory_child", default="", help=argparse.SUPPRESS)
+    parser.add_argument("--row_child", default="", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    unknown = set(args.variants.split(",")) - set(VARIANTS) - {""}
+    if unknown:
+        parser.error(f"unknown variants {sorted(unknown)}; choose from {list(VARIANTS)}")
     args.steps = args.steps or (4 if args.quick else 12)
     args.memory_batch = args.memory_batch or (1024 if args.quick else 4096)
     return args
 
 
 def main(argv=None):
+    argv = sys.argv[1:] if argv is None else argv
     args = parse_args(argv)
     if args.memory_child:
         return memory_child(json.loads(args.memory_child))
-    throughput = [run_throughput(name, precision, args)
-                  for name in args.configs.split(",") if name
-                  for precision in args.precisions.split(",")]
+    if args.row_child:
+        return row_child(json.loads(args.row_child), args)
+    variants = [v for v in args.variants.split(",") if v]
+    rows = []
+    for repeat in range(args.repeats):  # Every row once per sweep.
+        for name in filter(None, args.configs.split(",")):
+            for variant in variants:
+                row = run_row(name, variant, argv, 3600)
+                rows.append(dict(row, repeat=repeat, baseline=variants[0]))
+                print(json.dumps(rows[-1]), flush=True)
+    throughput = summarize(rows)
     memory = []
     if args.memory_batch > 0:
         micro = args.micro_batch_size or max(1, args.memory_batch // 16)
@@ -386,7 +467,7 @@ def main(argv=None):
                        "device_note": args.device_note,
                        "tensorflow": tf.__version__, "keras": keras.__version__,
                        "args": vars(args), "throughput": throughput,
-                       "memory": memory}, out, indent=2)
+                       "rows": rows, "memory": memory}, out, indent=2)
 
 
 if __name__ == "__main__":
