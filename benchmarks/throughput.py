@@ -1,6 +1,7 @@
 """Throughput benchmark: the full SimCLR pretraining step against the bare encoder.
 
-For each model configuration and precision it times
+For each model configuration and variant (precision, fused or Keras batch
+norm, with or without XLA) it times
 
 * full: what run.py runs, `model.fit` on `pipeline.build_train_dataset` of an
   in-memory synthetic source (optionally JPEG bytes decoded in the
@@ -9,15 +10,19 @@ For each model configuration and precision it times
 * bare: the encoder's forward/backward + LARS on one fixed in-memory batch
   of the same shape ([2B, S, S, 3] views), the compute limit of the device;
 
-and reports images/s (examples, each two views), ms/step and full/bare.
-It also measures the peak memory of one large-batch pretraining step with
-and without `micro_batch_size` (gradient caching), each in a fresh
-subprocess so that the peaks are independent.
+and reports images/s (examples, each two views), ms/step, full/bare, the
+row's peak RSS (each row runs in a fresh process) and the speed-up of the
+full step over the first variant (by default today's float32 Keras-BN path)
+within the same sweep. It also measures the peak memory of one large-batch
+pretraining step with and without `micro_batch_size` (gradient caching).
 
 Usage (from a fresh clone, no install needed):
 
     python benchmarks/throughput.py --quick --out results.json
-    python benchmarks/throughput.py --out results.json        # full sizes
+    python benchmarks/throughput.py --configs resnet18_cifar_32px,fmnist_cpu_budget \
+        --memory_batch -1 --repeats 2 --out cpu.json
+    python benchmarks/throughput.py --configs resnet50_224px --batch 256 --jpeg \
+        --variants bf16_fused,bf16_fused_xla --memory_batch -1 --out gpu.json
 """
 
 import argparse
@@ -276,14 +281,20 @@ def summarize(rows):
     for (config, variant), group in groups.items():
         base = {r["repeat"]: r for r in groups.get(
             (config, group[0]["baseline"]), [])}
-        speedups = [r["full_images_per_s"] / base[r["repeat"]]["full_images_per_s"]
-                    for r in group if r["repeat"] in base]
+        paired = [(r, base[r["repeat"]]) for r in group if r["repeat"] in base]
+        speedups = [r["full_images_per_s"] / b["full_images_per_s"]
+                    for r, b in paired]
+        # CPU seconds per step: what a loaded machine stretches least.
+        cpu_speedups = [b["full_cpu_s_per_step"] / r["full_cpu_s_per_step"]
+                        for r, b in paired]
         median = {k: float(np.median([r[k] for r in group])) for k in (
             "full_images_per_s", "full_ms_per_step", "bare_images_per_s",
             "bare_ms_per_step", "full_over_bare", "full_over_bare_cpu",
-            "peak_rss_mb")}
+            "full_cpu_s_per_step", "peak_rss_mb")}
         summary.append(dict(group[0], **median, repeats=len(group),
-                            speedup=float(np.median(speedups)) if speedups else None))
+                            speedup=float(np.median(speedups)) if speedups else None,
+                            speedup_cpu=(float(np.median(cpu_speedups))
+                                         if cpu_speedups else None)))
     return summary
 
 
@@ -370,17 +381,19 @@ def print_tables(throughput, memory):
     """Prints the throughput table (medians) and the memory table."""
     header = (f"{'config':<21}{'variant':<16}{'batch':>6}{'full img/s':>11}"
               f"{'full ms':>9}{'bare img/s':>11}{'full/bare':>10}"
-              f"{'CPU f/b':>8}{'peak MB':>9}{'speed-up':>9}")
+              f"{'CPU f/b':>8}{'peak MB':>9}{'speed-up':>9}{'CPU s':>7}"
+              f"{'CPU speed-up':>13}")
     if throughput:
         print(header)
         print("-" * len(header))
     for r in throughput:
-        speedup = "-" if r["speedup"] is None else f"{r['speedup']:.2f}x"
+        speedup, cpu_speedup = ("-" if x is None else f"{x:.2f}x"
+                                for x in (r["speedup"], r["speedup_cpu"]))
         print(f"{r['config']:<21}{r['variant']:<16}{r['batch']:>6}"
               f"{r['full_images_per_s']:>11.1f}{r['full_ms_per_step']:>9.0f}"
               f"{r['bare_images_per_s']:>11.1f}{r['full_over_bare']:>10.2f}"
               f"{r['full_over_bare_cpu']:>8.2f}{r['peak_rss_mb']:>9.0f}"
-              f"{speedup:>9}")
+              f"{speedup:>9}{r['full_cpu_s_per_step']:>7.2f}{cpu_speedup:>13}")
     if memory:
         print(f"\n{'memory (ResNet-18 32px)':<26}{'batch':>6}{'width':>7}"
               f"{'micro':>7}{'RSS before MB':>15}{'peak RSS MB':>13}"
