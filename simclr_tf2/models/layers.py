@@ -107,9 +107,11 @@ class ConvBN(BatchNormLayer):
         self.activation = activation
         self.zero_init = zero_init
         total = kernel_size - 1
+        # A 1x1 conv needs no padding: a zero Pad would only cost its
+        # gradient (a Slice, slow in bf16 on CPU).
         self.pad = keras.layers.ZeroPadding2D(
             ((total // 2, total - total // 2),) * 2, dtype=self.dtype_policy,
-            name="pad") if strides > 1 else None
+            name="pad") if strides > 1 and total > 0 else None
         self.conv = keras.layers.Conv2D(
             filters, kernel_size, strides=strides,
             padding="valid" if strides > 1 else "same", use_bias=False,
