@@ -150,7 +150,7 @@ def save_module(module, export_dir, image_size, *,
       The absolute export directory.
 
     Raises:
-      FileExistsError: `export_dir` exists and overwrite is False.
+      ExportError: `export_dir` exists and overwrite is False.
     """
     export_dir = preflight.check_destination(export_dir, overwrite)
     parent, name = os.path.split(export_dir)

@@ -8,6 +8,7 @@ import dataclasses
 import json
 
 from flags import recipes
+from simclr_tf2.errors import ConfigError  # noqa: F401  (re-exported)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -116,10 +117,6 @@ class RunConfig:
 
 _SECTIONS = {"data": DataConfig, "model": ModelConfig, "optim": OptimConfig,
              "train": TrainConfig, "distribute": DistributeConfig}
-
-class ConfigError(ValueError):
-    """A bad combination of flags; the message is one line with the fix."""
-
 
 def effective_values(flag_values):
     """Flag values after recipes, with where each came from.

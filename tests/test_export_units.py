@@ -12,6 +12,7 @@ import pytest
 import tensorflow as tf
 
 from export import module as module_lib
+from export import preflight
 from export import saved_model
 from export import single_replica_bn
 from simclr_tf2.data import augment
@@ -77,7 +78,7 @@ def test_failed_save_leaves_nothing_and_keeps_previous(tmp_path, monkeypatch):
     monkeypatch.undo()
 
     saved_model.save_module(module, str(target), 8)
-    with pytest.raises(FileExistsError):
+    with pytest.raises(preflight.ExportError, match="already exists"):
         saved_model.save_module(module, str(target), 8)
     monkeypatch.setattr(tf.saved_model, "save", _half_write_then_fail)
     with pytest.raises(OSError):
