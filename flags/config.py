@@ -161,6 +161,7 @@ def _validate(values):
         (values["width_multiplier"] > 0, "--width_multiplier must be positive."),
         (values["temperature"] > 0, "--temperature must be positive."),
         (values["learning_rate"] >= 0, "--learning_rate must be non-negative."),
+        (values["warmup_epochs"] >= 0, "--warmup_epochs must be non-negative."),
         (values["train_epochs"] > 0 or values["train_steps"] > 0,
          "set --train_epochs or --train_steps to a positive value."),
         (-1 <= values["fine_tune_after_block"] <= 4,
