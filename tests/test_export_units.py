@@ -87,6 +87,12 @@ def test_failed_save_leaves_nothing_and_keeps_previous(tmp_path, monkeypatch):
     assert tf.saved_model.load(str(target)).scale.numpy() == 2.0
 
 
+def test_unwritable_export_dir_is_one_user_error(tmp_path):
+    (tmp_path / "a_file").write_text("x")
+    with pytest.raises(preflight.ExportError, match="cannot be written"):
+        saved_model.save_module(_TinyModule(), str(tmp_path / "a_file" / "out"), 8)
+
+
 def test_prune_keeps_newest_numbered_exports(tmp_path):
     for name in ("2", "10", "9", ".10.tmp-x", "notes"):
         os.makedirs(tmp_path / name)
