@@ -9,7 +9,7 @@ import pytest
 import flags as simclr_flags
 from export import preflight
 from simclr_tf2 import callbacks, checkpoints, cli, errors, run_lock
-from simclr_tf2.data import source_base, sources
+from simclr_tf2.data import registry, source
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = ["--resnet_depth=18", "--width_multiplier=0.125", "--image_size=16",
@@ -19,7 +19,7 @@ TINY = ["--resnet_depth=18", "--width_multiplier=0.125", "--image_size=16",
 
 def test_every_user_error_class_shares_the_base_and_its_old_home():
     assert simclr_flags.ConfigError is errors.ConfigError
-    assert sources.DataError is source_base.DataError is errors.DataError
+    assert registry.DataError is source.DataError is errors.DataError
     assert checkpoints.CheckpointMismatchError is errors.CheckpointMismatchError
     assert callbacks.TrainingDivergedError is errors.TrainingDivergedError
     assert preflight.ExportError is errors.ExportError
