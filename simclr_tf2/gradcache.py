@@ -58,11 +58,11 @@ def num_chunks(batch_size, micro_batch_size):
       batch_size // micro_batch_size.
 
     Raises:
-      ValueError: if the batch is unknown or not a multiple of the chunk.
+      ConfigError: if the batch is unknown or not a multiple of the chunk.
     """
     if batch_size is None:
         raise ConfigError("--micro_batch_size needs a static per-replica batch "
-                         "size; batch the dataset with drop_remainder=True.")
+                          "size; batch the dataset with drop_remainder=True.")
     if micro_batch_size <= 0 or batch_size % micro_batch_size:
         raise ConfigError(
             f"--micro_batch_size={micro_batch_size} must divide the per-replica "

@@ -14,7 +14,6 @@ import keras
 from keras import ops
 
 from simclr_tf2.errors import ConfigError
-
 from simclr_tf2.models.layers import (
     BatchNormLayer, ConvBN, SelectiveKernel, SqueezeExcitation, Stem, build_chain,
     strided_shape)

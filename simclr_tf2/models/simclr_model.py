@@ -73,7 +73,7 @@ class SimCLRModel(keras.Model):
                 f"train_mode must be one of {TRAIN_MODES}, got {train_mode!r}.")
         if train_mode != "pretrain" and supervised_head is None:
             raise ConfigError(f"train_mode={train_mode} needs a supervised head "
-                             "(a dataset with labels / num_classes > 0).")
+                              "(a dataset with labels / num_classes > 0).")
         if train_mode == "distill" and teacher is None:
             raise ValueError("train_mode=distill needs a teacher.")
         if ft_proj_selector > projection_head.depth:
