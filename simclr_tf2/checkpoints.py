@@ -153,7 +153,8 @@ def restore_latest(checkpoint, model_dir):
     """Resumes from the newest readable checkpoint in `model_dir`, if any.
 
     A damaged newest checkpoint (truncated by a full disk, say) is skipped
-    with one warning naming it; its files are left where they are. Every
+    with one warning naming it; its files are not deleted (the resumed run's
+    own save of that step replaces them later). Every
     worker of a multi-worker run resumes from the chief's model_dir.
 
     Returns:
@@ -170,7 +171,8 @@ def restore_latest(checkpoint, model_dir):
             return path
         except DamagedCheckpointError as err:
             logger.warning("checkpoint %s is damaged (%s); trying the one "
-                           "before it (the damaged files are kept).",
+                           "before it (the damaged files are not deleted; a "
+                           "later save of the same step replaces them).",
                            path, err.reason)
     if paths:
         raise DamagedCheckpointError(
