@@ -77,14 +77,6 @@ def main(argv):
     simclr_app.run(config, origin, printer=_print)
 
 
-def _user_error_types():
-    from simclr_tf2 import callbacks, checkpoints
-    from simclr_tf2.data import registry
-    return (simclr_flags.ConfigError, registry.DataError,
-            checkpoints.CheckpointMismatchError,
-            callbacks.TrainingDivergedError, ValueError, OSError)
-
-
 def _parse_flags(argv):
     """absl flag parsing, but a bad flag is one line on stderr and exit 1."""
     try:
@@ -96,8 +88,7 @@ def _parse_flags(argv):
 def entry_point():
     logging.set_verbosity(logging.WARNING)
     try:
-        cli.report_user_errors(
-            lambda: app.run(main, flags_parser=_parse_flags), _user_error_types)
+        cli.report_user_errors(lambda: app.run(main, flags_parser=_parse_flags))
     except KeyboardInterrupt:
         cli.exit_with_error("interrupted; the last checkpoint is kept.", 130)
 

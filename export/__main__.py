@@ -9,7 +9,6 @@ line on stderr and exit with status 1.
 """
 
 import os
-import sys
 import warnings
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -47,12 +46,12 @@ flags.mark_flag_as_required("model_dir")
 
 
 def main(argv):
+    from export import preflight  # No TensorFlow yet: fail fast.
     if len(argv) > 1:
-        raise ValueError(f"unexpected arguments {argv[1:]}; flags look like "
-                         "--name=value.")
+        raise preflight.ExportError(f"unexpected arguments {argv[1:]}; flags "
+                                    "look like --name=value.")
     if _export_original():  # [original] a model_dir of the original SimCLR TF2 code
         return
-    from export import preflight  # No TensorFlow yet: fail fast.
     config, raw = preflight.load_run_config(FLAGS.model_dir)
     if FLAGS.export_dir:
         preflight.check_destination(FLAGS.export_dir, FLAGS.overwrite)
@@ -105,13 +104,6 @@ def _export_original():
     return True
 
 
-def _user_errors():
-    """Errors reported in one line (checkpoint mismatches are ValueErrors)."""
-    errors = (ValueError, OSError)
-    tf = sys.modules.get("tensorflow")  # Not imported when preflight fails.
-    return errors + (tf.errors.OpError,) if tf else errors
-
-
 def _parse_flags(argv):
     """absl flag parsing, but a bad flag is one line on stderr and exit 1."""
     try:
@@ -122,8 +114,7 @@ def _parse_flags(argv):
 
 def entry_point():
     logging.set_verbosity(logging.WARNING)
-    cli.report_user_errors(lambda: app.run(main, flags_parser=_parse_flags),
-                           _user_errors)
+    cli.report_user_errors(lambda: app.run(main, flags_parser=_parse_flags))
 
 
 if __name__ == "__main__":

@@ -8,11 +8,9 @@ import json
 import os
 import types
 
+from simclr_tf2.errors import ExportError  # noqa: F401  (re-exported)
+
 SECTIONS = ("data", "model", "optim", "train")
-
-
-class ExportError(ValueError):
-    """A user error of the exporter; the message is one line with the fix."""
 
 
 def load_run_config(model_dir):
@@ -49,11 +47,11 @@ def check_destination(export_dir, overwrite):
     """The absolute `export_dir`.
 
     Raises:
-      FileExistsError: it exists and `overwrite` is False.
+      ExportError: it exists and `overwrite` is False.
     """
     export_dir = os.path.abspath(export_dir)
     if os.path.exists(export_dir) and not overwrite:
-        raise FileExistsError(
+        raise ExportError(
             f"export directory {export_dir} already exists; remove it, pass "
             "--overwrite, or choose another --export_dir.")
     return export_dir

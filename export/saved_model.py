@@ -150,17 +150,23 @@ def save_module(module, export_dir, image_size, *,
       The absolute export directory.
 
     Raises:
-      FileExistsError: `export_dir` exists and overwrite is False.
+      ExportError: `export_dir` exists and overwrite is False, or cannot
+        be written.
     """
     export_dir = preflight.check_destination(export_dir, overwrite)
     parent, name = os.path.split(export_dir)
-    os.makedirs(parent, exist_ok=True)
     signatures = module_lib.serving_signatures(
         module, image_size, outputs=serving_outputs,
         include_bytes=include_bytes_signature)
     # Not mkdtemp: its 0700 mode would hide the model from a server user.
     tmp = os.path.join(parent, f".{name}.tmp-{uuid.uuid4().hex[:12]}")
-    os.mkdir(tmp)
+    try:
+        os.makedirs(parent, exist_ok=True)
+        os.mkdir(tmp)
+    except OSError as err:
+        raise preflight.ExportError(
+            f"export directory {export_dir} cannot be written ({err.strerror}); "
+            "pass a writable --export_dir.") from err
     try:
         tf.saved_model.save(module, tmp, signatures=signatures)
         variables, trainable = _variable_paths(module)

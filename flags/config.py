@@ -8,6 +8,7 @@ import dataclasses
 import json
 
 from flags import recipes
+from simclr_tf2.errors import ConfigError  # noqa: F401  (re-exported)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -117,10 +118,6 @@ class RunConfig:
 _SECTIONS = {"data": DataConfig, "model": ModelConfig, "optim": OptimConfig,
              "train": TrainConfig, "distribute": DistributeConfig}
 
-class ConfigError(ValueError):
-    """A bad combination of flags; the message is one line with the fix."""
-
-
 def effective_values(flag_values):
     """Flag values after recipes, with where each came from.
 
@@ -164,6 +161,7 @@ def _validate(values):
         (values["width_multiplier"] > 0, "--width_multiplier must be positive."),
         (values["temperature"] > 0, "--temperature must be positive."),
         (values["learning_rate"] >= 0, "--learning_rate must be non-negative."),
+        (values["warmup_epochs"] >= 0, "--warmup_epochs must be non-negative."),
         (values["train_epochs"] > 0 or values["train_steps"] > 0,
          "set --train_epochs or --train_steps to a positive value."),
         (-1 <= values["fine_tune_after_block"] <= 4,

@@ -5,6 +5,7 @@ import shutil
 
 from simclr_tf2 import distribute
 from simclr_tf2 import evaluate
+from simclr_tf2 import run_lock
 from simclr_tf2.teacher import load_teacher
 from simclr_tf2.train import Run
 
@@ -44,7 +45,17 @@ def run(config, origin, printer=print):
         gcp_project=config.distribute.gcp_project,
         master=config.distribute.master,
         num_logical_cpu_devices=config.distribute.num_logical_cpu_devices)
-    if distribute.task_info(strategy)[0]:
+    is_chief = distribute.task_info(strategy)[0]
+    # One training per model_dir; --mode=eval only reads checkpoints and may
+    # watch a directory being trained.
+    with run_lock.hold(config.train.model_dir,
+                       enabled=is_chief and config.train.mode != "eval"):
+        return _run(config, origin, printer, strategy, is_chief)
+
+
+def _run(config, origin, printer, strategy, is_chief):
+    """`run` after the strategy is made and the model_dir lock is held."""
+    if is_chief:
         write_flags_json(config, origin)
     teacher = None
     if config.train.train_mode == "distill":

@@ -6,9 +6,7 @@ import time
 import keras
 import tensorflow as tf
 
-
-class TrainingDivergedError(RuntimeError):
-    """The loss became NaN or Inf; the last good checkpoint is kept."""
+from simclr_tf2.errors import TrainingDivergedError  # noqa: F401  (re-exported)
 
 
 def _step(model):

@@ -1,21 +1,25 @@
 """Checkpoints: the run's CheckpointManager, resume, and init from another run.
 
 Writes go through tf.train.CheckpointManager, which writes the data files
-first and then atomically replaces the `checkpoint` index, so a kill at any
-moment leaves the previous checkpoint loadable.
+and the `ckpt-N.index` first and only then atomically replaces the
+`checkpoint` file (temporary file + rename), so a kill at any moment leaves
+the previous checkpoint loadable. TF does not fsync, so after a full disk or
+a crash of the machine the newest checkpoint can still be truncated:
+`restore_latest` then falls back to the newest readable one.
 """
 
+import logging
 import os
 
 import tensorflow as tf
 from tensorflow.core.protobuf import trackable_object_graph_pb2
 
+from simclr_tf2.errors import CheckpointMismatchError  # noqa: F401  (re-exported)
+from simclr_tf2.errors import DamagedCheckpointError
+
+logger = logging.getLogger(__name__)
 
 MODEL_PARTS = ("encoder", "projection_head", "supervised_head")
-
-
-class CheckpointMismatchError(ValueError):
-    """A checkpoint that does not fit the model; one line with the fix."""
 
 
 def model_trackable(model, parts=MODEL_PARTS):
@@ -63,6 +67,7 @@ def resolve_checkpoint_path(path):
 
     Raises:
       CheckpointMismatchError: if nothing loadable is there.
+      DamagedCheckpointError: its `.index` cannot be read.
     """
     if tf.io.gfile.isdir(path):
         latest = tf.train.latest_checkpoint(path)
@@ -70,12 +75,40 @@ def resolve_checkpoint_path(path):
             raise CheckpointMismatchError(
                 f"no checkpoint found in directory {path}; pass a model_dir "
                 "that holds a 'checkpoint' file or a ckpt-N prefix.")
-        return latest
-    if not tf.io.gfile.exists(path + ".index"):
+        path = latest
+    elif not tf.io.gfile.exists(path + ".index"):
         raise CheckpointMismatchError(
             f"checkpoint {path} does not exist (no {path}.index); pass a "
             "model_dir or a ckpt-N prefix.")
+    try:
+        tf.train.load_checkpoint(path)  # Reads the .index only.
+    except (ValueError, tf.errors.OpError) as err:
+        raise DamagedCheckpointError(
+            f"checkpoint {path} is damaged ({_first_line(err)}); pass an "
+            "older ckpt-N, or copy it again from where it came from.") from err
     return path
+
+
+def damage(path):
+    """Why the checkpoint at `path` cannot be read, or None if it can.
+
+    Reads every saved tensor, which catches a truncated or missing data file
+    (`IndexError: Read less bytes than requested`), a checksum mismatch and
+    a damaged `.index`. Costs one full read; called only after a restore
+    failed.
+    """
+    try:
+        reader = tf.train.load_checkpoint(path)
+        for name in reader.get_variable_to_shape_map():
+            reader.get_tensor(name)
+    except (IndexError, ValueError, tf.errors.OpError) as err:
+        return _first_line(err)
+    return None
+
+
+def _first_line(err):
+    text = str(err).strip()
+    return text.splitlines()[0][:300] if text else type(err).__name__
 
 
 def restore(checkpoint, path, what):
@@ -83,33 +116,71 @@ def restore(checkpoint, path, what):
 
     Raises:
       CheckpointMismatchError: one line naming the mismatch and the fix.
+      DamagedCheckpointError: the checkpoint's files cannot be read.
     """
     try:
         status = checkpoint.read(path)
         status.expect_partial()  # Extra saved values (e.g. optimizer) are fine.
         status.assert_existing_objects_matched()
-    except (AssertionError, ValueError, tf.errors.OpError) as err:
-        first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    except (AssertionError, ValueError, IndexError, tf.errors.OpError) as err:
+        reason = damage(path)
+        if reason:
+            error = DamagedCheckpointError(
+                f"checkpoint {path} is damaged ({reason}); pass an older "
+                "ckpt-N, or copy it again from where it came from.")
+            error.reason = reason
+            raise error from err
         raise CheckpointMismatchError(
             f"checkpoint {path} does not match the {what} built from the "
-            f"flags ({first_line[:300]}); use the same architecture flags "
+            f"flags ({_first_line(err)}); use the same architecture flags "
             "(resnet_depth, width_multiplier, sk_ratio, proj_head_mode, ...) "
             "as the run that wrote it.") from err
     return status
 
 
-def restore_latest(checkpoint, model_dir):
-    """Resumes from the newest checkpoint in `model_dir`, if any.
+def listed_checkpoints(model_dir):
+    """The checkpoints `model_dir/checkpoint` lists, newest first."""
+    state = tf.train.get_checkpoint_state(model_dir)
+    if state is None:
+        return []
+    paths = list(reversed(state.all_model_checkpoint_paths))
+    if state.model_checkpoint_path and state.model_checkpoint_path not in paths:
+        paths.insert(0, state.model_checkpoint_path)
+    return paths
 
-    Every worker of a multi-worker run resumes from the chief's model_dir.
+
+def restore_latest(checkpoint, model_dir):
+    """Resumes from the newest readable checkpoint in `model_dir`, if any.
+
+    A damaged newest checkpoint (truncated by a full disk, say) is skipped
+    with one warning naming it; its files are not deleted (the resumed run's
+    own save of that step replaces them later). Every
+    worker of a multi-worker run resumes from the chief's model_dir.
 
     Returns:
       The restored checkpoint path, or None for a fresh run.
+
+    Raises:
+      DamagedCheckpointError: every listed checkpoint is damaged.
+      CheckpointMismatchError: the newest readable one does not fit.
     """
-    latest = tf.train.latest_checkpoint(model_dir)
-    if latest:
-        restore(checkpoint, latest, "model")
-    return latest
+    paths = listed_checkpoints(model_dir)
+    for path in paths:
+        try:
+            restore(checkpoint, path, "model")
+            return path
+        except DamagedCheckpointError as err:
+            logger.warning("checkpoint %s is damaged (%s); trying the one "
+                           "before it (the damaged files are not deleted; a "
+                           "later save of the same step replaces them).",
+                           path, err.reason)
+    if paths:
+        raise DamagedCheckpointError(
+            f"no readable checkpoint in {model_dir}: "
+            f"{', '.join(os.path.basename(p) for p in paths)} are damaged; "
+            "move them (and the 'checkpoint' file) away to start afresh, or "
+            "use another --model_dir.")
+    return None
 
 
 def init_from_checkpoint(model, path, include_supervised_head=False):

@@ -3,13 +3,16 @@
 Flag parsing stays in the entry points themselves (run.py, export/__main__.py).
 
 run.py, `python -m export` and `python -m simclr_tf2.analysis` end a user
-error (bad flag, missing data, mismatched checkpoint) with one `error: ...`
-line on stderr and exit status 1; a bug keeps its traceback. Setting
+error (a `simclr_tf2.errors.UserError`: bad flag, missing data, mismatched
+checkpoint, ...) with one `error: ...` line on stderr and exit status 1;
+anything else is a bug and keeps its traceback. Setting
 SIMCLR_TF2_TRACEBACK=1 shows the traceback of user errors too.
 """
 
 import os
 import sys
+
+from simclr_tf2.errors import UserError
 
 
 def one_line(err):
@@ -41,19 +44,16 @@ def quiet_tensorflow_import():
     return tf
 
 
-def report_user_errors(function, user_error_types):
-    """Calls function(); a user error becomes one `error:` line and exit 1.
+def report_user_errors(function):
+    """Calls function(); a `UserError` becomes one `error:` line and exit 1.
 
     Args:
-      function: the program, called without arguments.
-      user_error_types: callable returning the tuple of exception types that
-        are the user's to fix (called only when something was raised, so it
-        may import lazily). Anything else propagates with its traceback.
+      function: the program, called without arguments. Any exception other
+        than a UserError propagates with its traceback.
     """
     try:
         function()
-    except Exception as err:  # pylint: disable=broad-except
-        if (not isinstance(err, user_error_types())
-                or os.environ.get("SIMCLR_TF2_TRACEBACK")):
+    except UserError as err:
+        if os.environ.get("SIMCLR_TF2_TRACEBACK"):
             raise
         exit_with_error(one_line(err))

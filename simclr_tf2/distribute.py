@@ -6,6 +6,8 @@ import os
 
 import tensorflow as tf
 
+from simclr_tf2.errors import ConfigError
+
 
 def configure_logical_cpus(count):
     """Splits the first CPU into `count` logical devices (before TF starts).
@@ -33,7 +35,7 @@ def _tf_config_workers():
     try:
         cluster = json.loads(os.environ.get("TF_CONFIG", "{}")).get("cluster", {})
     except json.JSONDecodeError as err:
-        raise ValueError(f"TF_CONFIG is not valid JSON ({err}); fix or unset it.") from err
+        raise ConfigError(f"TF_CONFIG is not valid JSON ({err}); fix or unset it.") from err
     return len(cluster.get("worker", [])) + len(cluster.get("chief", []))
 
 

@@ -41,6 +41,7 @@ import keras
 import tensorflow as tf
 
 from simclr_tf2 import losses
+from simclr_tf2.errors import ConfigError
 
 _Z = "proj_head_output"
 _LOGITS = "logits_sup"
@@ -57,13 +58,13 @@ def num_chunks(batch_size, micro_batch_size):
       batch_size // micro_batch_size.
 
     Raises:
-      ValueError: if the batch is unknown or not a multiple of the chunk.
+      ConfigError: if the batch is unknown or not a multiple of the chunk.
     """
     if batch_size is None:
-        raise ValueError("--micro_batch_size needs a static per-replica batch "
-                         "size; batch the dataset with drop_remainder=True.")
+        raise ConfigError("--micro_batch_size needs a static per-replica batch "
+                          "size; batch the dataset with drop_remainder=True.")
     if micro_batch_size <= 0 or batch_size % micro_batch_size:
-        raise ValueError(
+        raise ConfigError(
             f"--micro_batch_size={micro_batch_size} must divide the per-replica "
             f"batch of {batch_size} examples (train_batch_size / replicas); "
             f"use a divisor of {batch_size}, or 0 to disable gradient caching.")

@@ -16,6 +16,7 @@ import tensorflow as tf
 from simclr_tf2 import callbacks as callbacks_lib
 from simclr_tf2 import checkpoints
 from simclr_tf2 import distribute
+from simclr_tf2 import errors
 from simclr_tf2 import evaluate
 from simclr_tf2 import knn
 from simclr_tf2.data import pipeline
@@ -80,7 +81,7 @@ class Run:
             else self.source.num_examples(data.train_split))
         batch = train.train_batch_size
         if batch % strategy.num_replicas_in_sync:
-            raise ValueError(
+            raise errors.ConfigError(
                 f"--train_batch_size={batch} is not divisible by the "
                 f"{strategy.num_replicas_in_sync} replicas; use a multiple of "
                 f"{strategy.num_replicas_in_sync}.")
@@ -295,7 +296,7 @@ class Run:
           The last result.
 
         Raises:
-          ValueError: if no checkpoint appears within --eval_timeout_secs.
+          CheckpointMismatchError: no checkpoint within --eval_timeout_secs.
         """
         dataset, result = self.eval_dataset(), None
         model_dir = self.config.train.model_dir
@@ -312,7 +313,7 @@ class Run:
             if self.global_step >= min(self.total_steps, final or self.total_steps):
                 break
         if result is None:
-            raise ValueError(
+            raise errors.CheckpointMismatchError(
                 f"no checkpoint appeared in {model_dir} within "
                 f"{self.config.train.eval_timeout_secs} s; train first "
                 "(--mode=train or train_then_eval) or raise --eval_timeout_secs.")

@@ -1,9 +1,14 @@
 """Checkpoint round trips: every variable (incl. BN statistics) and the step."""
 
+import glob
+import logging
+import os
+
 import numpy as np
 import pytest
 
 from simclr_tf2 import checkpoints
+from simclr_tf2 import errors
 from tests.test_simclr_model import batch, make_model
 
 
@@ -63,3 +68,81 @@ def test_mismatched_architecture_is_a_clear_error(tmp_path):
         checkpoints.init_from_checkpoint(wider, str(tmp_path / "empty"))
     with pytest.raises(checkpoints.CheckpointMismatchError, match="does not exist"):
         checkpoints.init_from_checkpoint(wider, str(tmp_path / "missing"))
+
+
+def _two_checkpoints(tmp_path):
+    """ckpt-1 and ckpt-2 of a model with different weights; ckpt-1's weights."""
+    model = _train_a_step(make_model())
+    _, manager = checkpoints.make_manager(model, model.optimizer,
+                                          str(tmp_path), 5)
+    manager.save(checkpoint_number=1)
+    at_first = [v.numpy().copy() for v in model.variables]
+    model.train_step(batch(seed=1))
+    manager.save(checkpoint_number=2)
+    return at_first
+
+
+def _truncate(path, keep=0.5):
+    with open(path, "r+b") as f:
+        f.truncate(int(os.path.getsize(path) * keep))
+
+
+def test_damaged_newest_checkpoint_falls_back_with_a_warning(tmp_path, caplog):
+    at_first = _two_checkpoints(tmp_path)
+    newest_data = glob.glob(str(tmp_path / "ckpt-2.data-*"))[0]
+    _truncate(newest_data)  # As after a full disk.
+    size = os.path.getsize(newest_data)
+
+    target = make_model()
+    ckpt, manager = checkpoints.make_manager(target, target.optimizer,
+                                             str(tmp_path), 5)
+    with caplog.at_level(logging.WARNING):
+        restored = checkpoints.restore_latest(ckpt, str(tmp_path))
+    assert restored.endswith("ckpt-1")
+    warnings = [r.getMessage() for r in caplog.records
+                if r.levelno == logging.WARNING and "damaged" in r.getMessage()]
+    assert len(warnings) == 1 and "ckpt-2" in warnings[0], warnings
+    assert "Read less bytes" in warnings[0]
+    for a, b in zip(at_first, target.variables):
+        np.testing.assert_array_equal(a, b.numpy(), err_msg=b.path)
+    assert int(target.optimizer.iterations.numpy()) == 1
+    assert os.path.getsize(newest_data) == size  # Kept, not deleted.
+    # Training goes on from there: the next save and resume work.
+    manager.save(checkpoint_number=3)
+    again = make_model()
+    ckpt3, _ = checkpoints.make_manager(again, again.optimizer, str(tmp_path), 5)
+    assert checkpoints.restore_latest(ckpt3, str(tmp_path)).endswith("ckpt-3")
+
+
+@pytest.mark.parametrize("damage", ["checksum", "no_index"])
+def test_other_kinds_of_damage_also_fall_back(tmp_path, damage):
+    _two_checkpoints(tmp_path)
+    if damage == "checksum":
+        path = glob.glob(str(tmp_path / "ckpt-2.data-*"))[0]
+        data = bytearray(open(path, "rb").read())
+        data[len(data) // 2] ^= 0xFF
+        open(path, "wb").write(bytes(data))
+    else:
+        os.remove(tmp_path / "ckpt-2.index")
+    target = make_model()
+    ckpt, _ = checkpoints.make_manager(target, target.optimizer, str(tmp_path), 5)
+    assert checkpoints.restore_latest(ckpt, str(tmp_path)).endswith("ckpt-1")
+
+
+def test_no_readable_checkpoint_is_one_user_error(tmp_path):
+    _two_checkpoints(tmp_path)
+    for path in glob.glob(str(tmp_path / "ckpt-*.data-*")):
+        _truncate(path, keep=0.3)
+    target = make_model()
+    ckpt, _ = checkpoints.make_manager(target, target.optimizer, str(tmp_path), 5)
+    with pytest.raises(errors.DamagedCheckpointError,
+                       match="no readable checkpoint .*ckpt-2, ckpt-1") as info:
+        checkpoints.restore_latest(ckpt, str(tmp_path))
+    assert isinstance(info.value, errors.UserError)
+    assert "\n" not in str(info.value)
+    # An explicit damaged checkpoint (fine-tuning, export) is one line too.
+    with pytest.raises(errors.DamagedCheckpointError, match="ckpt-2 is damaged"):
+        checkpoints.init_from_checkpoint(make_model(), str(tmp_path))
+    _truncate(str(tmp_path / "ckpt-2.index"))
+    with pytest.raises(errors.DamagedCheckpointError, match="ckpt-2 is damaged"):
+        checkpoints.resolve_checkpoint_path(str(tmp_path / "ckpt-2"))

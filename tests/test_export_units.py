@@ -12,6 +12,7 @@ import pytest
 import tensorflow as tf
 
 from export import module as module_lib
+from export import preflight
 from export import saved_model
 from export import single_replica_bn
 from simclr_tf2.data import augment
@@ -77,13 +78,19 @@ def test_failed_save_leaves_nothing_and_keeps_previous(tmp_path, monkeypatch):
     monkeypatch.undo()
 
     saved_model.save_module(module, str(target), 8)
-    with pytest.raises(FileExistsError):
+    with pytest.raises(preflight.ExportError, match="already exists"):
         saved_model.save_module(module, str(target), 8)
     monkeypatch.setattr(tf.saved_model, "save", _half_write_then_fail)
     with pytest.raises(OSError):
         saved_model.save_module(module, str(target), 8, overwrite=True)
     assert os.listdir(tmp_path) == ["out"]
     assert tf.saved_model.load(str(target)).scale.numpy() == 2.0
+
+
+def test_unwritable_export_dir_is_one_user_error(tmp_path):
+    (tmp_path / "a_file").write_text("x")
+    with pytest.raises(preflight.ExportError, match="cannot be written"):
+        saved_model.save_module(_TinyModule(), str(tmp_path / "a_file" / "out"), 8)
 
 
 def test_prune_keeps_newest_numbered_exports(tmp_path):

@@ -18,7 +18,8 @@ cli.quiet_tensorflow_import()  # Before the modules below import TF.
 
 from simclr_tf2.analysis import features, pictures, probes  # noqa: E402
 from simclr_tf2.data import subsets  # noqa: E402
-from simclr_tf2.data.registry import DataError, open_source  # noqa: E402
+from simclr_tf2.data.registry import open_source  # noqa: E402
+from simclr_tf2.errors import ConfigError  # noqa: E402
 
 
 def _parser():
@@ -100,7 +101,7 @@ def run_pictures(args):
     source = open_source(args.dataset, args.data_dir)
     flags_json = os.path.join(args.pretrain_dir, "flags.json")
     if not os.path.exists(flags_json):
-        raise FileNotFoundError(
+        raise ConfigError(
             f"no flags.json in {args.pretrain_dir}; pass --pretrain_dir=the "
             "model_dir of the pretraining run.")
     with open(flags_json) as f:
@@ -128,8 +129,7 @@ def run_pictures(args):
 def main(argv=None):
     args = _parser().parse_args(argv)
     command = {"probes": run_probes, "pictures": run_pictures}[args.command]
-    cli.report_user_errors(lambda: command(args),
-                           lambda: (DataError, OSError, ValueError))
+    cli.report_user_errors(lambda: command(args))
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ import numpy as np
 import tensorflow as tf
 
 from simclr_tf2 import knn
+from simclr_tf2.errors import ConfigError
 from simclr_tf2.data import pipeline
 
 
@@ -14,7 +15,7 @@ def export_image_size(export_dir):
     """The input side S an export was trained at (from its simclr_export.json)."""
     path = os.path.join(export_dir, "assets.extra", "simclr_export.json")
     if not os.path.exists(path):
-        raise FileNotFoundError(
+        raise ConfigError(
             f"{export_dir} is not a simclr_tf2 export (no {path}); pass the "
             "model_dir/saved_model/<step> directory a run exported.")
     with open(path) as f:

@@ -21,6 +21,7 @@ from sklearn.manifold import TSNE  # noqa: E402
 from tensorboard.backend.event_processing import event_accumulator  # noqa: E402
 
 from simclr_tf2.data import augment  # noqa: E402
+from simclr_tf2.errors import ConfigError  # noqa: E402
 
 
 def _save(figure, path):
@@ -105,7 +106,7 @@ def training_curves(model_dir, path):
     train = read_scalars(os.path.join(model_dir, "train"))
     evaluation = read_scalars(os.path.join(model_dir, "eval"))
     if "train/contrast_loss" not in train:
-        raise ValueError(f"{model_dir}/train has no train/contrast_loss summaries; "
+        raise ConfigError(f"{model_dir}/train has no train/contrast_loss summaries; "
                          "pass the model_dir of a pretraining run.")
     figure, axes = plt.subplots(1, 3, figsize=(14, 3.8))
     steps, loss = train["train/contrast_loss"]

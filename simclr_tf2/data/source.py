@@ -24,6 +24,8 @@ from typing import Mapping
 import numpy as np
 import tensorflow as tf
 
+from simclr_tf2.errors import DataError  # noqa: F401  (re-exported)
+
 logger = logging.getLogger(__name__)
 
 # 'validation' and 'test' stand in for each other when a dataset has only one
@@ -33,14 +35,6 @@ _SPLIT_ALIASES = {"validation": "test", "test": "validation"}
 _SPEC_RE = re.compile(
     r"^(?P<name>[\w.-]+)(?:\[(?P<start>[^:\[\]]*):(?P<stop>[^:\[\]]*)\])?$")
 _BOUND_RE = re.compile(r"^(?P<value>[-+]?\d+(?:\.\d*)?)(?P<pct>%?)$")
-
-
-class DataError(Exception):
-    """A user-facing data problem; the message is one line naming the problem and the fix."""
-
-    def __init__(self, message: str):
-        # Collapse whitespace so the message is always exactly one line.
-        super().__init__(" ".join(str(message).split()))
 
 
 @dataclasses.dataclass(frozen=True)

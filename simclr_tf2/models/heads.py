@@ -3,6 +3,7 @@
 import keras
 import tensorflow as tf
 
+from simclr_tf2.errors import ConfigError
 from simclr_tf2.models.batch_norm import FusedBatchNormalization
 
 PROJ_HEAD_MODES = ("none", "linear", "nonlinear")
@@ -34,7 +35,7 @@ class ProjectionHead(keras.layers.Layer):
             raise ValueError(
                 f"proj_head_mode must be one of {PROJ_HEAD_MODES}, got {mode!r}.")
         if mode == "nonlinear" and num_layers < 1:
-            raise ValueError(
+            raise ConfigError(
                 f"num_proj_layers must be >= 1 for a nonlinear head, got {num_layers}.")
         self.mode = mode
         self.num_layers = num_layers

@@ -13,6 +13,7 @@ import numbers
 import keras
 from keras import ops
 
+from simclr_tf2.errors import ConfigError
 from simclr_tf2.models.layers import (
     BatchNormLayer, ConvBN, SelectiveKernel, SqueezeExcitation, Stem, build_chain,
     strided_shape)
@@ -279,13 +280,13 @@ class ResNet(BatchNormLayer):
 
 def _validate(depth, width_multiplier, sk_ratio, se_ratio):
     if depth not in BLOCK_SPECS:
-        raise ValueError(
+        raise ConfigError(
             f"Unsupported ResNet depth {depth!r}; expected one of {sorted(BLOCK_SPECS)}.")
     if not isinstance(width_multiplier, numbers.Real) or width_multiplier <= 0:
         raise ValueError(
             f"width_multiplier must be a positive number, got {width_multiplier!r}.")
     if sk_ratio < 0 or se_ratio < 0:
-        raise ValueError(f"sk_ratio and se_ratio must be >= 0, got {sk_ratio}, {se_ratio}.")
+        raise ConfigError(f"sk_ratio and se_ratio must be >= 0, got {sk_ratio}, {se_ratio}.")
 
 
 def set_fine_tune_after_block(encoder, fine_tune_after_block):

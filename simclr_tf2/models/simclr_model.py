@@ -5,6 +5,7 @@ import tensorflow as tf
 
 from simclr_tf2 import gradcache
 from simclr_tf2 import losses
+from simclr_tf2.errors import ConfigError
 from simclr_tf2.optim import weight_decay_loss
 
 TRAIN_MODES = ("pretrain", "finetune", "distill")
@@ -71,12 +72,12 @@ class SimCLRModel(keras.Model):
             raise ValueError(
                 f"train_mode must be one of {TRAIN_MODES}, got {train_mode!r}.")
         if train_mode != "pretrain" and supervised_head is None:
-            raise ValueError(f"train_mode={train_mode} needs a supervised head "
-                             "(a dataset with labels / num_classes > 0).")
+            raise ConfigError(f"train_mode={train_mode} needs a supervised head "
+                              "(a dataset with labels / num_classes > 0).")
         if train_mode == "distill" and teacher is None:
             raise ValueError("train_mode=distill needs a teacher.")
         if ft_proj_selector > projection_head.depth:
-            raise ValueError(
+            raise ConfigError(
                 f"ft_proj_selector={ft_proj_selector} exceeds the projection "
                 f"head's {projection_head.depth} layers; use 0..{projection_head.depth}.")
         self.encoder = encoder

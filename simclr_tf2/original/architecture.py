@@ -9,6 +9,7 @@ when the SK bottleneck sits at its minimum width of 32).
 import json
 import os
 
+from simclr_tf2.errors import CheckpointMismatchError
 from simclr_tf2.models.resnet import BLOCK_SPECS
 from simclr_tf2.original.layout import ENCODER, PROJECTION, SUPERVISED
 
@@ -27,8 +28,9 @@ def _depth(graph):
     for depth, spec in BLOCK_SPECS.items():
         if spec == (bottleneck, blocks):
             return depth
-    raise ValueError(f"checkpoint {graph.prefix} holds a ResNet with {blocks} blocks per "
-                     "group, which is no ResNet depth this project builds.")
+    raise CheckpointMismatchError(
+        f"checkpoint {graph.prefix} holds a ResNet with {blocks} blocks per "
+        "group, which is no ResNet depth this project builds.")
 
 
 def _stem(graph):
