@@ -43,6 +43,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
+from simclr_tf2 import objectives  # noqa: E402
 from simclr_tf2 import optim  # noqa: E402
 from simclr_tf2.data import pipeline  # noqa: E402
 from simclr_tf2.data.source import DatasetInfo  # noqa: E402
@@ -138,10 +139,13 @@ def build_model(cfg, image_size, precision, micro_batch_size=0,
     keras.utils.set_random_seed(0)
     model = build.build_model(
         cfg, num_classes=NUM_CLASSES, train_mode="pretrain",
-        image_size=image_size, temperature=0.1, weight_decay=1e-6,
-        optimizer_name="lars", micro_batch_size=micro_batch_size)
+        image_size=image_size)
+    objective = objectives.Objective(
+        "pretrain", temperature=0.1,
+        weight_decay=optim.weight_decay_policy("lars", 1e-6))
     model.compile(optimizer=optim.build_optimizer(
-        "lars", 0.3, momentum=0.9, weight_decay=1e-6),
+        "lars", 0.3, momentum=0.9, weight_decay=1e-6), objective=objective,
+        micro_batch_size=micro_batch_size,
         jit_compile=jit_compile, steps_per_execution=steps_per_execution)
     model.optimizer.build(model.trainable_variables)
     return model

@@ -24,7 +24,6 @@ import tensorflow as tf
 from export import module as module_lib
 from export import preflight
 from export import single_replica_bn
-from simclr_tf2.models import build
 
 EXPORT_INFO = os.path.join("assets.extra", "simclr_export.json")
 
@@ -74,12 +73,24 @@ def copy_weights(source, target):
     return sorted(set(by_path) - {v.path for v in target.weights})
 
 
-def export_copy(model, model_cfg, image_size, include_supervised_head=True):
+def _float32(config):
+    """A serialised Keras config with every dtype policy set to float32."""
+    if isinstance(config, dict):
+        return {k: "float32" if k == "dtype" else _float32(v)
+                for k, v in config.items()}
+    if isinstance(config, list):
+        return [_float32(v) for v in config]
+    return config
+
+
+def export_copy(model, image_size, include_supervised_head=True):
     """A float32, strategy-free, fully trainable copy of a SimCLRModel.
+
+    The copy is cloned from `model.get_config()`, so it has the model's
+    architecture and train mode whatever the run's flags were.
 
     Args:
       model: the trained SimCLRModel (any strategy, precision, global_bn).
-      model_cfg: the ModelConfig it was built from (object or dict).
       image_size: input side used to create the variables.
       include_supervised_head: keep the classifier (if the model has one).
 
@@ -91,36 +102,31 @@ def export_copy(model, model_cfg, image_size, include_supervised_head=True):
     Raises:
       ValueError: the copy's architecture differs from the model's.
     """
-    cfg = dict(vars(as_namespace(model_cfg)), fine_tune_after_block=-1)
-    head = model.supervised_head if include_supervised_head else None
-    num_classes = int(head.units) if head is not None else 0
-    train_mode = getattr(model, "train_mode", "pretrain")
-    if not num_classes:
-        train_mode = "pretrain"  # Encoder and projection head only.
-    elif train_mode == "distill":
-        train_mode = "finetune"  # The same network; no teacher needed.
+    config = _float32(model.get_config())
+    if not include_supervised_head:
+        config["supervised_head"] = None
     with float32_policy():
-        copy = build.build_model(
-            types.SimpleNamespace(**cfg), num_classes=num_classes,
-            train_mode=train_mode, image_size=image_size)
+        copy = type(model).from_config(config)
+        copy(tf.zeros([1, image_size, image_size, 3]), training=False)
+    copy.trainable = True
     single_replica_bn.use_single_replica_batch_norm(copy)
     unused = copy_weights(model, copy)
     expected = {v.path for v in model.supervised_head.weights} if (
-        model.supervised_head is not None and head is None) else set()
+        model.supervised_head is not None and not include_supervised_head) else set()
     if set(unused) - expected:
         raise ValueError("the export copy lacks weights of the trained model "
                          f"({sorted(set(unused) - expected)[:3]}).")
     return copy
 
 
-def build_module(model, model_cfg, image_size, include_projection_head=True,
+def build_module(model, image_size, include_projection_head=True,
                  include_supervised_head=True, weight_decay=0.0):
     """The traced hub module of a trained model (see `export_copy`).
 
     Returns:
       A `module.SimCLRHubModule` with __call__ traced for every mode.
     """
-    copy = export_copy(model, model_cfg, image_size,
+    copy = export_copy(model, image_size,
                        include_supervised_head=include_supervised_head)
     return module_lib.SimCLRHubModule(
         copy, include_projection_head=include_projection_head,
@@ -252,7 +258,7 @@ def export_model(model, config, export_dir, *, include_projection_head=True,
     preflight.check_destination(export_dir, overwrite)  # Before the slow part.
     image_size = int(as_namespace(config.data).image_size)
     module = build_module(
-        model, config.model, image_size,
+        model, image_size,
         include_projection_head=include_projection_head,
         include_supervised_head=include_supervised_head,
         weight_decay=float(as_namespace(config.optim).weight_decay))

@@ -7,12 +7,16 @@ Learning Batch Size under Memory Limited Setup") splits the step instead:
 
 1. Embed: run the model forward, chunk by chunk and without a tape, to get
    the projections z of all 2N views (and the supervised logits).
-2. Loss: NT-Xent on all z (negatives from every replica, as usual) under a
-   tape that watches z only, giving the cached gradient dL/dz [2N, P].
+2. Loss: the training objective (`objectives.Objective`: NT-Xent with
+   negatives from every replica, plus the linear head's cross entropy) on
+   all outputs, under a tape that watches the outputs only, giving the
+   cached gradients dL/dz [2N, P] (and dL/dlogits [2N, C]).
 3. Backprop: for each chunk, recompute its forward pass under a tape and
-   backpropagate the cached dL/dz of its rows (plus the chunk's share of the
-   supervised loss); accumulate the parameter gradients. The regulariser's
-   gradient is added once.
+   backpropagate the cached gradients of its rows; accumulate the parameter
+   gradients. The regulariser's gradient is added once.
+
+Gradient caching sees the model only through two callables, the forward
+pass and the objective, plus the variables it differentiates.
 
 Activations are alive for one chunk of M examples (2M views) at a time, so
 memory is bounded by M, not by N; compute is about 1.5x a plain step (two
@@ -40,11 +44,8 @@ the previous one finished (control dependencies keep memory bounded).
 import keras
 import tensorflow as tf
 
-from simclr_tf2 import losses
+from simclr_tf2 import objectives
 from simclr_tf2.errors import ConfigError
-
-_Z = "proj_head_output"
-_LOGITS = "logits_sup"
 
 
 def num_chunks(batch_size, micro_batch_size):
@@ -71,11 +72,6 @@ def num_chunks(batch_size, micro_batch_size):
     return batch_size // micro_batch_size
 
 
-def _views(chunk):
-    """[M, H, W, 6] two stacked views -> [2M, H, W, 3], view 1 rows first."""
-    return tf.concat(tf.split(chunk, 2, axis=-1), axis=0)
-
-
 def _to_view_order(stacked):
     """[K, 2M, D] per-chunk rows -> [2N, D] with all view-1 rows first."""
     k, two_m = stacked.shape[0], stacked.shape[1]
@@ -94,19 +90,20 @@ def _read(variables):
     return [tf.identity(tf.convert_to_tensor(v)) for v in variables]
 
 
-def _moving_statistics(model):
-    """BN moving means and variances: updated by a training-mode forward."""
-    return [v for v in model.non_trainable_variables
+def moving_statistics(variables):
+    """The BN moving means and variances among `variables` (a model's
+    non-trainable variables): what a training-mode forward updates."""
+    return [v for v in variables
             if v.path.endswith(("moving_mean", "moving_variance"))]
 
 
-def _must_unroll(model):
-    """Whether the chunk loop must be unrolled (sync BN under a strategy)."""
+def must_unroll(layers):
+    """Whether the chunk loop must be unrolled: trainable synchronised BN
+    among `layers` (all of a model's layers) under several replicas."""
     if tf.distribute.get_strategy().num_replicas_in_sync == 1:
         return False
     return any(isinstance(layer, keras.layers.BatchNormalization)
-               and layer.synchronized and layer.trainable
-               for layer in model._flatten_layers())
+               and layer.synchronized and layer.trainable for layer in layers)
 
 
 def _chunk_loop(k, body, state, unroll):
@@ -135,29 +132,35 @@ def _chunk_loop(k, body, state, unroll):
     return state
 
 
-def embed(model, images, micro_batch_size, unroll=False):
+def _chunks(images, micro_batch_size):
+    """[N, ...] -> [K, M, ...]."""
+    k = num_chunks(images.shape[0], micro_batch_size)
+    return k, tf.reshape(images, [k, micro_batch_size, *images.shape[1:]])
+
+
+def embed(forward, objective, images, micro_batch_size, keys, stats=(),
+          unroll=False):
     """Pass 1: model outputs of all views, chunk by chunk, without a tape.
 
-    Moving BN statistics are left as they were before the call.
+    The moving BN statistics `stats` are left as they were before the call.
 
     Args:
-      model: a SimCLRModel.
+      forward: callable model inputs -> output dict (training mode).
+      objective: an `objectives.Objective` (`model_inputs` splits views).
       images: [N, H, W, 6] two views stacked on channels.
       micro_batch_size: examples per chunk M; must divide N.
+      keys: the output names to keep, e.g. ("proj_head_output", "logits_sup").
+      stats: the model's moving BN statistics (see `moving_statistics`).
       unroll: see `_chunk_loop`.
 
     Returns:
-      Dict with "proj_head_output" [2N, P] and, when the model has a
-      supervised head, "logits_sup" [2N, C] (float32, view-1 rows first).
+      Dict key -> [2N, D] float32 (view-1 rows first).
     """
-    k = num_chunks(images.shape[0], micro_batch_size)
-    chunks = tf.reshape(images, [k, micro_batch_size, *images.shape[1:]])
-    keys = [_Z] + ([_LOGITS] if model.supervised_head is not None else [])
-    stats = _moving_statistics(model)
+    k, chunks = _chunks(images, micro_batch_size)
     saved = _read(stats)
 
     def body(i, arrays):
-        outputs = model(_views(chunks[i]), training=True)
+        outputs = forward(objective.model_inputs(chunks[i]))
         return {key: arrays[key].write(i, tf.stop_gradient(outputs[key]))
                 for key in keys}
 
@@ -172,77 +175,56 @@ def embed(model, images, micro_batch_size, unroll=False):
     return outputs
 
 
-def contrastive_gradient(model, z, scale):
-    """Pass 2: NT-Xent of all projections and its gradient w.r.t. them.
+def output_gradients(objective, outputs, labels, scale):
+    """Pass 2: the objective on all outputs and its gradient w.r.t. them.
 
     Args:
-      model: a SimCLRModel (temperature, hidden_norm).
-      z: [2N, P] float32 projections of this replica, view-1 rows first.
+      objective: an `objectives.Objective`.
+      outputs: dict key -> [2N, D] float32 of this replica (from `embed`).
+      labels: [N] int labels, -1 for unlabeled.
       scale: scalar multiplying the loss before differentiation (loss
         scaling and 1/replicas).
 
     Returns:
-      (loss, dz [2N, P], logits_con [N, N_g], labels_con [N, 2 N_g]).
+      (loss, metrics, dict key -> d(scale * loss)/d outputs[key] [2N, D]).
     """
     with tf.GradientTape() as tape:
-        tape.watch(z)
-        loss, logits_con, labels_con = losses.add_contrastive_loss(
-            z, hidden_norm=model.hidden_norm, temperature=model.temperature,
-            strategy=tf.distribute.get_strategy())
+        tape.watch(outputs)
+        loss, metrics = objective(outputs, labels)
         scaled = loss * scale
-    return loss, tape.gradient(scaled, z), logits_con, labels_con
+    return loss, metrics, tape.gradient(scaled, outputs)
 
 
-def _supervised_sum(labels, logits):
-    """Sum of the cross entropy over labelled rows ([B] labels, [B, C])."""
-    labels = tf.cast(labels, tf.int32)
-    per_example = tf.nn.sparse_softmax_cross_entropy_with_logits(
-        tf.maximum(labels, 0), logits)
-    return tf.reduce_sum(per_example * tf.cast(labels >= 0, tf.float32))
-
-
-def backprop(model, images, labels, dz, scale, micro_batch_size,
-             unroll=False):
-    """Pass 3: recompute each chunk under a tape and backprop its cached dz.
-
-    The supervised head (when present) is trained on each chunk's share of
-    the batch's mean cross entropy. BN moving statistics get one update: the
-    mean of the chunks' updates.
+def backprop(forward, objective, images, d_outputs, variables,
+             micro_batch_size, stats=(), unroll=False):
+    """Pass 3: recompute each chunk under a tape and backprop its cached
+    output gradients. BN moving statistics get one update: the mean of the
+    chunks' updates.
 
     Args:
-      model: a SimCLRModel.
+      forward, objective: as for `embed`.
       images: [N, H, W, 6] the same batch as in `embed`.
-      labels: [N] int labels, -1 for unlabeled.
-      dz: [2N, P] the cached (already scaled) gradient w.r.t. projections.
-      scale: scalar applied to the supervised loss (as to the NT-Xent loss).
+      d_outputs: dict key -> [2N, D] cached (already scaled) gradients.
+      variables: the trainable variables.
       micro_batch_size: examples per chunk M.
-      unroll: see `_chunk_loop`.
+      stats, unroll: as for `embed`.
 
     Returns:
-      Gradients, one per `model.trainable_variables` entry (None where the
-      variable does not reach the outputs).
+      Gradients, one per `variables` entry (None where the variable does
+      not reach the outputs).
     """
-    k = num_chunks(images.shape[0], micro_batch_size)
-    chunks = tf.reshape(images, [k, micro_batch_size, *images.shape[1:]])
-    label_chunks = tf.reshape(labels, [k, micro_batch_size])
-    dz_chunks = _to_chunk_order(dz, k)
-    num_labelled = 2.0 * tf.reduce_sum(tf.cast(labels >= 0, tf.float32))
-    sup_scale = tf.math.divide_no_nan(scale, num_labelled)
-    variables = model.trainable_variables
-    stats = _moving_statistics(model)
+    k, chunks = _chunks(images, micro_batch_size)
+    keys = [key for key in sorted(d_outputs) if d_outputs[key] is not None]
+    d_chunks = {key: _to_chunk_order(d_outputs[key], k) for key in keys}
     saved = _read(stats)
     connected = []
 
     def body(i, state):
         grads, deltas = state
         with tf.GradientTape() as tape:
-            outputs = model(_views(chunks[i]), training=True)
-            targets, target_grads = [outputs[_Z]], [dz_chunks[i]]
-            if _LOGITS in outputs:
-                chunk_labels = tf.concat([label_chunks[i]] * 2, axis=0)
-                targets.append(_supervised_sum(chunk_labels, outputs[_LOGITS]))
-                target_grads.append(sup_scale)
-        chunk_grads = tape.gradient(targets, variables, target_grads)
+            outputs = forward(objective.model_inputs(chunks[i]))
+        chunk_grads = tape.gradient([outputs[key] for key in keys], variables,
+                                    [d_chunks[key][i] for key in keys])
         # Known when the body is traced: which variables get no gradient
         # (None), so that they stay None, as in the regular step.
         connected[:] = [g is not None for g in chunk_grads]
@@ -261,60 +243,44 @@ def backprop(model, images, labels, dz, scale, micro_batch_size,
     return [g if c else None for g, c in zip(grads, connected)]
 
 
-def compute_gradients(model, images, labels):
-    """The pretraining loss and gradients of a batch, by gradient caching.
+def compute_gradients(forward, objective, data, variables, optimizer, *,
+                      micro_batch_size, output_keys, moving_statistics=(),
+                      unroll=False):
+    """Loss, metrics and gradients of a pretraining batch by gradient caching.
 
-    Same result as a tape over `model`'s regular pretraining loss (up to the
-    BN statistics, see the module docstring), scaled like the regular step
-    (optimizer loss scaling and 1 / replicas). Updates the model's metrics.
+    Same result as `objectives.compute_gradients` (up to the BN statistics,
+    see the module docstring), scaled like it.
 
     Args:
-      model: a SimCLRModel with a compiled optimizer and micro_batch_size > 0.
-      images: [N, H, W, 6] this replica's examples, two views stacked.
-      labels: [N] int labels, -1 for unlabeled.
+      forward: callable model inputs -> output dict (training mode).
+      objective: an `objectives.Objective` for train_mode="pretrain".
+      data: {"image": [N, H, W, 6], "label": [N]} of this replica.
+      variables: the trainable variables.
+      optimizer: the model's optimizer (its loss scale).
+      micro_batch_size: examples per chunk, > 0.
+      output_keys: the outputs the objective reads, e.g.
+        ("proj_head_output", "logits_sup").
+      moving_statistics: the model's moving BN statistics.
+      unroll: see `must_unroll`.
 
     Returns:
-      (loss scalar float32, gradients aligned with model.trainable_variables).
+      (loss: task loss + regulariser, metrics dict, gradients aligned with
+      `variables`, None where a variable does not reach the loss).
     """
-    micro = model.micro_batch_size
-    num_chunks(images.shape[0], micro)
-    replicas = tf.distribute.get_strategy().num_replicas_in_sync
-    scale = model.optimizer.scale_loss(tf.constant(1.0)) / replicas
-    unroll = _must_unroll(model)
-    outputs = embed(model, images, micro, unroll)
-    loss, dz, logits_con, labels_con = contrastive_gradient(
-        model, outputs[_Z], scale)
-    accuracy, entropy = losses.contrastive_metrics(logits_con, labels_con)
-    model._trackers["contrast_loss"].update_state(loss)
-    model._trackers["contrast_acc"].update_state(accuracy)
-    model._trackers["contrast_entropy"].update_state(entropy)
-    if _LOGITS in outputs:
-        loss += model._supervised_loss(tf.concat([labels, labels], 0),
-                                       outputs[_LOGITS])
-    grads = backprop(model, images, labels, dz, scale, micro, unroll)
+    images, labels = data["image"], data["label"]
+    num_chunks(images.shape[0], micro_batch_size)
+    scale = objectives.scale_for_replicas(optimizer, tf.constant(1.0))
+    stats = moving_statistics
+    outputs = embed(forward, objective, images, micro_batch_size,
+                    output_keys, stats, unroll)
+    loss, metrics, d_outputs = output_gradients(objective, outputs, labels,
+                                                scale)
+    grads = backprop(forward, objective, images, d_outputs, variables,
+                     micro_batch_size, stats, unroll)
     with tf.GradientTape() as tape:
-        regulariser = model._weight_decay_term()
+        regulariser, reg_metrics = objective.regularization(variables)
         scaled = regulariser * scale
-    reg_grads = tape.gradient(scaled, model.trainable_variables)
+    reg_grads = tape.gradient(scaled, variables)
     grads = [r if g is None else g if r is None else g + r
              for g, r in zip(grads, reg_grads)]
-    loss += regulariser
-    model._trackers["loss"].update_state(loss)
-    return loss, grads
-
-
-def train_step(model, data):
-    """A SimCLRModel pretraining step by gradient caching (see module doc).
-
-    Args:
-      model: a SimCLRModel with micro_batch_size > 0.
-      data: {"image": [N, H, W, 6], "label": [N]} of this replica.
-
-    Returns:
-      The metric results, as `SimCLRModel.train_step` returns them.
-    """
-    _, grads = compute_gradients(model, data["image"], data["label"])
-    variables = model.trainable_variables
-    model.optimizer.apply_gradients(
-        [(g, v) for g, v in zip(grads, variables) if g is not None])
-    return model._results(training=True)
+    return loss + regulariser, dict(metrics, **reg_metrics), grads

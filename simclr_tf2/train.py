@@ -19,6 +19,7 @@ from simclr_tf2 import distribute
 from simclr_tf2 import errors
 from simclr_tf2 import evaluate
 from simclr_tf2 import knn
+from simclr_tf2 import objectives
 from simclr_tf2.data import pipeline
 from simclr_tf2.data import registry
 from simclr_tf2.data import subsets
@@ -126,14 +127,14 @@ class Run:
         keras.utils.set_random_seed(cfg.train.seed)
         model = build.build_model(
             cfg.model, num_classes=self.num_classes,
-            train_mode=cfg.train.train_mode, image_size=cfg.data.image_size,
-            temperature=cfg.train.temperature,
+            train_mode=cfg.train.train_mode, image_size=cfg.data.image_size)
+        objective = objectives.Objective(
+            cfg.train.train_mode, temperature=cfg.train.temperature,
             hidden_norm=cfg.train.hidden_norm,
-            weight_decay=cfg.optim.weight_decay,
-            optimizer_name=cfg.optim.optimizer, teacher=teacher,
-            distill_temperature=cfg.train.distill_temperature,
-            distill_label_weight=cfg.train.distill_label_weight,
-            micro_batch_size=cfg.train.micro_batch_size)
+            weight_decay=optim.weight_decay_policy(cfg.optim.optimizer,
+                                                   cfg.optim.weight_decay),
+            teacher=teacher, distill_temperature=cfg.train.distill_temperature,
+            distill_label_weight=cfg.train.distill_label_weight)
         schedule = optim.build_learning_rate_schedule(
             cfg.optim.learning_rate, cfg.optim.learning_rate_scaling,
             cfg.train.train_batch_size, self.num_train_examples,
@@ -142,7 +143,9 @@ class Run:
         optimizer = optim.build_optimizer(
             cfg.optim.optimizer, schedule, momentum=cfg.optim.momentum,
             weight_decay=cfg.optim.weight_decay, nesterov=cfg.optim.nesterov)
-        model.compile(optimizer=optimizer, jit_compile=cfg.train.jit_compile,
+        model.compile(optimizer=optimizer, objective=objective,
+                      micro_batch_size=cfg.train.micro_batch_size,
+                      jit_compile=cfg.train.jit_compile,
                       steps_per_execution=cfg.train.steps_per_execution)
         model.optimizer.build(model.trainable_variables)
         return model, model.optimizer

@@ -6,11 +6,11 @@ import pytest
 import tensorflow as tf
 
 from simclr_tf2 import gradcache
-from simclr_tf2 import optim
 from simclr_tf2.models import heads
 from simclr_tf2.models.simclr_model import SimCLRModel
 from tests.test_simclr_model import IMAGE
 from tests.test_simclr_model import batch
+from tests.test_simclr_model import compile_model
 from tests.test_simclr_model import make_model
 
 
@@ -26,14 +26,26 @@ def _freeze_batch_norm(model, seed=0):
 
 
 def _full_batch_gradients(model, data):
+    """Unscaled loss and gradients by one tape over the whole batch."""
+    objective = model.objective
     with tf.GradientTape() as tape:
-        loss = model._pretrain_loss(data["image"], data["label"])
-        loss += model._weight_decay_term()
+        outputs = model(objective.model_inputs(data["image"]), training=True)
+        loss, _ = objective(outputs, data["label"])
+        loss += objective.regularization(model.trainable_variables)[0]
     return loss, tape.gradient(loss, model.trainable_variables)
 
 
+def _cached_gradients(model, data):
+    loss, _, grads = model.loss_and_gradients(data)
+    return loss, grads
+
+
+def _stat_variables(model):
+    return gradcache.moving_statistics(model.non_trainable_variables)
+
+
 def _moving_stats(model):
-    return [v.numpy() for v in gradcache._moving_statistics(model)]
+    return [v.numpy() for v in _stat_variables(model)]
 
 
 @pytest.mark.parametrize("graph", [False, True])
@@ -43,9 +55,8 @@ def test_gradient_equals_full_batch_gradient_with_inference_bn(graph):
     data = batch(n=8)
     ref_loss, ref_grads = _full_batch_gradients(model, data)
     model.micro_batch_size = 2
-    fn = gradcache.compute_gradients
-    loss, grads = (tf.function(fn) if graph else fn)(
-        model, data["image"], data["label"])
+    fn = _cached_gradients
+    loss, grads = (tf.function(fn) if graph else fn)(model, data)
     np.testing.assert_allclose(loss, ref_loss, rtol=1e-6)
     assert len(grads) == len(ref_grads) > 0
     for g, r, v in zip(grads, ref_grads, model.trainable_variables):
@@ -62,8 +73,7 @@ def test_gradients_carry_the_optimizer_loss_scale():
     _, ref_grads = _full_batch_gradients(model, data)
     model.optimizer = keras.optimizers.LossScaleOptimizer(model.optimizer)
     model.micro_batch_size = 2
-    _, grads = gradcache.compute_gradients(model, data["image"],
-                                           data["label"])
+    _, grads = _cached_gradients(model, data)
     scale = float(model.optimizer.scale_loss(1.0))
     assert scale > 1.0
     for g, r in zip(grads, ref_grads):
@@ -93,7 +103,7 @@ def test_moving_statistics_get_one_update_with_the_chunk_average():
     for half in tf.split(data["image"], 2):
         model(tf.concat(tf.split(half, 2, axis=-1), 0), training=True)
         expected.append(_moving_stats(model))
-        for var, value in zip(gradcache._moving_statistics(model), before):
+        for var, value in zip(_stat_variables(model), before):
             var.assign(value)
     model.micro_batch_size = 2
     model.train_step(data)
@@ -119,13 +129,9 @@ def _tiny_model(global_bn=False, micro_batch_size=0):
     model = SimCLRModel(
         _TinyEncoder(global_bn, name="tiny_encoder"),
         heads.ProjectionHead(out_dim=8, global_bn=global_bn),
-        heads.supervised_head(3), temperature=0.5, weight_decay=1e-4,
-        micro_batch_size=micro_batch_size)
+        heads.supervised_head(3))
     model(tf.zeros([1, IMAGE, IMAGE, 3]), training=False)
-    model.compile(optimizer=optim.build_optimizer("lars", 0.1,
-                                                  weight_decay=1e-4))
-    model.optimizer.build(model.trainable_variables)
-    return model
+    return compile_model(model, micro_batch_size=micro_batch_size)
 
 
 _KEY_BASE = [10_000]
@@ -197,7 +203,7 @@ def test_two_replicas_with_global_bn_match_one_device_chunks():
     strategy = _mirrored()
     with strategy.scope():
         model = _tiny_model(global_bn=True, micro_batch_size=2)
-        assert gradcache._must_unroll(model)
+        assert gradcache.must_unroll(model._flatten_layers())
     logs = _distributed_step(strategy, model, data)
     for key in ("loss", "contrast_loss", "contrast_acc", "supervised_loss"):
         np.testing.assert_allclose(logs[key], ref_logs[key], rtol=1e-5,

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from simclr_tf2 import objectives
 from simclr_tf2 import optim
 from simclr_tf2.models import build
 from simclr_tf2.models import heads
@@ -25,17 +26,29 @@ def model_cfg(**overrides):
     return types.SimpleNamespace(**base)
 
 
+def compile_model(model, train_mode="pretrain", optimizer="lars",
+                  learning_rate=0.1, weight_decay=1e-4, micro_batch_size=0,
+                  **compile_kwargs):
+    """Compiles with the objective a run would use (temperature 0.5)."""
+    objective = objectives.Objective(
+        train_mode, temperature=0.5,
+        weight_decay=optim.weight_decay_policy(optimizer, weight_decay))
+    model.compile(optimizer=optim.build_optimizer(
+        optimizer, learning_rate, weight_decay=weight_decay),
+        objective=objective, micro_batch_size=micro_batch_size,
+        **compile_kwargs)
+    model.optimizer.build(model.trainable_variables)
+    return model
+
+
 def make_model(train_mode="pretrain", num_classes=3, optimizer="lars",
-               learning_rate=0.1, weight_decay=1e-4, **cfg):
+               learning_rate=0.1, weight_decay=1e-4, micro_batch_size=0, **cfg):
     keras.utils.set_random_seed(0)
     model = build.build_model(
         model_cfg(**cfg), num_classes=num_classes, train_mode=train_mode,
-        image_size=IMAGE, temperature=0.5, weight_decay=weight_decay,
-        optimizer_name=optimizer)
-    model.compile(optimizer=optim.build_optimizer(
-        optimizer, learning_rate, weight_decay=weight_decay))
-    model.optimizer.build(model.trainable_variables)
-    return model
+        image_size=IMAGE)
+    return compile_model(model, train_mode, optimizer, learning_rate,
+                         weight_decay, micro_batch_size)
 
 
 def batch(views=2, n=4, seed=0):
@@ -167,9 +180,8 @@ def test_precision_and_xla_train_through_fit(policy, jit):
         keras.utils.set_random_seed(0)
         model = build.build_model(
             model_cfg(), num_classes=3, train_mode="pretrain",
-            image_size=IMAGE, temperature=0.5, weight_decay=1e-4)
-        model.compile(optimizer=optim.build_optimizer("lars", 0.1, weight_decay=1e-4),
-                      jit_compile=jit)
+            image_size=IMAGE)
+        compile_model(model, jit_compile=jit)
         if policy == "mixed_float16":
             assert isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer)
         dataset = tf.data.Dataset.from_tensors(batch(n=8)).repeat()

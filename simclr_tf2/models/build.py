@@ -2,6 +2,7 @@
 
 import tensorflow as tf
 
+from simclr_tf2.errors import ConfigError
 from simclr_tf2.models import heads
 from simclr_tf2.models import resnet
 from simclr_tf2.models.simclr_model import SimCLRModel
@@ -20,30 +21,26 @@ def build_encoder(model_cfg):
         name="resnet")
 
 
-def build_model(model_cfg, *, num_classes, train_mode, image_size,
-                temperature=0.1, hidden_norm=True, weight_decay=0.0,
-                optimizer_name="lars", teacher=None, distill_temperature=1.0,
-                distill_label_weight=0.0, micro_batch_size=0):
+def build_model(model_cfg, *, num_classes, train_mode, image_size):
     """Builds (and creates the variables of) a SimCLRModel.
 
     Args:
-      model_cfg: object with the ModelConfig fields (resnet_depth,
-        width_multiplier, cifar_stem, sk_ratio, se_ratio, batch_norm_decay,
-        global_bn, proj_head_mode, proj_out_dim, num_proj_layers,
-        ft_proj_selector, zero_init_logits_layer, fine_tune_after_block,
-        lineareval_while_pretraining).
+      model_cfg: a `config.ModelConfig` (or an object with its fields).
       num_classes: classifier width; 0 = no supervised head.
       train_mode: "pretrain", "finetune" or "distill".
       image_size: input side, used to create the variables.
-      temperature, hidden_norm: NT-Xent settings.
-      weight_decay, optimizer_name: regularisation settings.
-      teacher, distill_temperature, distill_label_weight: distillation.
-      micro_batch_size: gradient-caching chunk size for pretraining (0: off).
 
     Returns:
-      A built SimCLRModel whose encoder is frozen up to
-      `fine_tune_after_block` when fine-tuning.
+      A built, uncompiled SimCLRModel whose encoder is frozen up to
+      `fine_tune_after_block` when fine-tuning. Training settings (the
+      objective, the optimizer) come with `compile`.
+
+    Raises:
+      ConfigError: finetune/distill without classes.
     """
+    if train_mode != "pretrain" and num_classes <= 0:
+        raise ConfigError(f"train_mode={train_mode} needs a supervised head "
+                          "(a dataset with labels / num_classes > 0).")
     encoder = build_encoder(model_cfg)
     projection_head = heads.ProjectionHead(
         mode=model_cfg.proj_head_mode,
@@ -62,12 +59,7 @@ def build_model(model_cfg, *, num_classes, train_mode, image_size,
             global_bn=model_cfg.global_bn)
     model = SimCLRModel(
         encoder, projection_head, supervised, train_mode=train_mode,
-        temperature=temperature, hidden_norm=hidden_norm,
-        ft_proj_selector=model_cfg.ft_proj_selector,
-        weight_decay=weight_decay, optimizer_name=optimizer_name,
-        teacher=teacher, distill_temperature=distill_temperature,
-        distill_label_weight=distill_label_weight,
-        micro_batch_size=micro_batch_size, name="simclr")
+        ft_proj_selector=model_cfg.ft_proj_selector, name="simclr")
     model(tf.zeros([1, image_size, image_size, 3]), training=False)
     if train_mode != "pretrain":
         resnet.set_fine_tune_after_block(encoder,

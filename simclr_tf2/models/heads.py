@@ -13,6 +13,7 @@ def _dense_initializer():
     return keras.initializers.RandomNormal(stddev=0.01)
 
 
+@keras.saving.register_keras_serializable(package="simclr_tf2")
 class ProjectionHead(keras.layers.Layer):
     """MLP g(.) mapping the representation h to the contrastive space z.
 
@@ -101,6 +102,7 @@ class ProjectionHead(keras.layers.Layer):
         return config
 
 
+@keras.saving.register_keras_serializable(package="simclr_tf2")
 class SupervisedHead(keras.layers.Layer):
     """Linear classifier on the representation, named for the optimizer.
 

@@ -1,81 +1,44 @@
-"""SimCLRModel: encoder + heads with the pretrain / finetune / distill steps."""
+"""SimCLRModel: encoder + heads as one Keras model, trained by an Objective."""
 
 import keras
 import tensorflow as tf
 
 from simclr_tf2 import gradcache
-from simclr_tf2 import losses
+from simclr_tf2 import objectives
 from simclr_tf2.errors import ConfigError
-from simclr_tf2.optim import weight_decay_loss
+from simclr_tf2.optim import WeightDecay
 
-TRAIN_MODES = ("pretrain", "finetune", "distill")
-
-
-def _masked_sparse_ce(labels, logits):
-    """Mean softmax cross entropy over examples with a label (label >= 0).
-
-    Args:
-      labels: [B] int, -1 for unlabeled examples.
-      logits: [B, C].
-
-    Returns:
-      (mean loss, per-example weights [B] of 0/1).
-    """
-    labels = tf.cast(labels, tf.int32)
-    weights = tf.cast(labels >= 0, tf.float32)
-    per_example = tf.nn.sparse_softmax_cross_entropy_with_logits(
-        tf.maximum(labels, 0), tf.cast(logits, tf.float32))
-    loss = tf.math.divide_no_nan(tf.reduce_sum(per_example * weights),
-                                 tf.reduce_sum(weights))
-    return loss, weights
+TRAIN_MODES = objectives.TRAIN_MODES
+# label_top_5_accuracy: top-k over min(TOP_K, classes) logits.
+TOP_K = 5
 
 
+@keras.saving.register_keras_serializable(package="simclr_tf2")
 class SimCLRModel(keras.Model):
     """SimCLR as a Keras model: f (encoder), g (projection head), classifier.
 
     `call` maps one batch of images to a dict of named outputs (what exports
-    serve). `train_step` implements the chosen `train_mode`:
-
-    - pretrain: inputs carry two views stacked on channels ([B, H, W, 6]);
-      NT-Xent on g(f(x)) plus, when a supervised head exists, a linear
-      classifier on stop_gradient(h) (linear eval while pretraining).
-    - finetune: [B, H, W, 3] images; cross entropy of the supervised head on
-      the projection-head layer `ft_proj_selector`.
-    - distill: [B, H, W, 3] images; cross entropy to a teacher's softened
-      predictions on the same images (SimCLRv2), optionally plus labels.
+    serve). What training minimises is not the model's business: `compile`
+    takes an `objectives.Objective` (NT-Xent pretraining, fine-tuning,
+    distillation, see there), and `train_step` differentiates it, by one
+    forward pass or, with `micro_batch_size`, by gradient caching.
 
     Args:
       encoder: a layer mapping [B, H, W, 3] to a dict with "final_avg_pool".
       projection_head: a `ProjectionHead`.
-      supervised_head: a layer mapping [B, D] to logits [B, C], or None.
-      train_mode: one of TRAIN_MODES.
-      temperature: NT-Xent temperature.
-      hidden_norm: l2-normalise z before NT-Xent.
+      supervised_head: a layer mapping [B, D] to logits [B, C] (with a
+        `units` property), or None.
+      train_mode: one of TRAIN_MODES; "pretrain" stops the supervised head's
+        gradient at its input (linear eval while pretraining).
       ft_proj_selector: projection-head layer feeding the supervised head.
-      weight_decay: L2 coefficient; LARS applies it itself (see optim).
-      optimizer_name: "lars", "momentum" or "adam" (decides where WD goes).
-      teacher: callable images [B, H, W, 3] -> logits [B, C] (distill only).
-      distill_temperature: softmax temperature of teacher and student.
-      distill_label_weight: weight of the true-label loss when distilling.
-      micro_batch_size: if > 0, pretraining computes the exact full-batch
-        gradient in chunks of this many examples (gradient caching), so
-        memory is bounded by the chunk, not the batch.
     """
 
     def __init__(self, encoder, projection_head, supervised_head=None, *,
-                 train_mode="pretrain", temperature=0.1, hidden_norm=True,
-                 ft_proj_selector=0, weight_decay=0.0, optimizer_name="lars",
-                 teacher=None, distill_temperature=1.0,
-                 distill_label_weight=0.0, micro_batch_size=0, **kwargs):
+                 train_mode="pretrain", ft_proj_selector=0, **kwargs):
         super().__init__(**kwargs)
         if train_mode not in TRAIN_MODES:
             raise ValueError(
                 f"train_mode must be one of {TRAIN_MODES}, got {train_mode!r}.")
-        if train_mode != "pretrain" and supervised_head is None:
-            raise ConfigError(f"train_mode={train_mode} needs a supervised head "
-                              "(a dataset with labels / num_classes > 0).")
-        if train_mode == "distill" and teacher is None:
-            raise ValueError("train_mode=distill needs a teacher.")
         if ft_proj_selector > projection_head.depth:
             raise ConfigError(
                 f"ft_proj_selector={ft_proj_selector} exceeds the projection "
@@ -84,24 +47,57 @@ class SimCLRModel(keras.Model):
         self.projection_head = projection_head
         self.supervised_head = supervised_head
         self.train_mode = train_mode
-        self.temperature = temperature
-        self.hidden_norm = hidden_norm
         self.ft_proj_selector = ft_proj_selector
-        self.weight_decay = weight_decay
-        self.optimizer_name = optimizer_name
-        self.teacher = teacher
-        self.distill_temperature = distill_temperature
-        self.distill_label_weight = distill_label_weight
-        self.micro_batch_size = micro_batch_size
-        self._trackers = {name: keras.metrics.Mean(name=name) for name in (
-            "loss", "contrast_loss", "contrast_acc", "contrast_entropy",
-            "supervised_loss", "supervised_acc", "distill_loss",
-            "weight_decay", "regularization_loss")}
+        self.objective = None
+        self.micro_batch_size = 0
+        self._trackers = {name: keras.metrics.Mean(name=name)
+                          for name in objectives.METRIC_NAMES}
         self._top1 = keras.metrics.SparseTopKCategoricalAccuracy(
             k=1, name="label_top_1_accuracy")
-        num_classes = getattr(supervised_head, "units", 5) or 5
+        classes = supervised_head.units if supervised_head is not None else TOP_K
         self._top5 = keras.metrics.SparseTopKCategoricalAccuracy(
-            k=min(5, num_classes), name="label_top_5_accuracy")
+            k=min(TOP_K, classes), name="label_top_5_accuracy")
+
+    def get_config(self):
+        serialize = keras.saving.serialize_keras_object
+        return {
+            "name": self.name, "trainable": self.trainable,
+            "dtype": serialize(self.dtype_policy),
+            "encoder": serialize(self.encoder),
+            "projection_head": serialize(self.projection_head),
+            "supervised_head": (serialize(self.supervised_head)
+                                if self.supervised_head is not None else None),
+            "train_mode": self.train_mode,
+            "ft_proj_selector": self.ft_proj_selector}
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        for key in ("encoder", "projection_head", "supervised_head"):
+            if config.get(key) is not None:
+                # Unbuilt: the parts create their variables on the model's
+                # first call, under its name scope ("simclr/resnet/...").
+                part = {k: v for k, v in config[key].items()
+                        if k != "build_config"}
+                config[key] = keras.saving.deserialize_keras_object(part)
+        return cls(**config)
+
+    def compile(self, optimizer, objective=None, micro_batch_size=0, **kwargs):
+        """Keras compile, with an `objectives.Objective` instead of a loss.
+
+        Args:
+          optimizer: a Keras optimizer.
+          objective: what `train_step` minimises; also holds the weight-decay
+            policy that `test_step` reports (None: evaluation only, no decay).
+          micro_batch_size: if > 0, pretraining computes the exact full-batch
+            gradient in chunks of this many examples (gradient caching), so
+            memory is bounded by the chunk, not the batch.
+          **kwargs: other `keras.Model.compile` arguments (jit_compile,
+            steps_per_execution).
+        """
+        self.objective = objective
+        self.micro_batch_size = micro_batch_size
+        super().compile(optimizer=optimizer, **kwargs)
 
     def _maybe_symbolic_build(self, iterator=None, data_batch=None):
         """Skips Keras's symbolic build under a strategy.
@@ -149,74 +145,52 @@ class SimCLRModel(keras.Model):
         return outputs
 
     # ----------------------------------------------------------------- train
+    def _forward(self, inputs):
+        return self(inputs, training=True)
+
     def train_step(self, data):
-        if self.train_mode == "pretrain" and self.micro_batch_size > 0:
-            return gradcache.train_step(self, data)
-        images, labels = data["image"], data["label"]
-        with tf.GradientTape() as tape:
-            if self.train_mode == "pretrain":
-                loss = self._pretrain_loss(images, labels)
-            elif self.train_mode == "finetune":
-                loss = self._finetune_loss(images, labels)
-            else:
-                loss = self._distill_loss(images, labels)
-            loss += self._weight_decay_term()
-            self._trackers["loss"].update_state(loss)
-            replicas = tf.distribute.get_strategy().num_replicas_in_sync
-            # Replica gradients are summed, so each replica scales by 1/R.
-            scaled_loss = self.optimizer.scale_loss(loss / replicas)
         variables = self.trainable_variables
-        grads = tape.gradient(scaled_loss, variables)
-        self.optimizer.apply_gradients(
-            [(g, v) for g, v in zip(grads, variables) if g is not None])
+        loss, metrics, grads = self.loss_and_gradients(data)
+        objectives.apply_gradients(self.optimizer, grads, variables)
+        self._update_trackers(dict(metrics, loss=loss))
         return self._results(training=True)
 
-    def _pretrain_loss(self, images, labels):
-        views = tf.concat(tf.split(images, 2, axis=-1), axis=0)
-        outputs = self(views, training=True)
-        con_loss, logits_con, labels_con = losses.add_contrastive_loss(
-            outputs["proj_head_output"], hidden_norm=self.hidden_norm,
-            temperature=self.temperature,
-            strategy=tf.distribute.get_strategy())
-        accuracy, entropy = losses.contrastive_metrics(logits_con, labels_con)
-        self._trackers["contrast_loss"].update_state(con_loss)
-        self._trackers["contrast_acc"].update_state(accuracy)
-        self._trackers["contrast_entropy"].update_state(entropy)
-        loss = con_loss
-        if "logits_sup" in outputs:
-            loss += self._supervised_loss(tf.concat([labels, labels], 0),
-                                          outputs["logits_sup"])
-        return loss
+    def loss_and_gradients(self, data):
+        """The objective's loss, metrics and gradients on one batch.
 
-    def _finetune_loss(self, images, labels):
-        outputs = self(images, training=True)
-        return self._supervised_loss(labels, outputs["logits_sup"])
+        Args:
+          data: {"image": [B, H, W, C], "label": [B]} of this replica (C = 6,
+            two stacked views, when pretraining).
 
-    def _distill_loss(self, images, labels):
-        teacher_logits = self.teacher(images)
-        outputs = self(images, training=True)
-        per_example = losses.distillation_loss(
-            teacher_logits, outputs["logits_sup"], self.distill_temperature)
-        loss = tf.reduce_mean(per_example)
-        self._trackers["distill_loss"].update_state(loss)
-        if self.distill_label_weight:
-            loss += self.distill_label_weight * self._supervised_loss(
-                labels, outputs["logits_sup"])
-        return loss
+        Returns:
+          (loss, metrics dict, gradients aligned with trainable_variables,
+          scaled for replicas and loss scaling; None where none flows).
+        """
+        if self.objective is None:
+            raise ValueError("SimCLRModel needs an objective to train; pass "
+                             "compile(objective=objectives.Objective(...)).")
+        variables = self.trainable_variables
+        if self.micro_batch_size > 0 and self.objective.train_mode == "pretrain":
+            return gradcache.compute_gradients(
+                self._forward, self.objective, data, variables, self.optimizer,
+                micro_batch_size=self.micro_batch_size,
+                output_keys=self._read_outputs(),
+                moving_statistics=gradcache.moving_statistics(
+                    self.non_trainable_variables),
+                unroll=gradcache.must_unroll(self._flatten_layers()))
+        return objectives.compute_gradients(
+            self._forward, self.objective, data, variables, self.optimizer)
 
-    def _supervised_loss(self, labels, logits):
-        loss, weights = _masked_sparse_ce(labels, logits)
-        correct = tf.cast(tf.equal(tf.argmax(logits, -1, output_type=tf.int32),
-                                   tf.cast(labels, tf.int32)), tf.float32)
-        self._trackers["supervised_loss"].update_state(loss)
-        self._trackers["supervised_acc"].update_state(correct, weights)
-        return loss
+    def _read_outputs(self):
+        """The outputs of `call` the objective reads (gradient caching)."""
+        present = {objectives.Z} | (
+            {objectives.LOGITS} if self.supervised_head is not None else set())
+        return [key for key in self.objective.reads if key in present]
 
-    def _weight_decay_term(self):
-        wd = weight_decay_loss(self.trainable_variables, self.weight_decay,
-                               self.optimizer_name)
-        self._trackers["weight_decay"].update_state(wd)
-        return wd
+    def _update_trackers(self, metrics):
+        for name, value in metrics.items():
+            values, weights = value if isinstance(value, tuple) else (value, None)
+            self._trackers[name].update_state(values, weights)
 
     # ------------------------------------------------------------------ eval
     def test_step(self, data):
@@ -227,20 +201,14 @@ class SimCLRModel(keras.Model):
         if "logits_sup" in outputs:
             self._top1.update_state(safe_labels, outputs["logits_sup"], weights)
             self._top5.update_state(safe_labels, outputs["logits_sup"], weights)
-        reg = weight_decay_loss(self.trainable_variables, self.weight_decay,
-                                "momentum")
+        decay = self.objective.weight_decay if self.objective else WeightDecay()
+        reg = decay.total_loss(self.trainable_variables)
         self._trackers["regularization_loss"].update_state(reg)
         return self._results(training=False)
 
     def _results(self, training):
         if training:
-            names = ["loss", "weight_decay"] + {
-                "pretrain": ["contrast_loss", "contrast_acc", "contrast_entropy"]
-                + (["supervised_loss", "supervised_acc"]
-                   if self.supervised_head is not None else []),
-                "finetune": ["supervised_loss", "supervised_acc"],
-                "distill": ["distill_loss", "supervised_acc"],
-            }[self.train_mode]
+            names = self.objective.result_names(self.supervised_head is not None)
             results = {n: self._trackers[n].result() for n in names}
             results["learning_rate"] = tf.cast(
                 self.optimizer.learning_rate, tf.float32)

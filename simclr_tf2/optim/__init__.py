@@ -1,8 +1,10 @@
 """SimCLR optimizers and schedules: LARS, warmup + cosine decay, lr scaling."""
 
 from simclr_tf2.optim.factory import EXCLUDE_FROM_WEIGHT_DECAY
+from simclr_tf2.optim.factory import WeightDecay
 from simclr_tf2.optim.factory import build_optimizer
 from simclr_tf2.optim.factory import weight_decay_loss
+from simclr_tf2.optim.factory import weight_decay_policy
 from simclr_tf2.optim.lars import LARS
 from simclr_tf2.optim.lars import variable_path
 from simclr_tf2.optim.schedule import WarmupCosineDecay
@@ -14,10 +16,12 @@ __all__ = [
     "EXCLUDE_FROM_WEIGHT_DECAY",
     "LARS",
     "WarmupCosineDecay",
+    "WeightDecay",
     "build_learning_rate_schedule",
     "build_optimizer",
     "scale_learning_rate",
     "variable_path",
     "warmup_and_total_steps",
     "weight_decay_loss",
+    "weight_decay_policy",
 ]

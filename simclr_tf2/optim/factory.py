@@ -56,11 +56,22 @@ def build_optimizer(
     )
 
 
-def _decayed_by_loss(path, optimizer_name):
-    if optimizer_name == "lars":
+def _decayed_by_loss(path, optimizer_decays):
+    if optimizer_decays:
         # LARS decays the rest itself and skips the supervised head.
         return "head_supervised" in path and "bias" not in path
     return "batch_normalization" not in path
+
+
+def _l2_loss(variables, weight_decay, optimizer_decays):
+    chosen = [
+        v for v in variables
+        if _decayed_by_loss(variable_path(v), optimizer_decays)
+    ]
+    if not weight_decay or not chosen:
+        return tf.constant(0.0, tf.float32)
+    l2 = tf.add_n([tf.nn.l2_loss(tf.cast(v, tf.float32)) for v in chosen])
+    return tf.cast(weight_decay, tf.float32) * l2
 
 
 def weight_decay_loss(variables, weight_decay, optimizer_name):
@@ -80,11 +91,36 @@ def weight_decay_loss(variables, weight_decay, optimizer_name):
         A float32 scalar tensor; 0.0 when `weight_decay` is 0 or no variable
         matches.
     """
-    chosen = [
-        v for v in variables
-        if _decayed_by_loss(variable_path(v), optimizer_name)
-    ]
-    if not weight_decay or not chosen:
-        return tf.constant(0.0, tf.float32)
-    l2 = tf.add_n([tf.nn.l2_loss(tf.cast(v, tf.float32)) for v in chosen])
-    return tf.cast(weight_decay, tf.float32) * l2
+    return _l2_loss(variables, weight_decay, optimizer_name == "lars")
+
+
+class WeightDecay:
+    """The weight-decay policy a training objective is handed.
+
+    Which variables the loss decays depends on the optimizer (LARS decays
+    most of them itself); `weight_decay_policy` builds the policy for an
+    optimizer name, so the model and the objective never see that name.
+
+    Args:
+        coefficient: The L2 coefficient (0: no decay).
+        optimizer_decays: The optimizer applies decay to every variable
+            except batch norm, biases and the supervised head (LARS).
+    """
+
+    def __init__(self, coefficient=0.0, optimizer_decays=False):
+        self.coefficient = coefficient
+        self.optimizer_decays = optimizer_decays
+
+    def training_loss(self, variables):
+        """The L2 term the training loss carries (float32 scalar)."""
+        return _l2_loss(variables, self.coefficient, self.optimizer_decays)
+
+    def total_loss(self, variables):
+        """The L2 of every non-batch-norm variable: the evaluation's
+        `regularization_loss`, whatever the optimizer (float32 scalar)."""
+        return _l2_loss(variables, self.coefficient, False)
+
+
+def weight_decay_policy(optimizer_name, weight_decay):
+    """The `WeightDecay` matching `build_optimizer(optimizer_name, ...)`."""
+    return WeightDecay(weight_decay, optimizer_decays=optimizer_name == "lars")
