@@ -1,9 +1,12 @@
-"""Entry point: SimCLR pretraining, fine-tuning, distillation and evaluation.
+"""Command-line entry point: absl flags -> RunConfig -> simclr_tf2.app.run.
 
     python run.py --mode=train_then_eval --train_batch_size=4096
 
-Flags are defined in flags/definitions.py (the original SimCLR TF2 flags plus
-our own); this file turns them into a RunConfig and drives simclr_tf2.
+SimCLR pretraining, fine-tuning, distillation and evaluation. Flags are
+defined in flags/definitions.py (the original SimCLR TF2 flags plus our
+own); this file parses them, turns them into a `simclr_tf2.config.RunConfig`
+(flags/config.py), and runs `simclr_tf2.app.run` with the top-level
+`export` package as its exporter.
 User errors end with one line on stderr and exit status 1 (set
 SIMCLR_TF2_TRACEBACK=1 to see the Python traceback instead).
 """
@@ -70,11 +73,13 @@ def main(argv):
 
     # Imported late so that TF starts after flags are validated.
     cli.quiet_tensorflow_import()
-    if config.distribute.num_logical_cpu_devices > 1:
+    if config.runtime.num_logical_cpu_devices > 1:
         from simclr_tf2 import distribute
-        distribute.configure_logical_cpus(config.distribute.num_logical_cpu_devices)
+        distribute.configure_logical_cpus(config.runtime.num_logical_cpu_devices)
+    from export import saved_model
     from simclr_tf2 import app as simclr_app
-    simclr_app.run(config, origin, printer=_print)
+    simclr_app.run(config, origin, printer=_print,
+                   exporter=saved_model.export_to_model_dir)
 
 
 def _parse_flags(argv):

@@ -74,7 +74,7 @@ def main(argv):
                          if FLAGS.serving_outputs == "vectors" else None),
         include_bytes_signature=FLAGS.image_bytes_signature,
         info={"global_step": step, "checkpoint": path,
-              "config": {k: v for k, v in raw.items() if k != "origin"}})
+              "config": raw})
     print(f"exported {path} (step {step}) to {out}", flush=True)
 
 

@@ -63,7 +63,7 @@ def restore_model(config, checkpoint):
     """Builds the run's model and reads a checkpoint into it.
 
     Args:
-      config: sections as returned by `load_run_config`.
+      config: the run's `simclr_tf2.config.RunConfig` (`load_run_config`).
       checkpoint: ckpt-N prefix, or a directory (its latest checkpoint).
 
     Returns:

@@ -4,43 +4,28 @@
 in a fraction of a second.
 """
 
-import json
 import os
-import types
 
+from simclr_tf2 import config as config_lib
 from simclr_tf2.errors import ExportError  # noqa: F401  (re-exported)
-
-SECTIONS = ("data", "model", "optim", "train")
 
 
 def load_run_config(model_dir):
-    """Reads `model_dir/flags.json` into attribute-access sections.
+    """Reads `model_dir/flags.json` (flat, ours or the original code's).
 
     Args:
       model_dir: a run.py model directory.
 
     Returns:
-      (config, raw): a namespace with `data`, `model`, `optim`, `train`
-      sections, and the decoded JSON dict.
+      (config, raw): a `simclr_tf2.config.RunConfig` and the decoded JSON.
 
     Raises:
-      ExportError: missing, unreadable or incomplete flags.json.
+      ExportError: missing or unreadable flags.json.
     """
-    path = os.path.join(model_dir, "flags.json")
-    if not os.path.isfile(path):
-        raise ExportError(
-            f"no flags.json in {model_dir}; pass the --model_dir of a run.py "
-            "run (it records the architecture there).")
     try:
-        with open(path) as f:
-            raw = json.load(f)
-        config = types.SimpleNamespace(
-            **{s: types.SimpleNamespace(**raw[s]) for s in SECTIONS})
-    except (OSError, ValueError, KeyError, TypeError) as err:
-        raise ExportError(
-            f"cannot read {path} ({type(err).__name__}: {err}); it must be "
-            f"the JSON run.py writes, with sections {', '.join(SECTIONS)}.") from err
-    return config, raw
+        return config_lib.read_flags_json(model_dir)
+    except config_lib.ConfigError as err:
+        raise ExportError(str(err)) from err
 
 
 def check_destination(export_dir, overwrite):

@@ -15,7 +15,6 @@ import json
 import os
 import shutil
 import tempfile
-import types
 import uuid
 
 import keras
@@ -26,13 +25,6 @@ from export import preflight
 from export import single_replica_bn
 
 EXPORT_INFO = os.path.join("assets.extra", "simclr_export.json")
-
-
-def as_namespace(section):
-    """Attribute access to a config section (dataclass, namespace or dict)."""
-    if isinstance(section, dict):
-        return types.SimpleNamespace(**section)
-    return types.SimpleNamespace(**vars(section))
 
 
 @contextlib.contextmanager
@@ -245,7 +237,7 @@ def export_model(model, config, export_dir, *, include_projection_head=True,
 
     Args:
       model: the trained SimCLRModel.
-      config: RunConfig-like (sections data, model, optim; objects or dicts).
+      config: the run's `simclr_tf2.config.RunConfig` (image_size, weight_decay).
       export_dir: destination directory (written atomically).
       include_projection_head, include_supervised_head: what to output.
       overwrite: replace an existing export.
@@ -256,12 +248,12 @@ def export_model(model, config, export_dir, *, include_projection_head=True,
       The absolute export directory.
     """
     preflight.check_destination(export_dir, overwrite)  # Before the slow part.
-    image_size = int(as_namespace(config.data).image_size)
+    image_size = int(config.data.image_size)
     module = build_module(
         model, image_size,
         include_projection_head=include_projection_head,
         include_supervised_head=include_supervised_head,
-        weight_decay=float(as_namespace(config.optim).weight_decay))
+        weight_decay=float(config.optim.weight_decay))
     return save_module(module, export_dir, image_size, overwrite=overwrite,
                        info=info, **save_options)
 
@@ -271,18 +263,17 @@ def export_to_model_dir(model, config, global_step, keep=1):
 
     Args:
       model: the trained SimCLRModel.
-      config: the RunConfig of the run (train.model_dir is used).
+      config: the run's `simclr_tf2.config.RunConfig` (train.model_dir).
       global_step: int step of the weights.
       keep: number of step exports to keep (keep_hub_module_max).
 
     Returns:
       The export directory.
     """
-    root = os.path.join(as_namespace(config.train).model_dir, "saved_model")
-    to_dict = getattr(config, "to_dict", None)
+    root = os.path.join(config.train.model_dir, "saved_model")
     path = export_model(
         model, config, os.path.join(root, str(int(global_step))),
         overwrite=True, info={"global_step": int(global_step),
-                              "config": to_dict() if to_dict else None})
+                              "config": config.to_flat()})
     prune_exports(root, keep)
     return path

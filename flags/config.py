@@ -1,122 +1,14 @@
-"""Frozen configuration dataclasses, built from absl FLAGS plus recipes.
+"""FLAGS -> RunConfig: recipes fill unset flags, then validation.
 
-This is the only place where FLAGS become configuration; the library gets
-these dataclasses (or plain arguments) and never reads FLAGS.
+This is the only place where flag values become configuration; the config
+types themselves (and the one rule resolving --cifar_stem=auto) live in
+simclr_tf2/config.py, which never reads FLAGS.
 """
-
-import dataclasses
-import json
 
 from flags import recipes
 from simclr_tf2.errors import ConfigError  # noqa: F401  (re-exported)
+from simclr_tf2.config import RunConfig
 
-
-@dataclasses.dataclass(frozen=True)
-class DataConfig:
-    dataset: str
-    data_dir: str | None
-    train_split: str
-    eval_split: str
-    image_size: int
-    color_jitter_strength: float
-    use_blur: bool
-    cache_dataset: bool
-    label_fraction: float
-    label_subset_file: str | None
-
-
-@dataclasses.dataclass(frozen=True)
-class ModelConfig:
-    resnet_depth: int
-    width_multiplier: float
-    cifar_stem: bool
-    sk_ratio: float
-    se_ratio: float
-    batch_norm_decay: float
-    global_bn: bool
-    proj_head_mode: str
-    proj_out_dim: int
-    num_proj_layers: int
-    ft_proj_selector: int
-    zero_init_logits_layer: bool
-    fine_tune_after_block: int
-    lineareval_while_pretraining: bool
-
-
-@dataclasses.dataclass(frozen=True)
-class OptimConfig:
-    optimizer: str
-    learning_rate: float
-    learning_rate_scaling: str
-    momentum: float
-    nesterov: bool
-    weight_decay: float
-    warmup_epochs: float
-
-
-@dataclasses.dataclass(frozen=True)
-class TrainConfig:
-    mode: str
-    train_mode: str
-    train_batch_size: int
-    train_epochs: int
-    train_steps: int
-    eval_batch_size: int
-    eval_steps: int
-    checkpoint_epochs: int
-    checkpoint_steps: int
-    keep_checkpoint_max: int
-    keep_hub_module_max: int
-    model_dir: str
-    checkpoint: str | None
-    eval_name: str | None
-    temperature: float
-    hidden_norm: bool
-    seed: int
-    precision: str
-    jit_compile: bool
-    steps_per_execution: int
-    log_every_steps: int
-    eval_timeout_secs: int
-    teacher: str | None
-    distill_temperature: float
-    distill_label_weight: float
-    export_after_eval: bool
-    micro_batch_size: int
-    knn_eval: bool
-    knn_k: int
-    knn_temperature: float
-    knn_eval_every_steps: int
-    knn_max_bank: int
-
-
-@dataclasses.dataclass(frozen=True)
-class DistributeConfig:
-    use_tpu: bool
-    tpu_name: str | None
-    tpu_zone: str | None
-    gcp_project: str | None
-    master: str | None
-    num_logical_cpu_devices: int
-
-
-@dataclasses.dataclass(frozen=True)
-class RunConfig:
-    data: DataConfig
-    model: ModelConfig
-    optim: OptimConfig
-    train: TrainConfig
-    distribute: DistributeConfig
-
-    def to_dict(self):
-        return dataclasses.asdict(self)
-
-    def to_json(self):
-        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
-
-
-_SECTIONS = {"data": DataConfig, "model": ModelConfig, "optim": OptimConfig,
-             "train": TrainConfig, "distribute": DistributeConfig}
 
 def effective_values(flag_values):
     """Flag values after recipes, with where each came from.
@@ -144,13 +36,6 @@ def effective_values(flag_values):
         from simclr_tf2.original import hooks as original_hooks
         original_hooks.fill_architecture_flags(values, origin)
     return values, origin
-
-
-def _resolve_cifar_stem(values):
-    choice = values["cifar_stem"]
-    if choice == "auto":
-        return values["image_size"] <= 64
-    return choice == "true"
 
 
 def _validate(values):
@@ -199,10 +84,4 @@ def config_from_values(values, model_dir):
       ConfigError: for an invalid combination of values.
     """
     _validate(values)
-    resolved = dict(values, model_dir=model_dir,
-                    cifar_stem=_resolve_cifar_stem(values))
-    sections = {}
-    for section, cls in _SECTIONS.items():
-        names = [f.name for f in dataclasses.fields(cls)]
-        sections[section] = cls(**{n: resolved[n] for n in names})
-    return RunConfig(**sections)
+    return RunConfig.from_flat(dict(values, model_dir=model_dir))

@@ -1,77 +1,95 @@
-"""Drives one invocation of run.py: train, eval or train_then_eval, then export."""
+"""Library side of run.py: one --mode (train, eval, train_then_eval), end to end.
+
+`run` makes the strategy, records the configuration in model_dir
+(flags.json, flags_origin.json), loads a distillation teacher, then trains
+(`trainer.Trainer`) and/or evaluates (`evaluator.Evaluator`) one
+`experiment.Experiment`, and hands each evaluated model to an exporter.
+The exporter is passed in (run.py passes the top-level `export` package's
+`saved_model.export_to_model_dir`), so the library never imports `export/`.
+"""
 
 import os
 import shutil
 
+from simclr_tf2 import config as config_lib
 from simclr_tf2 import distribute
 from simclr_tf2 import evaluate
 from simclr_tf2 import run_lock
+from simclr_tf2.evaluator import Evaluator
+from simclr_tf2.experiment import Experiment
 from simclr_tf2.teacher import load_teacher
-from simclr_tf2.train import Run
+from simclr_tf2.trainer import Trainer
 
 
 def write_flags_json(config, origin):
-    """model_dir/flags.json: every effective value and where it came from."""
-    payload = dict(config.to_dict(), origin=dict(sorted(origin.items())))
+    """model_dir/flags.json, flat as the original code writes it:
+    {flag_name: effective value}; model_dir/flags_origin.json: where each
+    value came from ("flag", "recipe:<name>" or "default")."""
+    flat = config.to_flat()
+    model_dir = config.train.model_dir
     evaluate.atomic_write_json(
-        os.path.join(config.train.model_dir, "flags.json"), payload)
+        os.path.join(model_dir, config_lib.FLAGS_JSON), flat)
+    evaluate.atomic_write_json(
+        os.path.join(model_dir, config_lib.FLAGS_ORIGIN_JSON),
+        {name: origin.get(name, "default") for name in sorted(flat)})
 
 
-def _export(run, printer):
-    """Exports the current weights to model_dir/saved_model/<step>/."""
-    if not run.config.train.export_after_eval or not run.is_chief:
-        return
-    from export import saved_model  # The top-level exporter package.
-    path = saved_model.export_to_model_dir(
-        run.model, run.config, run.global_step,
-        keep=run.config.train.keep_hub_module_max)
-    printer(f"exported SavedModel to {path}")
-
-
-def run(config, origin, printer=print):
+def run(config, origin, printer=print, exporter=None):
     """Runs the mode asked for in `config.train.mode`.
 
     Args:
-      config: RunConfig-like object.
-      origin: flag name -> where its value came from (for flags.json).
+      config: a `config.RunConfig`.
+      origin: flag name -> where its value came from (flags_origin.json).
       printer: function taking a line of progress text.
+      exporter: function (model, config, global_step, keep) -> export path,
+        called on the chief after each evaluation when
+        config.export.export_after_eval; None: no export.
 
     Returns:
       The last evaluation result dict, or None for --mode=train.
     """
+    runtime = config.runtime
     strategy = distribute.make_strategy(
-        use_tpu=config.distribute.use_tpu, tpu_name=config.distribute.tpu_name,
-        tpu_zone=config.distribute.tpu_zone,
-        gcp_project=config.distribute.gcp_project,
-        master=config.distribute.master,
-        num_logical_cpu_devices=config.distribute.num_logical_cpu_devices)
+        use_tpu=runtime.use_tpu, tpu_name=runtime.tpu_name,
+        tpu_zone=runtime.tpu_zone, gcp_project=runtime.gcp_project,
+        master=runtime.master,
+        num_logical_cpu_devices=runtime.num_logical_cpu_devices)
     is_chief = distribute.task_info(strategy)[0]
     # One training per model_dir; --mode=eval only reads checkpoints and may
     # watch a directory being trained.
     with run_lock.hold(config.train.model_dir,
                        enabled=is_chief and config.train.mode != "eval"):
-        return _run(config, origin, printer, strategy, is_chief)
+        return _run(config, origin, printer, exporter, strategy, is_chief)
 
 
-def _run(config, origin, printer, strategy, is_chief):
+def _run(config, origin, printer, exporter, strategy, is_chief):
     """`run` after the strategy is made and the model_dir lock is held."""
     if is_chief:
         write_flags_json(config, origin)
     teacher = None
     if config.train.train_mode == "distill":
-        teacher = load_teacher(config.train.teacher, config.data.image_size)
+        teacher = load_teacher(config.distillation.teacher, config.data.image_size)
         printer(f"teacher: {teacher.path} ({teacher.num_classes} classes)")
-    session = Run(config, strategy, printer=printer, teacher=teacher)
-    mode = config.train.mode
-    result = None
+    experiment = Experiment(config, strategy, printer=printer, teacher=teacher)
+    evaluator = Evaluator(experiment)
+    trainer = Trainer(experiment, knn_accuracy=evaluator.knn_accuracy)
+
+    def export(_=None):
+        if exporter is None or not config.export.export_after_eval \
+                or not experiment.is_chief:
+            return
+        path = exporter(experiment.model, config, experiment.global_step,
+                        keep=config.export.keep_hub_module_max)
+        printer(f"exported SavedModel to {path}")
+
+    mode, result = config.train.mode, None
     if mode in ("train", "train_then_eval"):
-        session.train()
+        trainer.train()
     if mode == "train_then_eval":
-        result = session.evaluate()
-        _export(session, printer)
+        result = evaluator.evaluate()
+        export()
     elif mode == "eval":
-        result = session.evaluate_checkpoints(
-            on_result=lambda _: _export(session, printer))
-    if not session.is_chief:
-        shutil.rmtree(session.write_dir, ignore_errors=True)
+        result = evaluator.evaluate_checkpoints(on_result=export)
+    if not experiment.is_chief:
+        shutil.rmtree(experiment.write_dir, ignore_errors=True)
     return result

@@ -19,6 +19,7 @@ from tensorflow.core.protobuf import saved_model_pb2
 
 from export import saved_model
 from simclr_tf2 import checkpoints
+from simclr_tf2.config import RunConfig
 from simclr_tf2.data import augment
 from simclr_tf2.models import build
 from simclr_tf2.optim import weight_decay_loss
@@ -107,19 +108,16 @@ def exported(tmp_path_factory):
     base = tmp_path_factory.mktemp("export")
     model_dir = base / "model_dir"
     keras.utils.set_random_seed(1)
-    raw = {"data": {"image_size": IMAGE, "dataset": "digits"},
-           "model": model_config(),
-           "optim": {"weight_decay": WEIGHT_DECAY, "optimizer": "lars"},
-           "train": {"train_mode": "pretrain", "model_dir": str(model_dir)},
-           "origin": {}}
-    config = types.SimpleNamespace(
-        **{k: types.SimpleNamespace(**v) for k, v in raw.items()})
+    config = RunConfig.from_flat(dict(
+        model_config(), image_size=IMAGE, dataset="digits",
+        weight_decay=WEIGHT_DECAY, optimizer="lars", train_mode="pretrain",
+        model_dir=str(model_dir)))
     model = build.build_model(config.model, num_classes=10,
                               train_mode="pretrain", image_size=IMAGE)
     randomize(model)
     for old in ("3", "5"):
         os.makedirs(model_dir / "saved_model" / old)
-    (model_dir / "flags.json").write_text(json.dumps(raw))
+    (model_dir / "flags.json").write_text(config.to_json())
     optimizer = keras.optimizers.SGD(0.1)
     optimizer.build(model.trainable_variables)
     optimizer.iterations.assign(STEP)

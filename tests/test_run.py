@@ -66,12 +66,17 @@ def test_train_then_eval_writes_every_output(trained_dir):
 def test_flags_json_records_effective_values_and_precedence(trained_dir):
     model_dir, proc = trained_dir
     saved = json.load(open(os.path.join(model_dir, "flags.json")))
+    origin = json.load(open(os.path.join(model_dir, "flags_origin.json")))
+    # Flat, as the original code writes it: {flag_name: value}.
+    assert all(not isinstance(v, dict) for v in saved.values())
+    assert saved["train_batch_size"] == 32 and saved["model_dir"] == model_dir
     # Explicit flag beats the digits recipe (0.5); recipe beats default (224).
-    assert saved["train"]["temperature"] == 0.3
-    assert saved["origin"]["temperature"] == "flag"
-    assert saved["data"]["use_blur"] is False
-    assert saved["origin"]["use_blur"] == "recipe:digits"
-    assert saved["model"]["cifar_stem"] is True
+    assert saved["temperature"] == 0.3 and origin["temperature"] == "flag"
+    assert saved["use_blur"] is False
+    assert origin["use_blur"] == "recipe:digits"
+    assert saved["momentum"] == 0.9 and origin["momentum"] == "default"
+    assert saved["cifar_stem"] == "true"  # auto, resolved for 16 px
+    assert set(origin) == set(saved)
     assert "temperature = 0.3  [flag]" in proc.stdout
 
 

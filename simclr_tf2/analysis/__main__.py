@@ -13,6 +13,7 @@ import os
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from simclr_tf2 import cli  # noqa: E402
+from simclr_tf2 import config as config_lib  # noqa: E402
 
 cli.quiet_tensorflow_import()  # Before the modules below import TF.
 
@@ -99,19 +100,13 @@ def run_probes(args):
 
 def run_pictures(args):
     source = open_source(args.dataset, args.data_dir)
-    flags_json = os.path.join(args.pretrain_dir, "flags.json")
-    if not os.path.exists(flags_json):
-        raise ConfigError(
-            f"no flags.json in {args.pretrain_dir}; pass --pretrain_dir=the "
-            "model_dir of the pretraining run.")
-    with open(flags_json) as f:
-        data = json.load(f)["data"]
+    data = config_lib.read_flags_json(args.pretrain_dir)[0].data
     os.makedirs(args.out, exist_ok=True)
     written = [pictures.augmented_pairs(
-        source, args.train_split, data["image_size"],
+        source, args.train_split, data.image_size,
         os.path.join(args.out, "augmented_views.png"),
-        color_jitter_strength=data["color_jitter_strength"],
-        use_blur=data["use_blur"])]
+        color_jitter_strength=data.color_jitter_strength,
+        use_blur=data.use_blur)]
     written.append(pictures.training_curves(
         args.pretrain_dir, os.path.join(args.out, "training_curves.png")))
     panels = []

@@ -13,6 +13,7 @@ import numbers
 import keras
 from keras import ops
 
+from simclr_tf2.config import cifar_stem_for  # noqa: F401  (one rule, in config)
 from simclr_tf2.errors import ConfigError
 from simclr_tf2.models.layers import (
     BatchNormLayer, ConvBN, SelectiveKernel, SqueezeExcitation, Stem, build_chain,
@@ -30,11 +31,6 @@ BLOCK_SPECS = {
 GROUP_FILTERS = (64, 128, 256, 512)
 GROUP_STRIDES = (1, 2, 2, 2)
 BOTTLENECK_EXPANSION = 4
-
-
-def cifar_stem_for(image_size):
-    """Whether images of this size get the CIFAR stem (3x3/1 conv, no pool)."""
-    return image_size <= 64
 
 
 def _scaled(channels, width_multiplier):

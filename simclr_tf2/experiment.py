@@ -1,0 +1,160 @@
+"""What training and evaluation share: source, step plan, model, checkpoints.
+
+`Experiment` is built once per run.py invocation from a `config.RunConfig`;
+`trainer.Trainer` and `evaluator.Evaluator` work on it. Nothing here reads
+flags.
+"""
+
+import json
+import os
+
+import keras
+import tensorflow as tf
+
+from simclr_tf2 import checkpoints
+from simclr_tf2 import distribute
+from simclr_tf2 import errors
+from simclr_tf2 import objectives
+from simclr_tf2 import optim
+from simclr_tf2.data import registry
+from simclr_tf2.data import subsets
+from simclr_tf2.models import build
+
+# model_dir/training_done.json: {"final_step": N} of a finished training.
+TRAINING_DONE = "training_done.json"
+
+
+def recorded_final_step(model_dir):
+    """The final step a finished training run recorded, or None."""
+    path = os.path.join(model_dir, TRAINING_DONE)
+    if not tf.io.gfile.exists(path):
+        return None
+    with tf.io.gfile.GFile(path) as f:
+        return int(json.load(f)["final_step"])
+
+
+def build_objective(config, teacher=None):
+    """The training objective of a RunConfig (see objectives.Objective)."""
+    return objectives.Objective(
+        config.train.train_mode,
+        contrastive_loss=config.loss.contrastive_loss,
+        temperature=config.loss.temperature,
+        hidden_norm=config.loss.hidden_norm,
+        weight_decay=optim.weight_decay_policy(config.optim.optimizer,
+                                               config.optim.weight_decay),
+        teacher=teacher,
+        distill_temperature=config.distillation.distill_temperature,
+        distill_label_weight=config.distillation.distill_label_weight)
+
+
+class Experiment:
+    """One configured run: data source, step plan, compiled model, checkpoints.
+
+    Args:
+      config: a `config.RunConfig`.
+      strategy: the tf.distribute strategy to build under.
+      printer: function taking one line of progress text.
+      teacher: callable images -> logits for train_mode=distill.
+
+    Attributes:
+      source, num_classes, example_ids (fine-tuning label subset or None),
+      num_train_examples, warmup_steps, total_steps, checkpoint_steps,
+      model, optimizer, checkpoint, manager, is_chief, write_dir (model_dir,
+      or a private directory on non-chief workers).
+    """
+
+    def __init__(self, config, strategy, printer=print, teacher=None):
+        self.config = config
+        self.strategy = strategy
+        self.printer = printer
+        data, train = config.data, config.train
+        # Non-chief workers of a multi-worker run write their (identical)
+        # checkpoints and summaries to a private directory.
+        self.is_chief, task_id = distribute.task_info(strategy)
+        self.write_dir = (train.model_dir if self.is_chief else
+                          os.path.join(train.model_dir, f".worker_{task_id}"))
+        tf.io.gfile.makedirs(self.write_dir)
+        self.source = registry.open_source(data.dataset, data.data_dir)
+        self.num_classes = (teacher.num_classes if teacher is not None
+                            else self.source.info.num_classes)
+        self.example_ids = self._label_subset()
+        self.num_train_examples = (
+            len(self.example_ids) if self.example_ids is not None
+            else self.source.num_examples(data.train_split))
+        self._plan_steps()
+        with strategy.scope():
+            self.model, self.optimizer = self._build(teacher)
+        self.checkpoint, self.manager = checkpoints.make_manager(
+            self.model, self.optimizer, self.write_dir,
+            train.keep_checkpoint_max)
+
+    def _plan_steps(self):
+        """warmup_steps, total_steps and checkpoint_steps of the run."""
+        train, replicas = self.config.train, self.strategy.num_replicas_in_sync
+        batch = train.train_batch_size
+        if batch % replicas:
+            raise errors.ConfigError(
+                f"--train_batch_size={batch} is not divisible by the "
+                f"{replicas} replicas; use a multiple of {replicas}.")
+        self.warmup_steps, self.total_steps = optim.warmup_and_total_steps(
+            self.num_train_examples, batch, self.config.optim.warmup_epochs,
+            train.train_epochs, train.train_steps)
+        self.checkpoint_steps = train.checkpoint_steps or max(1, round(
+            train.checkpoint_epochs * self.num_train_examples / batch))
+
+    def _label_subset(self):
+        """Example ids of the labelled subset to fine-tune on, or None.
+
+        Chosen once (class-balanced, --seed) and written to
+        model_dir/label_subset.txt; a resumed run reads that file back.
+        """
+        data, train = self.config.data, self.config.train
+        if train.train_mode != "finetune" or (
+                data.label_fraction >= 1.0 and not data.label_subset_file):
+            return None
+        path = os.path.join(self.write_dir, "label_subset.txt")
+        if data.label_subset_file:
+            ids = subsets.read_subset_file(data.label_subset_file)
+        elif tf.io.gfile.exists(path):
+            ids = subsets.read_subset_file(path)
+        else:
+            labels, all_ids = subsets.labels_and_ids(self.source, data.train_split)
+            ids = subsets.balanced_subset(labels, all_ids, data.label_fraction,
+                                          train.seed)
+        subsets.write_subset_file(path, ids)
+        self.printer(f"label subset: {len(ids)} examples of {data.train_split} "
+                     f"(ids in {path})")
+        return ids
+
+    def _build(self, teacher):
+        """The compiled model (objective, optimizer) and its optimizer."""
+        cfg = self.config
+        keras.mixed_precision.set_global_policy(cfg.runtime.precision)
+        keras.utils.set_random_seed(cfg.train.seed)
+        model = build.build_model(
+            cfg.model, num_classes=self.num_classes,
+            train_mode=cfg.train.train_mode, image_size=cfg.data.image_size)
+        schedule = optim.build_learning_rate_schedule(
+            cfg.optim.learning_rate, cfg.optim.learning_rate_scaling,
+            cfg.train.train_batch_size, self.num_train_examples,
+            cfg.optim.warmup_epochs, cfg.train.train_epochs,
+            cfg.train.train_steps)
+        optimizer = optim.build_optimizer(
+            cfg.optim.optimizer, schedule, momentum=cfg.optim.momentum,
+            weight_decay=cfg.optim.weight_decay, nesterov=cfg.optim.nesterov)
+        model.compile(optimizer=optimizer,
+                      objective=build_objective(cfg, teacher),
+                      micro_batch_size=cfg.train.micro_batch_size,
+                      jit_compile=cfg.runtime.jit_compile,
+                      steps_per_execution=cfg.runtime.steps_per_execution)
+        model.optimizer.build(model.trainable_variables)
+        return model, model.optimizer
+
+    @property
+    def global_step(self):
+        return int(self.optimizer.iterations.numpy())
+
+    def summary_writer(self, name):
+        """A TensorBoard writer for write_dir/<name>."""
+        return tf.summary.create_file_writer(
+            os.path.join(self.write_dir, name))
