@@ -1,5 +1,6 @@
 """Tests of the projection head, the supervised head and SimCLRModel's steps."""
 
+import json
 import types
 
 import keras
@@ -11,6 +12,7 @@ from simclr_tf2 import objectives
 from simclr_tf2 import optim
 from simclr_tf2.models import build
 from simclr_tf2.models import heads
+from simclr_tf2.models.simclr_model import SimCLRModel
 
 IMAGE = 16
 
@@ -200,3 +202,39 @@ def test_precision_and_xla_train_through_fit(policy, jit):
         assert any(changed)
     finally:
         keras.mixed_precision.set_global_policy("float32")
+
+
+@pytest.mark.parametrize("train_mode,selector", [("pretrain", 0),
+                                                 ("finetune", 1)])
+def test_get_config_round_trip_rebuilds_the_same_network(train_mode, selector):
+    model = make_model(train_mode=train_mode, ft_proj_selector=selector)
+    config = model.get_config()
+    json.dumps(config)  # Plain JSON: nested parts are serialised.
+    clone = SimCLRModel.from_config(config)
+    images = batch(views=1)["image"]
+    clone(tf.zeros([1, IMAGE, IMAGE, 3]), training=False)  # As build_model.
+    assert [v.path for v in clone.weights] == [v.path for v in model.weights]
+    for target, source in zip(clone.weights, model.weights):
+        target.assign(source)
+    expected = model(images, training=False)
+    got = clone(images, training=False)
+    assert set(got) == set(expected)
+    for key in expected:
+        np.testing.assert_allclose(got[key], expected[key], atol=1e-6)
+    assert clone.get_config() == config
+    assert (clone.train_mode, clone.ft_proj_selector) == (train_mode, selector)
+    revived = keras.saving.deserialize_keras_object(
+        keras.saving.serialize_keras_object(model))
+    assert isinstance(revived, SimCLRModel)
+    assert revived.supervised_head.units == 3
+
+
+def test_training_needs_an_objective():
+    model = build.build_model(model_cfg(), num_classes=3,
+                              train_mode="pretrain", image_size=IMAGE)
+    model.compile(optimizer=optim.build_optimizer("lars", 0.1))
+    with pytest.raises(ValueError, match="objective"):
+        model.train_step(batch())
+    # Evaluation works without one (no regulariser to report).
+    logs = model.test_step(batch(views=1))
+    assert float(logs["regularization_loss"]) == 0.0

@@ -1,0 +1,80 @@
+"""Tests of simclr_tf2/experiment.py and trainer.py on a tiny digits run."""
+
+import json
+import math
+import os
+
+import pytest
+import tensorflow as tf
+
+from simclr_tf2 import objectives
+from simclr_tf2.config import RunConfig
+from simclr_tf2.experiment import Experiment, build_objective
+from simclr_tf2.experiment import recorded_final_step
+from simclr_tf2.trainer import Trainer
+
+TINY = dict(dataset="digits", image_size=16, resnet_depth=18,
+            width_multiplier=0.125, proj_out_dim=8, num_proj_layers=2,
+            train_batch_size=32, eval_batch_size=128, eval_steps=1,
+            log_every_steps=1, global_bn=False, knn_eval=False,
+            learning_rate=0.1, warmup_epochs=0)
+
+
+def tiny_config(model_dir, **overrides):
+    return RunConfig.from_flat(dict(TINY, model_dir=str(model_dir), **overrides))
+
+
+def tiny_experiment(model_dir, lines=None, **overrides):
+    printer = (lines.append if lines is not None else lambda _: None)
+    return Experiment(tiny_config(model_dir, **overrides),
+                      tf.distribute.get_strategy(), printer=printer)
+
+
+def test_experiment_plans_steps_and_compiles_the_configured_objective(tmp_path):
+    experiment = tiny_experiment(tmp_path, train_epochs=2, checkpoint_epochs=1,
+                                 temperature=0.3)
+    per_epoch = round(experiment.num_train_examples / 32)
+    assert experiment.total_steps == math.ceil(2 * experiment.num_train_examples / 32)
+    assert experiment.checkpoint_steps == per_epoch
+    objective = experiment.model.objective
+    assert isinstance(objective, objectives.Objective)
+    assert (objective.train_mode, objective.temperature) == ("pretrain", 0.3)
+    assert objective.weight_decay.optimizer_decays  # LARS by default.
+    assert experiment.global_step == 0 and experiment.is_chief
+
+
+def test_build_objective_reads_the_loss_and_distillation_sections(tmp_path):
+    config = tiny_config(tmp_path, train_mode="finetune", optimizer="momentum",
+                         hidden_norm=False, weight_decay=0.01)
+    objective = build_objective(config)
+    assert objective.train_mode == "finetune" and not objective.hidden_norm
+    assert objective.weight_decay.coefficient == 0.01
+    assert not objective.weight_decay.optimizer_decays
+
+
+def test_batch_not_divisible_by_replicas_is_refused(tmp_path):
+    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+    with pytest.raises(ValueError, match="multiple of 2"):
+        Experiment(tiny_config(tmp_path, train_batch_size=33), strategy)
+
+
+def test_trainer_trains_checkpoints_and_records_the_final_step(tmp_path):
+    lines = []
+    experiment = tiny_experiment(tmp_path, lines, train_steps=3,
+                                 checkpoint_steps=2)
+    trainer = Trainer(experiment)
+    before = [v.numpy().copy() for v in experiment.model.trainable_variables]
+    trainer.train()
+    assert experiment.global_step == 3
+    assert recorded_final_step(str(tmp_path)) == 3
+    assert tf.train.latest_checkpoint(str(tmp_path)).endswith("ckpt-3")
+    assert any(line.startswith("step 3/3") for line in lines)
+    after = experiment.model.trainable_variables
+    assert any((b != a.numpy()).any() for b, a in zip(before, after))
+    # A second trainer on the same model_dir resumes and has nothing to do.
+    again = tiny_experiment(tmp_path, lines, train_steps=3, checkpoint_steps=2)
+    Trainer(again).train()
+    assert again.global_step == 3
+    assert any("nothing to train" in line for line in lines)
+    with open(os.path.join(tmp_path, "training_done.json")) as f:
+        assert json.load(f) == {"final_step": 3}
