@@ -134,7 +134,7 @@ def model_config(depth, width, cifar_stem):
 
 def build_model(cfg, image_size, precision, micro_batch_size=0,
                 jit_compile=False, steps_per_execution=1):
-    """A compiled pretraining SimCLRModel with LARS, as train.Run builds it."""
+    """A compiled pretraining SimCLRModel with LARS, as experiment.Experiment builds it."""
     keras.mixed_precision.set_global_policy(precision)
     keras.utils.set_random_seed(0)
     model = build.build_model(

@@ -165,7 +165,7 @@ def test_export_layout_pruning_and_info(exported):
     info = json.load(open(os.path.join(exported.path, saved_model.EXPORT_INFO)))
     assert info["image_size"] == IMAGE and info["global_step"] == STEP
     assert info["signatures"] == ["serving_bytes", "serving_default"]
-    assert info["config"] is None or "model" in info["config"]
+    assert info["config"]["image_size"] == IMAGE  # The flat flags.json.
     assert len(info["trainable_variables"]) < len(info["variables"])
 
 
