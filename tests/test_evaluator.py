@@ -6,7 +6,7 @@ import types
 
 import pytest
 
-from simclr_tf2.data.sources import DataError
+from simclr_tf2.data.registry import DataError
 from simclr_tf2.evaluator import Evaluator, resolve_eval_split
 from simclr_tf2.trainer import Trainer
 from tests.test_trainer import tiny_experiment
