@@ -34,6 +34,15 @@ def write_flags_json(config, origin):
         {name: origin.get(name, "default") for name in sorted(flat)})
 
 
+def _make_strategy(runtime):
+    """The tf.distribute strategy of a `config.RuntimeConfig`."""
+    return distribute.make_strategy(
+        use_tpu=runtime.use_tpu, tpu_name=runtime.tpu_name,
+        tpu_zone=runtime.tpu_zone, gcp_project=runtime.gcp_project,
+        master=runtime.master,
+        num_logical_cpu_devices=runtime.num_logical_cpu_devices)
+
+
 def run(config, origin, printer=print, exporter=None):
     """Runs the mode asked for in `config.train.mode`.
 
@@ -48,12 +57,7 @@ def run(config, origin, printer=print, exporter=None):
     Returns:
       The last evaluation result dict, or None for --mode=train.
     """
-    runtime = config.runtime
-    strategy = distribute.make_strategy(
-        use_tpu=runtime.use_tpu, tpu_name=runtime.tpu_name,
-        tpu_zone=runtime.tpu_zone, gcp_project=runtime.gcp_project,
-        master=runtime.master,
-        num_logical_cpu_devices=runtime.num_logical_cpu_devices)
+    strategy = _make_strategy(config.runtime)
     is_chief = distribute.task_info(strategy)[0]
     # One training per model_dir; --mode=eval only reads checkpoints and may
     # watch a directory being trained.
