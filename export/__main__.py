@@ -80,13 +80,11 @@ def main(argv):
 
 def _export_original():
     """Exports an original SimCLR TF2 model_dir / checkpoint; False if it is ours."""
-    import json  # Ours has sections in flags.json; the original's is flat.
-    try:
-        with open(os.path.join(FLAGS.model_dir, "flags.json")) as f:
-            if "model" in json.load(f) and not FLAGS.checkpoint:
-                return False
-    except (OSError, ValueError):
-        pass
+    # Ours records where its flags came from; the original code does not.
+    from simclr_tf2 import config as config_lib
+    if os.path.isfile(os.path.join(FLAGS.model_dir, config_lib.FLAGS_ORIGIN_JSON)) \
+            and not FLAGS.checkpoint:
+        return False
     cli.quiet_tensorflow_import()
     from export import module
     from export import original

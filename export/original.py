@@ -7,9 +7,8 @@ with trainable=True. Its outputs equal the original SavedModel's.
 """
 
 import os
-import types
-
 from export import saved_model
+from simclr_tf2.config import DataConfig, OptimConfig, RunConfig
 from simclr_tf2.original import convert, loader
 
 GLOBAL_STEP_KEY = "global_step/.ATTRIBUTES/VARIABLE_VALUE"
@@ -50,9 +49,9 @@ def export_original(source, export_dir, *, include_projection_head=True,
     saved_model.preflight.check_destination(export_dir, overwrite)
     with saved_model.float32_policy():
         model, original, cfg, size = convert.model_from_original(source)
-    config = types.SimpleNamespace(
-        data=types.SimpleNamespace(image_size=size), model=cfg,
-        optim=types.SimpleNamespace(weight_decay=float(original.flags.get("weight_decay", 0.0))))
+    config = RunConfig(
+        data=DataConfig(image_size=size), model=cfg,
+        optim=OptimConfig(weight_decay=float(original.flags.get("weight_decay", 0.0))))
     step = _global_step(original)
     out = saved_model.export_model(
         model, config, export_dir, include_projection_head=include_projection_head,

@@ -1,7 +1,6 @@
 """Our SimCLRModel holding an original model's weights (for export, teachers, parity)."""
 
-import types
-
+from simclr_tf2.config import ModelConfig
 from simclr_tf2.models import build
 from simclr_tf2.models import heads
 from simclr_tf2.models.resnet import ResNet
@@ -31,9 +30,9 @@ def build_parts(arch, batch_norm_decay=0.9, num_classes=None):
 
 
 def model_config(arch, flags=None):
-    """A ModelConfig-like namespace (build.build_model) for an original architecture."""
+    """The `config.ModelConfig` (build.build_model) of an original architecture."""
     flags = flags or {}
-    return types.SimpleNamespace(
+    return ModelConfig(
         resnet_depth=arch["resnet_depth"], width_multiplier=arch["width_multiplier"],
         cifar_stem=arch["cifar_stem"], sk_ratio=arch["sk_ratio"], se_ratio=arch["se_ratio"],
         batch_norm_decay=float(flags.get("batch_norm_decay", 0.9)), global_bn=False,
@@ -56,7 +55,7 @@ def model_from_original(path, image_size=None):
         flags.json image_size, else 224 / 32 by stem).
 
     Returns:
-      (SimCLRModel, OriginalModel, model config namespace, image size).
+      (SimCLRModel, OriginalModel, ModelConfig, image size).
     """
     original = loader.open_original(path)
     arch = original.arch
