@@ -1,8 +1,10 @@
-"""Losses of SimCLR: NT-Xent with cross-replica negatives, and distillation.
+"""Losses of SimCLR: NT-Xent and SupCon with cross-replica negatives, distillation.
 
 The contrastive loss follows the original SimCLR code: `hidden` stacks the two
 augmented views along the batch axis, each example's positive is its other
 view, and the 2N-2 other examples of the (global) batch are its negatives.
+The supervised contrastive loss (SupCon) uses the same layout and adds every
+other view with the anchor's label to its positives.
 """
 
 import tensorflow as tf
@@ -31,7 +33,7 @@ def cross_replica_concat(tensor, strategy=None):
     replica_context = tf.distribute.get_replica_context()
     if replica_context is None:
         raise ValueError(
-            "add_contrastive_loss(strategy=...) must be called inside "
+            "the contrastive losses with strategy=... must be called inside "
             "strategy.run (replica context); call it there or pass strategy=None.")
     return replica_context.all_gather(tensor, axis=0)
 
@@ -42,6 +44,45 @@ def _replica_id(strategy):
         return tf.constant(0, tf.int32)
     replica_id = tf.distribute.get_replica_context().replica_id_in_sync_group
     return tf.cast(replica_id, tf.int32)
+
+
+def _view_logits(hidden, hidden_norm, temperature, strategy):
+    """Similarity logits of local anchors against every view of the global batch.
+
+    Args:
+      hidden: [2N, D] projections, view-1 rows first; cast to float32.
+      hidden_norm, temperature, strategy: as in `add_contrastive_loss`.
+
+    Returns:
+      logits_ab: [N, N_g] view-1 anchors against view 2 of the global batch.
+      logits_a: [N, 2 N_g] view-1 anchors against (view 2 | view 1);
+      logits_b: [N, 2 N_g] view-2 anchors against (view 1 | view 2).
+        Self-similarity columns are pushed to -LARGE_NUM.
+      self_mask: [N, N_g] one-hot of each local example's global index
+        (replica_id * N + i), i.e. of its other view's column.
+    """
+    hidden = tf.cast(hidden, tf.float32)
+    if hidden_norm:
+        hidden = tf.math.l2_normalize(hidden, axis=-1)
+    hidden1, hidden2 = tf.split(hidden, 2, axis=0)
+    local_batch = tf.shape(hidden1)[0]
+
+    hidden1_all = cross_replica_concat(hidden1, strategy)
+    hidden2_all = cross_replica_concat(hidden2, strategy)
+    global_batch = tf.shape(hidden1_all)[0]
+
+    positive_idx = tf.range(local_batch) + _replica_id(strategy) * local_batch
+    self_mask = tf.one_hot(positive_idx, global_batch)
+
+    inv_t = 1.0 / temperature
+    logits_aa = tf.matmul(hidden1, hidden1_all, transpose_b=True) * inv_t
+    logits_bb = tf.matmul(hidden2, hidden2_all, transpose_b=True) * inv_t
+    logits_aa -= self_mask * LARGE_NUM
+    logits_bb -= self_mask * LARGE_NUM
+    logits_ab = tf.matmul(hidden1, hidden2_all, transpose_b=True) * inv_t
+    logits_ba = tf.matmul(hidden2, hidden1_all, transpose_b=True) * inv_t
+    return (logits_ab, tf.concat([logits_ab, logits_aa], axis=1),
+            tf.concat([logits_ba, logits_bb], axis=1), self_mask)
 
 
 def add_contrastive_loss(hidden, hidden_norm=True, temperature=1.0,
@@ -68,49 +109,102 @@ def add_contrastive_loss(hidden, hidden_norm=True, temperature=1.0,
       labels_con: [N, 2 N_g] one-hot targets; the positive of local row i is
         column replica_id * N + i.
     """
-    hidden = tf.cast(hidden, tf.float32)
-    if hidden_norm:
-        hidden = tf.math.l2_normalize(hidden, axis=-1)
-    hidden1, hidden2 = tf.split(hidden, 2, axis=0)
-    local_batch = tf.shape(hidden1)[0]
-
-    hidden1_all = cross_replica_concat(hidden1, strategy)
-    hidden2_all = cross_replica_concat(hidden2, strategy)
-    global_batch = tf.shape(hidden1_all)[0]
-
-    positive_idx = tf.range(local_batch) + _replica_id(strategy) * local_batch
-    labels = tf.one_hot(positive_idx, global_batch * 2)
-    self_mask = tf.one_hot(positive_idx, global_batch)
-
-    inv_t = 1.0 / temperature
-    logits_aa = tf.matmul(hidden1, hidden1_all, transpose_b=True) * inv_t
-    logits_bb = tf.matmul(hidden2, hidden2_all, transpose_b=True) * inv_t
-    logits_aa -= self_mask * LARGE_NUM
-    logits_bb -= self_mask * LARGE_NUM
-    logits_ab = tf.matmul(hidden1, hidden2_all, transpose_b=True) * inv_t
-    logits_ba = tf.matmul(hidden2, hidden1_all, transpose_b=True) * inv_t
-
-    loss_a = tf.nn.softmax_cross_entropy_with_logits(
-        labels, tf.concat([logits_ab, logits_aa], axis=1))
-    loss_b = tf.nn.softmax_cross_entropy_with_logits(
-        labels, tf.concat([logits_ba, logits_bb], axis=1))
+    logits_ab, logits_a, logits_b, self_mask = _view_logits(
+        hidden, hidden_norm, temperature, strategy)
+    labels = tf.concat([self_mask, tf.zeros_like(self_mask)], axis=1)
+    loss_a = tf.nn.softmax_cross_entropy_with_logits(labels, logits_a)
+    loss_b = tf.nn.softmax_cross_entropy_with_logits(labels, logits_b)
     loss = tf.reduce_mean(loss_a) + tf.reduce_mean(loss_b)
     return loss, logits_ab, labels
+
+
+def supervised_contrastive_targets(labels, labels_all, self_mask):
+    """SupCon target distributions of local anchors over the global views.
+
+    Positives of an anchor: its own other view, and every other view (of
+    either augmentation) whose label equals the anchor's. Unlabeled examples
+    (label < 0) match no label, not even each other's: their only positive is
+    their own other view (as in NT-Xent), and they serve as negatives for
+    every other anchor.
+
+    Args:
+      labels: [N] int labels of the local examples (-1: unlabeled).
+      labels_all: [N_g] int labels of the global batch, replica order.
+      self_mask: [N, N_g] one-hot of each local example's global index.
+
+    Returns:
+      [N, 2 N_g] float32 rows summing to 1: uniform over the anchor's
+      positives, columns laid out like `_view_logits` (other view | same view).
+    """
+    labels = tf.cast(labels, tf.int32)[:, None]
+    labels_all = tf.cast(labels_all, tf.int32)[None, :]
+    same = tf.cast(tf.logical_and(tf.equal(labels, labels_all), labels >= 0),
+                   tf.float32)
+    other_view = tf.maximum(same, self_mask)
+    same_view = same * (1.0 - self_mask)
+    positives = tf.concat([other_view, same_view], axis=1)
+    return positives / tf.reduce_sum(positives, axis=1, keepdims=True)
+
+
+def add_supervised_contrastive_loss(hidden, labels, hidden_norm=True,
+                                    temperature=1.0, strategy=None):
+    """Supervised contrastive loss L_sup_out (Khosla et al., NeurIPS 2020).
+
+    For each of the 2N_g anchors i of the global batch, with positives P(i)
+    (see `supervised_contrastive_targets`) and all 2N_g - 1 other views A(i):
+
+        L_i = -1/|P(i)| * sum_{p in P(i)} log softmax_{a in A(i)}(s_ia / tau)_p
+
+    i.e. the mean over positives sits outside the log; this is the cross
+    entropy between the uniform distribution over P(i) and the softmax.
+    Reduction as in `add_contrastive_loss`: mean over local view-1 anchors
+    plus mean over local view-2 anchors, so with all labels distinct (or all
+    unlabeled) the loss equals NT-Xent exactly, and under a strategy the
+    replicas' mean is the loss of the global batch. Positives and negatives
+    come from every replica (labels are all-gathered like the projections).
+
+    Args:
+      hidden: [2N, D] projections; rows 0..N-1 view 1, rows N..2N-1 the same
+        examples' view 2. Any float dtype; computed in float32.
+      labels: [N] int class labels of the N examples (shared by both views);
+        -1 marks an unlabeled example.
+      hidden_norm: l2-normalise rows first (cosine similarity).
+      temperature: softmax temperature tau (> 0).
+      strategy: a `tf.distribute.Strategy` (call inside `strategy.run`) or None.
+
+    Returns:
+      loss: scalar float32.
+      logits_con: [N, N_g] logits of view 1 against view 2 of the global batch.
+      labels_con: [N, 2 N_g] the view-1 anchors' target distributions
+        (one-hot of the partner when no other positive exists), for
+        `contrastive_metrics`.
+    """
+    logits_ab, logits_a, logits_b, self_mask = _view_logits(
+        hidden, hidden_norm, temperature, strategy)
+    labels_all = cross_replica_concat(tf.cast(labels, tf.int32), strategy)
+    targets = supervised_contrastive_targets(labels, labels_all, self_mask)
+    loss_a = tf.nn.softmax_cross_entropy_with_logits(targets, logits_a)
+    loss_b = tf.nn.softmax_cross_entropy_with_logits(targets, logits_b)
+    loss = tf.reduce_mean(loss_a) + tf.reduce_mean(loss_b)
+    return loss, logits_ab, targets
 
 
 def contrastive_metrics(logits_con, labels_con):
     """Accuracy and entropy of the contrastive prediction.
 
     Args:
-      logits_con: [N, N_g] view-1-vs-view-2 logits from `add_contrastive_loss`.
-      labels_con: [N, 2 N_g] its one-hot targets.
+      logits_con: [N, N_g] view-1-vs-view-2 logits from `add_contrastive_loss`
+        or `add_supervised_contrastive_loss`.
+      labels_con: [N, 2 N_g] its targets (one-hot, or SupCon's distribution
+        over positives).
 
     Returns:
       (accuracy, entropy): per-example float32 vectors [N]; accuracy is 1
-      where the most similar view-2 example is the positive.
+      where the most similar view-2 example is a positive (for NT-Xent: the
+      anchor's own other view).
     """
-    correct = tf.equal(tf.argmax(labels_con, axis=1),
-                       tf.argmax(logits_con, axis=1))
+    predicted = tf.argmax(logits_con, axis=1, output_type=tf.int32)
+    correct = tf.gather(labels_con, predicted, axis=1, batch_dims=1) > 0
     probs = tf.nn.softmax(logits_con, axis=-1)
     entropy = -tf.reduce_sum(
         probs * tf.math.log(probs + 1e-8), axis=-1)

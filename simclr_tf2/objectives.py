@@ -42,10 +42,17 @@ def _nt_xent(hidden, labels, *, hidden_norm, temperature, strategy):
                                        strategy=strategy)
 
 
+def _supcon(hidden, labels, *, hidden_norm, temperature, strategy):
+    # Every other view with the anchor's label is a positive (-1: none).
+    return losses.add_supervised_contrastive_loss(
+        hidden, labels, hidden_norm=hidden_norm, temperature=temperature,
+        strategy=strategy)
+
+
 # name -> fn(hidden [2N, P], labels [N], *, hidden_norm, temperature,
-# strategy) -> (loss, logits_con [N, 2N_g], labels_con [N, 2N_g]); `hidden`
+# strategy) -> (loss, logits_con [N, N_g], labels_con [N, 2N_g]); `hidden`
 # stacks view 1 of the N examples, then view 2.
-CONTRASTIVE_LOSSES = {"nt_xent": _nt_xent}
+CONTRASTIVE_LOSSES = {"nt_xent": _nt_xent, "supcon": _supcon}
 
 
 def masked_cross_entropy(labels, logits):
