@@ -64,6 +64,10 @@ def _validate(values):
          "--train_mode=distill needs --teacher=SAVED_MODEL_OR_MODEL_DIR."),
         (values["train_mode"] != "pretrain" or values["fine_tune_after_block"] == -1,
          "--fine_tune_after_block only applies to --train_mode=finetune."),
+        (values["train_mode"] == "pretrain"
+         or values["contrastive_loss"] == "nt_xent",
+         "--contrastive_loss=supcon only applies to --train_mode=pretrain; "
+         "drop it for finetune/distill."),
     ]
     for ok, message in checks:
         if not ok:

@@ -153,6 +153,14 @@ flags.DEFINE_integer(
     "Pretraining only: compute the exact gradient of the full batch in chunks "
     "of this many examples per replica (gradient caching), so a large "
     "--train_batch_size fits in memory. 0 = off.")
+flags.DEFINE_enum(
+    "contrastive_loss", "nt_xent", ["nt_xent", "supcon"],
+    "Pretraining objective (objectives.CONTRASTIVE_LOSSES). nt_xent: SimCLR's "
+    "NT-Xent (each view's only positive is its other view). supcon: "
+    "supervised contrastive loss (Khosla et al. 2020, L_sup_out): every other "
+    "view with the same label is a positive too; needs a labelled dataset "
+    "(label -1 examples only match their own other view). Uses --temperature "
+    "and --hidden_norm.")
 flags.DEFINE_bool(
     "knn_eval", True,
     "Also report weighted kNN top-1 accuracy of h (eval/knn_top_1_accuracy): "

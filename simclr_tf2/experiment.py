@@ -77,6 +77,12 @@ class Experiment:
         self.source = registry.open_source(data.dataset, data.data_dir)
         self.num_classes = (teacher.num_classes if teacher is not None
                             else self.source.info.num_classes)
+        if (train.train_mode == "pretrain" and self.num_classes == 0
+                and config.loss.contrastive_loss == "supcon"):
+            raise errors.ConfigError(
+                f"--contrastive_loss=supcon needs labels, but dataset "
+                f"{self.source.info.name} has none; use a labelled dataset or "
+                "--contrastive_loss=nt_xent.")
         self.example_ids = self._label_subset()
         self.num_train_examples = (
             len(self.example_ids) if self.example_ids is not None

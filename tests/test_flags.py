@@ -73,6 +73,8 @@ def test_imagenet_recipe_is_the_paper(tmp_path):
     (["--train_mode=distill"], "--teacher"),
     (["--label_fraction=1.5"], "label_fraction"),
     (["--fine_tune_after_block=2"], "finetune"),
+    (["--train_mode=finetune", "--contrastive_loss=supcon"],
+     "--contrastive_loss=supcon only applies to --train_mode=pretrain"),
 ])
 def test_invalid_combinations(tmp_path, argv, message):
     values, _ = simclr_flags.effective_values(parsed(*argv))
@@ -86,3 +88,13 @@ def test_every_recipe_key_is_a_flag():
     for recipe in [*recipes.DATASET_RECIPES.values(),
                    *recipes.TRAIN_MODE_RECIPES.values()]:
         assert set(recipe) <= names
+
+
+def test_contrastive_loss_flag_reaches_the_loss_config(tmp_path):
+    from simclr_tf2 import objectives
+    flag = absl_flags.FLAGS["contrastive_loss"]
+    assert sorted(flag.parser.enum_values) == sorted(objectives.CONTRASTIVE_LOSSES)
+    values, _ = simclr_flags.effective_values(parsed("--contrastive_loss=supcon"))
+    config = simclr_flags.config_from_values(values, str(tmp_path))
+    assert config.loss.contrastive_loss == "supcon"
+    assert config.to_flat()["contrastive_loss"] == "supcon"
