@@ -18,7 +18,12 @@ Debian's `dataset-fashion-mnist` IDX files:
 * scratch_{1,100}pct  the same architecture trained from random init on the
                       same 1% subset and on all labels;
 * distill_1pct        the 1% fine-tuned model distilled into a student on the
-                      60k images without their labels (SimCLRv2).
+                      60k images without their labels (SimCLRv2);
+* supcon_pretrain     (opt-in, --with_supcon) supervised contrastive
+                      pretraining (Khosla et al. 2020) with all 60k labels:
+                      the pretraining run with --contrastive_loss=supcon,
+                      same network, epochs and flags; its online linear head,
+                      kNN-200, and L-BFGS probes (rows logreg_supcon_*).
 
 Then the pictures (augmented views, training curves, t-SNE maps) are drawn
 with `python -m simclr_tf2.analysis`.
@@ -28,6 +33,7 @@ Usage (from a fresh clone, no install step beyond requirements.txt):
     python benchmarks/fashion_mnist.py --budget=cpu --out=/tmp/fmnist  # ~75 min, 2 cores
     python benchmarks/fashion_mnist.py --budget=gpu --out=/tmp/fmnist  # one GPU, hours
     python benchmarks/fashion_mnist.py --budget=smoke --out=/tmp/fm    # minutes, plumbing only
+    python benchmarks/fashion_mnist.py --budget=cpu --out=/tmp/fmnist --with_supcon  # + ~45 min
 
 Writes OUT/fashion_mnist.json, OUT/fashion_mnist.md, OUT/commands.txt,
 OUT/<run>/ (each run's model_dir and log) and OUT/pictures/*.png. Rerunning
@@ -97,7 +103,7 @@ PRETRAIN_FLAGS = ["--train_batch_size=512", "--learning_rate=0.075",
                   "--learning_rate_scaling=sqrt"]
 
 
-def run_list(budget, out):
+def run_list(budget, out, with_supcon=False):
     """The run.py runs of a budget, in order: (name, extra flags)."""
     settings = BUDGETS[budget]
     pretrain = os.path.join(out, "pretrain")
@@ -105,8 +111,11 @@ def run_list(budget, out):
     fraction_1pct = [f"--label_fraction={settings.get('fraction_1pct', 0.01)}"]
     subset_file = os.path.join(out, "finetune_1pct", "label_subset.txt")
     linear = ["--train_mode=finetune", "--fine_tune_after_block=4"] + settings["linear_eval"]
+    supcon = [("supcon_pretrain", PRETRAIN_FLAGS + settings["pretrain"]
+                + ["--contrastive_loss=supcon"])] if with_supcon else []
     return [
         ("pretrain", PRETRAIN_FLAGS + settings["pretrain"]),
+        *supcon,
         ("linear_eval_pretrained", linear + [f"--checkpoint={pretrain}"]),
         ("linear_eval_untrained", linear),
         ("finetune_1pct", ["--train_mode=finetune", f"--checkpoint={pretrain}"]
@@ -204,6 +213,8 @@ WHAT = {
     "scratch_1pct": "supervised from scratch, same 1% subset",
     "scratch_100pct": "supervised from scratch, 100% labels",
     "distill_1pct": "1% fine-tuned teacher distilled on 60k unlabeled",
+    "supcon_pretrain": "SupCon pretraining (all labels); online linear head "
+                       "on stop-grad features",
 }
 
 
@@ -211,6 +222,9 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--budget", choices=sorted(BUDGETS), default="cpu")
     parser.add_argument("--out", default="/tmp/simclr_fashion_mnist")
+    parser.add_argument("--with_supcon", action="store_true",
+                        help="Also pretrain with --contrastive_loss=supcon (same "
+                             "network and epochs) and probe its frozen encoder.")
     parser.add_argument("--data_dir", default=None,
                         help="Folder with the four Fashion-MNIST IDX files; default: "
                              "/usr/share/datasets/fashion-mnist (Debian package).")
@@ -221,7 +235,7 @@ def main():
 
     rows = []
     with open(os.path.join(out, "commands.txt"), "w") as commands:
-        for name, flags in run_list(args.budget, out):
+        for name, flags in run_list(args.budget, out, args.with_supcon):
             command = command_for(name, flags, args.budget, out, args.data_dir)
             commands.write(f"{name}: {_display(command)}\n")
             commands.flush()
@@ -234,12 +248,14 @@ def main():
                        if f.startswith(("--train_split", "--eval_split"))]
         if args.data_dir:
             model_flags.append(f"--data_dir={args.data_dir}")
+        extra = ([f"--extra=supcon={latest_export(os.path.join(out, 'supcon_pretrain'))}"]
+                 if args.with_supcon else [])
         probe_cmd, probe_seconds = run_module("probes", [
             "-m", "simclr_tf2.analysis", "probes", "--dataset=fashion_mnist",
             f"--pretrained={latest_export(os.path.join(out, 'pretrain'))}",
             f"--untrained={latest_export(os.path.join(out, 'linear_eval_untrained'))}",
             f"--label_subset_file={os.path.join(out, 'finetune_1pct', 'label_subset.txt')}",
-            f"--out={probes_json}"] + model_flags, out)
+            f"--out={probes_json}"] + extra + model_flags, out)
         commands.write(f"probes: {probe_cmd}\n")
         probes = json.load(open(probes_json))
         for probe in probes["rows"]:

@@ -136,16 +136,43 @@ def test_suite_runs_chain_through_the_pretraining_run():
 def test_fashion_mnist_smoke_suite_end_to_end(tmp_path):
     out = tmp_path / "suite"
     result = subprocess.run(
-        [sys.executable, "benchmarks/fashion_mnist.py", "--budget=smoke", f"--out={out}"],
+        [sys.executable, "benchmarks/fashion_mnist.py", "--budget=smoke", f"--out={out}",
+         "--with_supcon"],
         cwd=ROOT, capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stderr[-2000:]
     summary = json.load(open(out / "fashion_mnist.json"))
     runs = {row["run"]: row for row in summary["rows"]}
     assert {"pretrain", "finetune_1pct", "scratch_1pct", "distill_1pct",
-            "logreg_pixels_100pct", "knn_pixels"} <= set(runs)
+            "logreg_pixels_100pct", "knn_pixels", "supcon_pretrain",
+            "logreg_supcon_100pct", "logreg_supcon_1pct"} <= set(runs)
+    assert "--contrastive_loss=supcon" in runs["supcon_pretrain"]["command"]
     for row in summary["rows"]:
         accuracy = row["top1"] if row["top1"] is not None else row["knn_top1"]
         assert 0.0 <= accuracy <= 1.0 and row["command"].startswith("python ")
     for name in ("augmented_views.png", "training_curves.png", "tsne.png"):
         assert (out / "pictures" / name).stat().st_size > 10_000
     assert "| pretrain |" in (out / "fashion_mnist.md").read_text()
+
+
+def test_suite_supcon_step_is_opt_in_and_mirrors_the_pretraining_run():
+    sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
+    try:
+        import fashion_mnist
+    finally:
+        sys.path.pop(0)
+    for budget in fashion_mnist.BUDGETS:
+        assert "supcon_pretrain" not in dict(fashion_mnist.run_list(budget, "/o"))
+        runs = dict(fashion_mnist.run_list(budget, "/o", with_supcon=True))
+        assert runs["supcon_pretrain"] == runs["pretrain"] + ["--contrastive_loss=supcon"]
+        assert "supcon_pretrain" in fashion_mnist.WHAT
+
+
+def test_cli_bad_extra_export_is_one_line_error(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "simclr_tf2.analysis", "probes", "--dataset=digits",
+         f"--pretrained={tmp_path}/a", f"--untrained={tmp_path}/b",
+         "--extra=no_equals_sign", f"--out={tmp_path}/p.json"],
+        cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 1
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: ") and "NAME=EXPORT" in last

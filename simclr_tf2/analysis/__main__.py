@@ -43,6 +43,11 @@ def _parser():
     probe_parser.add_argument("--label_subset_file", default=None,
                               help="label_subset.txt of a 1%% run: also probe "
                                    "with only those labels.")
+    probe_parser.add_argument("--extra", action="append", default=[],
+                              metavar="NAME=EXPORT",
+                              help="Also probe this SavedModel export, in rows "
+                                   "logreg_NAME_*; repeatable (e.g. "
+                                   "supcon=.../saved_model/<step>).")
     picture_parser = commands.choices["pictures"]
     picture_parser.add_argument("--pretrain_dir", required=True,
                                 help="model_dir of the pretraining run (curves, "
@@ -56,7 +61,21 @@ def _row(run, what, top1, seconds, knn_top1=None):
             "seconds": seconds}
 
 
+def _extra_exports(values):
+    """[(name, export)] from --extra NAME=EXPORT values."""
+    pairs = []
+    for value in values:
+        name, sep, export = value.partition("=")
+        if not (sep and name and export):
+            raise ConfigError(f"--extra={value!r} must look like NAME=EXPORT, "
+                              "e.g. --extra=supcon=/runs/supcon/saved_model/3000.")
+        pairs.append((name, export))
+    return pairs
+
+
 def run_probes(args):
+    encoders = ([("pretrained", args.pretrained), ("untrained", args.untrained)]
+                + _extra_exports(args.extra))
     source = open_source(args.dataset, args.data_dir)
     train_x, train_y, train_ids = features.split_pixels(source, args.train_split)
     test_x, test_y, _ = features.split_pixels(source, args.eval_split)
@@ -65,12 +84,14 @@ def run_probes(args):
         subset = probes.subset_rows(
             train_ids, subsets.read_subset_file(args.label_subset_file))
     inputs = [("pixels", "raw pixels", train_x, test_x)]
-    for name, export in [("pretrained", args.pretrained), ("untrained", args.untrained)]:
+    for name, export in encoders:
         train_f, train_fy = features.split_features(export, source, args.train_split)
         test_f, test_fy = features.split_features(export, source, args.eval_split)
         if not (train_fy == train_y).all() or not (test_fy == test_y).all():
             raise ValueError(f"feature rows of {export} are not in split order")
-        what = "frozen SimCLR features" if name == "pretrained" else "frozen random-init features"
+        what = {"pretrained": "frozen SimCLR features",
+                "untrained": "frozen random-init features"}.get(
+                    name, f"frozen {name} features")
         inputs.append((name, what, train_f, test_f))
 
     rows = []
