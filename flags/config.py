@@ -5,9 +5,19 @@ types themselves (and the one rule resolving --cifar_stem=auto) live in
 simclr_tf2/config.py, which never reads FLAGS.
 """
 
+import os
+
 from flags import recipes
+from simclr_tf2 import config as config_lib
 from simclr_tf2.errors import ConfigError  # noqa: F401  (re-exported)
 from simclr_tf2.config import RunConfig
+
+# Flags that fix the shape of the encoder and projection head: when
+# --checkpoint names a model_dir of ours, those the user did not set are
+# taken from its flags.json, so the checkpoint fits the model built here.
+ARCHITECTURE_FLAGS = ("resnet_depth", "width_multiplier", "cifar_stem",
+                      "sk_ratio", "se_ratio", "proj_head_mode",
+                      "num_proj_layers", "proj_out_dim")
 
 
 def effective_values(flag_values):
@@ -32,10 +42,32 @@ def effective_values(flag_values):
         else:
             values[name], origin[name] = flag.value, "default"
     if values.get("checkpoint"):
-        # [original] an original SimCLR --checkpoint sets the architecture flags not given.
-        from simclr_tf2.original import hooks as original_hooks
-        original_hooks.fill_architecture_flags(values, origin)
+        if not _fill_from_own_model_dir(values, origin):
+            # [original] an original SimCLR --checkpoint sets the architecture flags not given.
+            from simclr_tf2.original import hooks as original_hooks
+            original_hooks.fill_architecture_flags(values, origin)
     return values, origin
+
+
+def _fill_from_own_model_dir(values, origin):
+    """Architecture flags not given come from --checkpoint's own flags.json.
+
+    Applies when --checkpoint is a model_dir written by this project (it has
+    flags_origin.json) or a ckpt-N prefix inside one.
+
+    Returns:
+      True when --checkpoint is one of our model_dirs (filled or not).
+    """
+    path = values["checkpoint"]
+    model_dir = path if os.path.isdir(path) else os.path.dirname(path)
+    if not os.path.isfile(os.path.join(model_dir, config_lib.FLAGS_ORIGIN_JSON)):
+        return False
+    _, recorded = config_lib.read_flags_json(model_dir)
+    for name in ARCHITECTURE_FLAGS:
+        if name in recorded and name in values and origin.get(name) != "flag":
+            values[name] = recorded[name]
+            origin[name] = f"checkpoint:{model_dir}"
+    return True
 
 
 def _validate(values):

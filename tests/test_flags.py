@@ -98,3 +98,33 @@ def test_contrastive_loss_flag_reaches_the_loss_config(tmp_path):
     config = simclr_flags.config_from_values(values, str(tmp_path))
     assert config.loss.contrastive_loss == "supcon"
     assert config.to_flat()["contrastive_loss"] == "supcon"
+
+
+def test_checkpoint_of_our_model_dir_sets_architecture_flags_not_given(tmp_path):
+    import json
+    from simclr_tf2 import config as config_lib
+    model_dir = tmp_path / "pretrained"
+    model_dir.mkdir()
+    values, origin = simclr_flags.effective_values(parsed(
+        "--resnet_depth=34", "--width_multiplier=0.5", "--sk_ratio=0.0625",
+        "--num_proj_layers=3"))
+    recorded = simclr_flags.config_from_values(values, str(model_dir)).to_flat()
+    (model_dir / config_lib.FLAGS_JSON).write_text(json.dumps(recorded))
+    (model_dir / config_lib.FLAGS_ORIGIN_JSON).write_text(json.dumps(origin))
+
+    for checkpoint in (str(model_dir), str(model_dir / "ckpt-7")):
+        values, origin = simclr_flags.effective_values(parsed(
+            "--train_mode=finetune", f"--checkpoint={checkpoint}",
+            "--width_multiplier=0.25"))
+        assert values["resnet_depth"] == 34 and values["sk_ratio"] == 0.0625
+        assert values["num_proj_layers"] == 3
+        assert origin["resnet_depth"] == f"checkpoint:{model_dir}"
+        # A flag the user set wins over the checkpoint's.
+        assert values["width_multiplier"] == 0.25 and origin["width_multiplier"] == "flag"
+        # Not an architecture flag: stays the recipe's.
+        assert origin["learning_rate"] != f"checkpoint:{model_dir}"
+
+    # A directory without our flags_origin.json is left alone.
+    values, _ = simclr_flags.effective_values(parsed(
+        "--train_mode=finetune", f"--checkpoint={tmp_path / 'elsewhere' / 'ckpt-1'}"))
+    assert values["resnet_depth"] != 34

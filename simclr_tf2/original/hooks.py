@@ -11,7 +11,7 @@ from simclr_tf2.original import convert, loader
 is_original = loader.is_original
 
 # Our flag -> how to read it from an inferred architecture.
-ARCH_FLAGS = {
+ARCHITECTURE_READERS = {
     "resnet_depth": lambda a: a["resnet_depth"],
     "width_multiplier": lambda a: a["width_multiplier"],
     "sk_ratio": lambda a: a["sk_ratio"],
@@ -39,7 +39,7 @@ def fill_architecture_flags(values, origin):
         return []
     arch = loader.open_original(path).arch
     filled = []
-    for name, read in ARCH_FLAGS.items():
+    for name, read in ARCHITECTURE_READERS.items():
         if name in values and origin.get(name) != "flag":
             values[name], origin[name] = read(arch), f"checkpoint:{path}"
             filled.append(name)
