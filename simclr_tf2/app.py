@@ -68,7 +68,9 @@ def run(config, origin, printer=print, exporter=None):
 
 def _run(config, origin, printer, exporter, strategy, is_chief):
     """`run` after the strategy is made and the model_dir lock is held."""
-    if is_chief:
+    flags_path = os.path.join(config.train.model_dir, config_lib.FLAGS_JSON)
+    # An evaluator watching a training must not overwrite the trainer's record.
+    if is_chief and (config.train.mode != "eval" or not os.path.exists(flags_path)):
         write_flags_json(config, origin)
     teacher = None
     if config.train.train_mode == "distill":

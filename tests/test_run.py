@@ -82,11 +82,15 @@ def test_flags_json_records_effective_values_and_precedence(trained_dir):
 
 def test_rerun_resumes_and_eval_mode_evaluates_latest(trained_dir):
     model_dir, _ = trained_dir
+    flags_json = os.path.join(model_dir, "flags.json")
+    recorded = open(flags_json).read()
     # No length flags: the finished run's recorded final step ends the wait.
     proc = run_py("--mode=eval", "--eval_steps=1", "--eval_timeout_secs=120",
                   f"--model_dir={model_dir}", *TINY, timeout=110)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "eval at step 6" in proc.stdout
+    # The evaluator keeps the trainer's record of its flags.
+    assert open(flags_json).read() == recorded
     assert json.load(open(os.path.join(model_dir, "training_done.json"))) == {
         "final_step": 6}
     proc = run_py("--mode=train", "--train_steps=6", f"--model_dir={model_dir}",
