@@ -34,3 +34,12 @@ def _fresh_collective_keys():
     tf.distribute.MirroredStrategy._collective_key_base = next(
         _COLLECTIVE_KEY_BASES)
     yield
+
+
+@pytest.fixture
+def two_replica_strategy():
+    """A MirroredStrategy over the two logical CPU devices set up above."""
+    devices = [d.name for d in tf.config.list_logical_devices("CPU")][:2]
+    if len(devices) < 2:
+        pytest.skip("needs 2 logical CPU devices (see tests/conftest.py)")
+    return tf.distribute.MirroredStrategy(devices)

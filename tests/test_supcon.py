@@ -146,16 +146,10 @@ def test_bfloat16_input_is_computed_in_float32():
     np.testing.assert_allclose(loss16.numpy(), loss32.numpy(), rtol=2e-2)
 
 
-def _two_replica_strategy():
-    devices = [d.name for d in tf.config.list_logical_devices("CPU")][:2]
-    if len(devices) < 2:
-        pytest.skip("needs 2 logical CPU devices (see tests/conftest.py)")
-    return tf.distribute.MirroredStrategy(devices)
-
-
 @pytest.mark.parametrize("temperature", [0.1, 1.0])
-def test_two_replicas_equal_single_device_loss_and_gradient(temperature):
-    strategy = _two_replica_strategy()
+def test_two_replicas_equal_single_device_loss_and_gradient(
+        temperature, two_replica_strategy):
+    strategy = two_replica_strategy
     global_n, half, dim = 6, 3, 5
     rng = np.random.default_rng(7)
     view1 = rng.normal(size=(global_n, dim)).astype(np.float32)
