@@ -174,6 +174,18 @@ def decoded_buffer_size(image_shape: tuple, count: int) -> int:
     return max(1, min(count, DECODED_SHUFFLE_BYTES // int(np.prod(shape))))
 
 
+def collect_labels_and_ids(dataset: tf.data.Dataset) -> tuple[np.ndarray, np.ndarray]:
+    """(labels int64 [N], ids int64 [N]) of a dataset of dicts with 'label', 'id'."""
+    labels, ids = [], []
+    pairs = dataset.map(lambda ex: (ex["label"], ex["id"]))
+    for label_batch, id_batch in pairs.batch(65536).as_numpy_iterator():
+        labels.append(label_batch)
+        ids.append(id_batch)
+    empty = np.zeros([0], np.int64)
+    return (np.concatenate(labels) if labels else empty,
+            np.concatenate(ids) if ids else empty)
+
+
 def filter_ids(dataset: tf.data.Dataset, example_ids) -> tf.data.Dataset:
     """Keeps only the elements whose 'id' is in `example_ids` (ints)."""
     table = tf.lookup.StaticHashTable(
@@ -237,14 +249,7 @@ class Source:
 
     def labels_and_ids(self, split: str) -> tuple[np.ndarray, np.ndarray]:
         """All (labels int64 [N], ids int64 [N]) of a split; no image is read."""
-        labels, ids = [], []
-        batches = self._all_refs(split).map(lambda r: (r["label"], r["id"]))
-        for label_batch, id_batch in batches.batch(65536).as_numpy_iterator():
-            labels.append(label_batch)
-            ids.append(id_batch)
-        empty = np.zeros([0], np.int64)
-        return (np.concatenate(labels) if labels else empty,
-                np.concatenate(ids) if ids else empty)
+        return collect_labels_and_ids(self._all_refs(split))
 
     def num_examples(self, split: str) -> int:
         """Returns the number of examples of `split` (a possibly sliced spec)."""

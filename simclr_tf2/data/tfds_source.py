@@ -11,6 +11,7 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 
 from simclr_tf2.data.source import (DataError, DatasetInfo, Source, SplitSlice,
+                                    collect_labels_and_ids,
                                     decoded_buffer_size, filter_ids,
                                     parse_split)
 
@@ -141,16 +142,11 @@ class TfdsSource(Source):
 
     def labels_and_ids(self, split: str) -> tuple[np.ndarray, np.ndarray]:
         """(labels, ids) of a split, read without decoding any image."""
-        labels, ids = [], []
-        for part in parse_split(split, self.info.num_examples, self.info.name):
-            dataset = self._read(part, decode_images=False).map(
-                lambda ex: (ex["label"], ex["id"]))
-            for label, ident in dataset.batch(65536).as_numpy_iterator():
-                labels.append(label)
-                ids.append(ident)
-        empty = np.zeros([0], np.int64)
-        return (np.concatenate(labels) if labels else empty,
-                np.concatenate(ids) if ids else empty)
+        parts = parse_split(split, self.info.num_examples, self.info.name)
+        dataset = self._read(parts[0], decode_images=False)
+        for part in parts[1:]:
+            dataset = dataset.concatenate(self._read(part, decode_images=False))
+        return collect_labels_and_ids(dataset)
 
     def _read(self, part: SplitSlice, shuffle_seed: int | None = None,
               decode_images: bool = True) -> tf.data.Dataset:
