@@ -77,6 +77,8 @@ def _validate(values):
         (values["image_size"] >= 8, "--image_size must be at least 8."),
         (values["width_multiplier"] > 0, "--width_multiplier must be positive."),
         (values["temperature"] > 0, "--temperature must be positive."),
+        (0.0 < values["crop_min_area"] <= 1.0,
+         "--crop_min_area must be in (0, 1] (a fraction of the image area)."),
         (values["learning_rate"] >= 0, "--learning_rate must be non-negative."),
         (values["warmup_epochs"] >= 0, "--warmup_epochs must be non-negative."),
         (values["train_epochs"] > 0 or values["train_steps"] > 0,

@@ -106,6 +106,11 @@ flags.DEFINE_float("se_ratio", 0.0, "If it is bigger than 0, it will enable SE."
 flags.DEFINE_integer("image_size", 224, "Input image size.")
 flags.DEFINE_float("color_jitter_strength", 1.0, "The strength of color jittering.")
 flags.DEFINE_boolean("use_blur", True, "Whether or not to use Gaussian blur for augmentation during pretraining.")
+flags.DEFINE_float(
+    "crop_min_area", 0.08,
+    "Smallest fraction of the image area a random training crop keeps "
+    "(pretraining and fine-tuning). The paper's 0.08; small images such as "
+    "28 px Fashion-MNIST do better with more.")
 
 # --------------------------------------------------------------------------
 # Flags new in simclr_tf2.

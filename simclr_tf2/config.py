@@ -63,6 +63,7 @@ class DataConfig(_Section):
     image_size: int = 224
     color_jitter_strength: float = 1.0
     use_blur: bool = True
+    crop_min_area: float = 0.08
     cache_dataset: bool = False
     label_fraction: float = 1.0
     label_subset_file: str | None = None

@@ -40,7 +40,8 @@ class Trainer:
             self.config.train.train_mode, data.image_size,
             data.color_jitter_strength, data.use_blur,
             seed=self.config.train.seed, cache=data.cache_dataset,
-            example_ids=exp.example_ids, start_step=seed_offset)
+            example_ids=exp.example_ids, start_step=seed_offset,
+            crop_min_area=data.crop_min_area)
 
     def restore_or_initialise(self):
         """Resumes the run, or loads --checkpoint into a fresh one."""

@@ -308,7 +308,7 @@ def center_crop(image, size, crop_proportion):
 
 
 def preprocess_for_pretrain(image, image_size, seed, color_jitter_strength=1.0,
-                            use_blur=True):
+                            use_blur=True, crop_min_area=0.08):
     """Makes one SimCLR pretraining view: crop, flip, color, blur.
 
     Args:
@@ -317,13 +317,16 @@ def preprocess_for_pretrain(image, image_size, seed, color_jitter_strength=1.0,
         seed: Int tensor of shape [2].
         color_jitter_strength: Python float, the color jitter strength.
         use_blur: Whether to apply random Gaussian blur (p=0.5).
+        crop_min_area: smallest fraction of the image area a random crop
+            keeps (the paper's 0.08; larger for small images).
 
     Returns:
         Float32 tensor of shape [image_size, image_size, 3] in [0, 1].
     """
     seeds = _split(seed, 4)
     image = to_float_rgb(image)
-    image = random_crop_and_resize(image, image_size, seeds[0])
+    image = random_crop_and_resize(image, image_size, seeds[0],
+                                   area_range=(crop_min_area, 1.0))
     image = random_flip(image, seeds[1])
     image = color_distortion(image, color_jitter_strength, seeds[2])
     if use_blur:
@@ -332,20 +335,22 @@ def preprocess_for_pretrain(image, image_size, seed, color_jitter_strength=1.0,
     return tf.ensure_shape(image, [image_size, image_size, 3])
 
 
-def preprocess_for_finetune(image, image_size, seed):
+def preprocess_for_finetune(image, image_size, seed, crop_min_area=0.08):
     """Random crop and flip only, as for fine-tuning (paper Appendix B.5).
 
     Args:
         image: Tensor of shape [H, W, C], C in {1, 3}; uint8 or float in [0, 1].
         image_size: Python int, the output side.
         seed: Int tensor of shape [2].
+        crop_min_area: smallest fraction of the image area a crop keeps.
 
     Returns:
         Float32 tensor of shape [image_size, image_size, 3] in [0, 1].
     """
     seeds = _split(seed, 2)
     image = to_float_rgb(image)
-    image = random_crop_and_resize(image, image_size, seeds[0])
+    image = random_crop_and_resize(image, image_size, seeds[0],
+                                   area_range=(crop_min_area, 1.0))
     image = random_flip(image, seeds[1])
     return tf.ensure_shape(image, [image_size, image_size, 3])
 
@@ -371,7 +376,8 @@ def preprocess_for_eval(image, image_size):
     return tf.ensure_shape(image, [image_size, image_size, 3])
 
 
-def two_views(image, image_size, seed, color_jitter_strength=1.0, use_blur=True):
+def two_views(image, image_size, seed, color_jitter_strength=1.0, use_blur=True,
+              crop_min_area=0.08):
     """Makes two independent pretraining views, stacked along channels.
 
     Args:
@@ -380,6 +386,7 @@ def two_views(image, image_size, seed, color_jitter_strength=1.0, use_blur=True)
         seed: Int tensor of shape [2].
         color_jitter_strength: Python float, the color jitter strength.
         use_blur: Whether to apply random Gaussian blur (p=0.5).
+        crop_min_area: smallest fraction of the image area a crop keeps.
 
     Returns:
         Float32 tensor of shape [image_size, image_size, 6]: view 1 in
@@ -387,6 +394,7 @@ def two_views(image, image_size, seed, color_jitter_strength=1.0, use_blur=True)
     """
     seeds = _split(seed, 2)
     views = [preprocess_for_pretrain(image, image_size, seeds[i],
-                                     color_jitter_strength, use_blur)
+                                     color_jitter_strength, use_blur,
+                                     crop_min_area)
              for i in range(2)]
     return tf.concat(views, axis=-1)

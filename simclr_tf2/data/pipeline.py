@@ -41,16 +41,17 @@ def derive_seeds(seed, start_step=0):
     return int(order), int(aug)
 
 
-def _train_transform(train_mode, image_size, color_jitter_strength, use_blur):
+def _train_transform(train_mode, image_size, color_jitter_strength, use_blur,
+                     crop_min_area):
     """The per-example augmentation of a train mode, as (example, seed) -> example."""
     def pretrain(example, seed):
         image = augment.two_views(example["image"], image_size, seed,
-                                  color_jitter_strength, use_blur)
+                                  color_jitter_strength, use_blur, crop_min_area)
         return {"image": image, "label": example["label"]}
 
     def finetune(example, seed):
         image = augment.preprocess_for_finetune(example["image"], image_size,
-                                                seed)
+                                                seed, crop_min_area)
         return {"image": image, "label": example["label"]}
 
     return pretrain if train_mode == "pretrain" else finetune
@@ -59,7 +60,7 @@ def _train_transform(train_mode, image_size, color_jitter_strength, use_blur):
 def build_train_dataset(source, split, global_batch_size, train_mode,
                         image_size, color_jitter_strength=1.0, use_blur=True,
                         seed=0, cache=False, example_ids=None,
-                        start_step=0):
+                        start_step=0, crop_min_area=0.08):
     """Infinite, shuffled, augmented training batches.
 
     Args:
@@ -77,6 +78,7 @@ def build_train_dataset(source, split, global_batch_size, train_mode,
       example_ids: optional list of example ids to restrict to.
       start_step: the global step training starts from; folded into the
         seeds so a resumed run draws new orders and augmentations.
+      crop_min_area: smallest area fraction of a random crop (all modes).
 
     Returns:
       tf.data.Dataset of {"image": float32 [B, S, S, 6 or 3], "label": int64
@@ -98,7 +100,7 @@ def build_train_dataset(source, split, global_batch_size, train_mode,
     dataset = dataset.repeat()
     seeds = tf.data.Dataset.random(seed=augment_seed).batch(2)
     transform = _train_transform(train_mode, image_size,
-                                 color_jitter_strength, use_blur)
+                                 color_jitter_strength, use_blur, crop_min_area)
     dataset = tf.data.Dataset.zip(dataset, seeds).map(
         transform, num_parallel_calls=AUTOTUNE, deterministic=True)
     dataset = dataset.batch(global_batch_size, drop_remainder=True)
