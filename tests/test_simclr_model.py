@@ -130,6 +130,22 @@ def test_linear_eval_freezes_encoder_weights_and_bn_statistics():
     assert not np.allclose(head_before, model.supervised_head.dense.kernel.numpy())
 
 
+@pytest.mark.parametrize("train_mode,after_block,standardised", [
+    ("pretrain", -1, True), ("finetune", 4, True), ("finetune", 2, False),
+    ("finetune", -1, False)])
+def test_classifier_standardises_h_in_pretraining_and_linear_eval(
+        train_mode, after_block, standardised):
+    model = make_model(train_mode=train_mode, fine_tune_after_block=after_block,
+                       optimizer="momentum", weight_decay=0.0)
+    norm = model.supervised_head.input_norm
+    assert (norm is not None) == standardised
+    if standardised and train_mode == "finetune":
+        # Linear eval trains the standardisation's statistics, not the encoder's.
+        mean_before = norm.moving_mean.numpy().copy()
+        model.train_step(batch(views=1))
+        assert not np.allclose(mean_before, norm.moving_mean.numpy())
+
+
 def test_ft_proj_selector_feeds_the_chosen_layer():
     model = make_model(train_mode="finetune", ft_proj_selector=1)
     # The classifier reads the first projection layer, whose width is D.

@@ -21,6 +21,20 @@ def build_encoder(model_cfg):
         name="resnet")
 
 
+def standardises_features(model_cfg, train_mode):
+    """Whether the classifier standardises h (SupervisedHead normalize_input).
+
+    True for the linear head trained while pretraining and for linear
+    evaluation (finetune with the whole encoder frozen,
+    fine_tune_after_block=4): a linear layer on standardised h converges in
+    a few epochs of momentum SGD, where raw h, whose scale varies by orders
+    of magnitude between dimensions, needs many more. The classifier stays
+    linear in h (at inference the normalisation is a fixed affine map).
+    """
+    return train_mode == "pretrain" or (
+        train_mode == "finetune" and model_cfg.fine_tune_after_block >= 4)
+
+
 def build_model(model_cfg, *, num_classes, train_mode, image_size):
     """Builds (and creates the variables of) a SimCLRModel.
 
@@ -54,7 +68,7 @@ def build_model(model_cfg, *, num_classes, train_mode, image_size):
     if num_classes > 0 and wants_head:
         supervised = heads.supervised_head(
             num_classes, zero_init=model_cfg.zero_init_logits_layer,
-            normalize_input=train_mode == "pretrain",
+            normalize_input=standardises_features(model_cfg, train_mode),
             batch_norm_decay=model_cfg.batch_norm_decay,
             global_bn=model_cfg.global_bn)
     model = SimCLRModel(
