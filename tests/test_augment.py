@@ -131,6 +131,24 @@ def test_crop_full_area_is_plain_resize():
     np.testing.assert_allclose(out.numpy(), image.numpy(), atol=1e-5)
 
 
+@pytest.mark.parametrize("make_view", [
+    lambda x, s: augment.preprocess_for_finetune(x, SIZE, s, crop_min_area=1.0),
+    lambda x, s: augment.preprocess_for_pretrain(x, SIZE, s, 0.0, False,
+                                                 crop_min_area=1.0)])
+def test_crop_min_area_reaches_the_crop(make_view):
+    # With crop_min_area=1 every view is the whole image, maybe flipped;
+    # with the default 0.08 most views are zoomed-in crops.
+    image = _colorful(SIZE, SIZE)
+    whole = [image.numpy(), image.numpy()[:, ::-1]]
+    for i in range(8):
+        view = make_view(image, tf.constant([i, 1], tf.int64)).numpy()
+        assert min(np.abs(view - w).max() for w in whole) < 1e-5
+    zoomed = [augment.preprocess_for_finetune(image, SIZE, tf.constant([i, 1], tf.int64))
+              for i in range(8)]
+    assert sum(min(np.abs(v.numpy() - w).max() for w in whole) > 1e-3
+               for v in zoomed) >= 6
+
+
 # --- flip -------------------------------------------------------------------
 
 def test_flip_is_left_right_half_the_time():

@@ -72,6 +72,8 @@ def test_imagenet_recipe_is_the_paper(tmp_path):
     (["--train_batch_size=0"], "train_batch_size"),
     (["--train_mode=distill"], "--teacher"),
     (["--label_fraction=1.5"], "label_fraction"),
+    (["--crop_min_area=0"], "--crop_min_area must be in"),
+    (["--crop_min_area=1.2"], "--crop_min_area must be in"),
     (["--fine_tune_after_block=2"], "finetune"),
     (["--train_mode=finetune", "--contrastive_loss=supcon"],
      "--contrastive_loss=supcon only applies to --train_mode=pretrain"),
