@@ -125,6 +125,9 @@ def test_suite_runs_chain_through_the_pretraining_run():
                        + runs["scratch_100pct"] + runs["linear_eval_untrained"])
         assert "--label_subset_file=/o/finetune_1pct/label_subset.txt" in runs["scratch_1pct"]
         assert "--teacher=/o/finetune_1pct" in runs["distill_1pct"]
+        assert "--checkpoint=/o/pretrain" in runs["distill_1pct"]
+        # Linear evaluation trains on whole images, as it is tested.
+        assert "--crop_min_area=1.0" in runs["linear_eval_pretrained"]
         assert "--fine_tune_after_block=4" in runs["linear_eval_untrained"]
         command = fashion_mnist.command_for("pretrain", runs["pretrain"], budget, "/o")
         assert "--seed=0" in command and "--dataset=fashion_mnist" in command
