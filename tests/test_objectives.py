@@ -73,6 +73,35 @@ def test_finetune_ignores_unlabelled_examples():
     assert set(metrics) == {"supervised_loss", "supervised_acc"}
 
 
+def test_cross_entropy_is_the_global_mean_over_replicas(two_replica_strategy):
+    # One labelled example on replica 0, four on replica 1: the per-replica
+    # losses (each divided by the replica count, then summed, as the
+    # gradients are) must give the mean over all five labelled examples,
+    # not the mean of the two replicas' means.
+    labels = np.array([0, -1, -1, -1, 1, 2, 0, 1])
+    logits = np.random.default_rng(0).normal(size=(8, 3)).astype(np.float32)
+    logits[0] = [-5.0, 5.0, 0.0]  # The lone labelled example is badly wrong.
+    expected = _numpy_ce(labels, logits)
+    strategy = two_replica_strategy
+
+    def replica_loss(replica_labels, replica_logits):
+        loss, _ = objectives.masked_cross_entropy(replica_labels, replica_logits)
+        return loss / strategy.num_replicas_in_sync
+
+    def shard(array):
+        return strategy.experimental_distribute_values_from_function(
+            lambda ctx: tf.constant(array[4 * ctx.replica_id_in_sync_group:
+                                          4 * ctx.replica_id_in_sync_group + 4]))
+
+    per_replica = strategy.run(tf.function(replica_loss),
+                               args=(shard(labels), shard(logits)))
+    total = strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica, axis=None)
+    np.testing.assert_allclose(total, expected, rtol=1e-5)
+    mean_of_means = (_numpy_ce(labels[:4], logits[:4])
+                     + _numpy_ce(labels[4:], logits[4:])) / 2
+    assert abs(mean_of_means - expected) > 0.05  # The case tells them apart.
+
+
 def test_distill_matches_the_teachers_soft_labels():
     outputs = _outputs(views=1)
     images = tf.zeros([4, 8, 8, 3])
