@@ -35,14 +35,16 @@ def _save(figure, path):
 
 
 def augmented_pairs(source, split, image_size, path, num_images=8,
-                    color_jitter_strength=0.5, use_blur=False, seed=0):
+                    color_jitter_strength=0.5, use_blur=False, seed=0,
+                    crop_min_area=0.08):
     """Draws originals (top row) over two pretraining views each.
 
     Args:
       source: an opened Source; the first `num_images` of `split` are used.
       image_size: side S of the views.
       path: PNG file to write.
-      color_jitter_strength, use_blur: the run's augmentation settings.
+      color_jitter_strength, use_blur, crop_min_area: the run's augmentation
+        settings.
       seed: int; view i of image j uses the stateless seed (seed, j).
 
     Returns:
@@ -55,7 +57,7 @@ def augmented_pairs(source, split, image_size, path, num_images=8,
         original = augment.preprocess_for_eval(example["image"], image_size)
         views = augment.two_views(example["image"], image_size,
                                   tf.constant([seed, column], tf.int64),
-                                  color_jitter_strength, use_blur)
+                                  color_jitter_strength, use_blur, crop_min_area)
         panels = [original, views[..., :3], views[..., 3:]]
         for row, panel in enumerate(panels):
             axis = axes[row, column]
@@ -66,8 +68,8 @@ def augmented_pairs(source, split, image_size, path, num_images=8,
         axes[0, column].set_title(name, fontsize=8)
     for row, label in enumerate(["original", "view 1", "view 2"]):
         axes[row, 0].set_ylabel(label)
-    figure.suptitle(f"SimCLR augmented view pairs (jitter {color_jitter_strength}, "
-                    f"blur {'on' if use_blur else 'off'})")
+    figure.suptitle(f"SimCLR augmented view pairs (crops of {crop_min_area:.0%}-100%, "
+                    f"jitter {color_jitter_strength}, blur {'on' if use_blur else 'off'})")
     return _save(figure, path)
 
 
