@@ -110,12 +110,18 @@ def test_cli_missing_export_is_one_line_error(tmp_path):
     assert "flags.json" in result.stderr.strip().splitlines()[-1]
 
 
-def test_suite_runs_chain_through_the_pretraining_run():
+def _suite_module():
+    """benchmarks/fashion_mnist.py, imported as a module."""
     sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
     try:
         import fashion_mnist
     finally:
         sys.path.pop(0)
+    return fashion_mnist
+
+
+def test_suite_runs_chain_through_the_pretraining_run():
+    fashion_mnist = _suite_module()
     for budget in fashion_mnist.BUDGETS:
         runs = dict(fashion_mnist.run_list(budget, "/o"))
         assert list(runs)[0] == "pretrain"
@@ -158,11 +164,7 @@ def test_fashion_mnist_smoke_suite_end_to_end(tmp_path):
 
 
 def test_suite_supcon_step_is_opt_in_and_mirrors_the_pretraining_run():
-    sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
-    try:
-        import fashion_mnist
-    finally:
-        sys.path.pop(0)
+    fashion_mnist = _suite_module()
     for budget in fashion_mnist.BUDGETS:
         assert "supcon_pretrain" not in dict(fashion_mnist.run_list(budget, "/o"))
         runs = dict(fashion_mnist.run_list(budget, "/o", with_supcon=True))

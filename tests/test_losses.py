@@ -5,6 +5,7 @@ import pytest
 import tensorflow as tf
 
 from simclr_tf2 import losses
+from tests.replicas import assert_view_gradients_split_by_replica
 
 
 def numpy_nt_xent(hidden, temperature, hidden_norm=True):
@@ -123,12 +124,9 @@ def test_two_replicas_equal_single_device_loss_and_gradient(
     mean_loss = strategy.reduce(tf.distribute.ReduceOp.MEAN, loss, axis=None)
     np.testing.assert_allclose(mean_loss.numpy(), ref_loss.numpy(), atol=1e-5)
 
-    grads = [g.numpy() for g in strategy.experimental_local_results(grad)]
-    for r in range(2):
-        expected = np.concatenate([
-            ref_grad[r * half:(r + 1) * half],
-            ref_grad[global_n + r * half:global_n + (r + 1) * half]])
-        np.testing.assert_allclose(grads[r], expected, atol=1e-5)
+    assert_view_gradients_split_by_replica(
+        [g.numpy() for g in strategy.experimental_local_results(grad)],
+        np.asarray(ref_grad), half, global_n)
 
     # Replica 1's positives sit at columns half..2*half-1 of the global batch.
     replica1_labels = strategy.experimental_local_results(labels)[1].numpy()

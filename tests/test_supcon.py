@@ -5,6 +5,7 @@ import pytest
 import tensorflow as tf
 
 from simclr_tf2 import losses
+from tests.replicas import assert_view_gradients_split_by_replica
 
 
 def numpy_sup_out(hidden, labels, temperature, hidden_norm=True):
@@ -192,11 +193,8 @@ def test_two_replicas_equal_single_device_loss_and_gradient(
     loss, grad, targets = strategy.run(step, args=(distributed,))
     mean_loss = strategy.reduce(tf.distribute.ReduceOp.MEAN, loss, axis=None)
     np.testing.assert_allclose(mean_loss.numpy(), ref_loss.numpy(), atol=1e-5)
-    grads = [g.numpy() for g in strategy.experimental_local_results(grad)]
-    for r in range(2):
-        expected = np.concatenate([
-            ref_grad[r * half:(r + 1) * half],
-            ref_grad[global_n + r * half:global_n + (r + 1) * half]])
-        np.testing.assert_allclose(grads[r], expected, atol=1e-5)
+    assert_view_gradients_split_by_replica(
+        [g.numpy() for g in strategy.experimental_local_results(grad)],
+        np.asarray(ref_grad), half, global_n)
     replica1 = strategy.experimental_local_results(targets)[1].numpy()
     np.testing.assert_allclose(replica1, ref_targets.numpy()[half:], atol=0)
