@@ -32,7 +32,6 @@ import platform
 import subprocess
 import sys
 import time
-import types
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
@@ -43,20 +42,23 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from simclr_tf2 import objectives  # noqa: E402
 from simclr_tf2 import optim  # noqa: E402
 from simclr_tf2.data import pipeline  # noqa: E402
-from simclr_tf2.data.source import DatasetInfo  # noqa: E402
-from simclr_tf2.data.source import Source  # noqa: E402
 from simclr_tf2.models import batch_norm  # noqa: E402
-from simclr_tf2.models import build  # noqa: E402
+from synthetic_setup import NUM_CLASSES  # noqa: E402
+from throughput_report import print_tables  # noqa: E402
+from throughput_report import summarize  # noqa: E402
+from synthetic_setup import SyntheticSource  # noqa: E402
+from synthetic_setup import build_model  # noqa: E402
+from synthetic_setup import model_config  # noqa: E402
 
 # name: (resnet_depth, width, cifar_stem, image_size, batch, quick batch,
 #        color_jitter_strength, use_blur) as the original's CIFAR-10 and
 #        ImageNet recipes.
 CONFIGS = {
     "resnet18_cifar_32px": (18, 1.0, True, 32, 256, 64, 0.5, False),
-    # benchmarks/fashion_mnist.py --budget=cpu pretraining (3-channel input).
+    # The earlier benchmarks/fashion_mnist.py --budget=cpu pretraining (width
+    # 1/8, float32; the budget is now width 1/4 in bf16), 3-channel input.
     "fmnist_cpu_budget": (18, 0.125, True, 28, 512, 128, 0.5, False),
     "resnet50_224px": (50, 1.0, False, 224, 32, 4, 1.0, True),
 }
@@ -71,84 +73,8 @@ VARIANTS = {
     "bf16_fused_xla": ("mixed_bfloat16", True, True),
 }
 DEFAULT_VARIANTS = "f32_unfused,f32_fused,bf16_fused,f32_fused_xla,bf16_fused_xla"
-NUM_CLASSES = 10
-
-
-class SyntheticSource(Source):
-    """Random smooth uint8 images in memory, as raw arrays or JPEG bytes.
-
-    Args:
-      num_examples: images in the single split "train".
-      side: image height and width.
-      jpeg: store JPEG-encoded bytes and decode them in the pipeline.
-      seed: numpy seed.
-    """
-
-    def __init__(self, num_examples, side, jpeg=False, seed=0):
-        super().__init__(DatasetInfo(
-            name="synthetic", num_classes=NUM_CLASSES,
-            num_examples={"train": num_examples}, image_shape=(side, side, 3)))
-        rng = np.random.default_rng(seed)
-        # Low-resolution noise upsampled: JPEG sizes closer to photographs.
-        coarse = rng.uniform(0, 255, (num_examples, 8, 8, 3)).astype(np.float32)
-        images = tf.image.resize(coarse, [side, side], method="bicubic")
-        self.images = tf.cast(tf.clip_by_value(images, 0, 255), tf.uint8).numpy()
-        self.labels = rng.integers(0, NUM_CLASSES, num_examples)
-        self.jpeg = None
-        if jpeg:
-            self.jpeg = np.array([tf.io.encode_jpeg(im, quality=90).numpy()
-                                  for im in self.images], dtype=object)
-
-    def _refs(self, part):
-        # In memory: the references are the examples themselves.
-        window = slice(part.start, part.stop)
-        example = {"label": self.labels[window],
-                   "id": np.arange(part.start, part.stop, dtype=np.int64)}
-        if self.jpeg is None:
-            example["image"] = self.images[window]
-        else:
-            example["jpeg"] = self.jpeg[window]
-        return tf.data.Dataset.from_tensor_slices(example)
-
-    def _load(self, refs, splits):
-        if self.jpeg is None:
-            return refs
-
-        def decode(ex):
-            ex = dict(ex)
-            ex["image"] = tf.io.decode_jpeg(ex.pop("jpeg"), channels=3)
-            return ex
-
-        return refs.map(decode, num_parallel_calls=tf.data.AUTOTUNE)
-
-
-def model_config(depth, width, cifar_stem):
-    """A ModelConfig-like namespace with run.py's pretraining defaults."""
-    return types.SimpleNamespace(
-        resnet_depth=depth, width_multiplier=width, cifar_stem=cifar_stem,
-        sk_ratio=0.0, se_ratio=0.0, batch_norm_decay=0.9, global_bn=True,
-        proj_head_mode="nonlinear", proj_out_dim=128, num_proj_layers=3,
-        ft_proj_selector=0, zero_init_logits_layer=False,
-        fine_tune_after_block=-1, lineareval_while_pretraining=True)
-
-
-def build_model(cfg, image_size, precision, micro_batch_size=0,
-                jit_compile=False, steps_per_execution=1):
-    """A compiled pretraining SimCLRModel with LARS, as experiment.Experiment builds it."""
-    keras.mixed_precision.set_global_policy(precision)
-    keras.utils.set_random_seed(0)
-    model = build.build_model(
-        cfg, num_classes=NUM_CLASSES, train_mode="pretrain",
-        image_size=image_size)
-    objective = objectives.Objective(
-        "pretrain", temperature=0.1,
-        weight_decay=optim.weight_decay_policy("lars", 1e-6))
-    model.compile(optimizer=optim.build_optimizer(
-        "lars", 0.3, momentum=0.9, weight_decay=1e-6), objective=objective,
-        micro_batch_size=micro_batch_size,
-        jit_compile=jit_compile, steps_per_execution=steps_per_execution)
-    model.optimizer.build(model.trainable_variables)
-    return model
+# A child process prints its result dict on a line starting with this.
+RESULT_PREFIX = "CHILD_RESULT "
 
 
 def clocks():
@@ -255,51 +181,33 @@ def row_child(spec, args):
     with batch_norm.fused_by_default(VARIANTS[spec["variant"]][1]):
         result = run_throughput(spec["config"], spec["variant"], args)
     result["peak_rss_mb"] = proc_status_mb("VmHWM")
-    print("ROW_RESULT " + json.dumps(result), flush=True)
+    print(RESULT_PREFIX + json.dumps(result), flush=True)
 
 
-def run_row(config, variant, argv, timeout):
-    """Runs `row_child` in a subprocess (its own peak memory); a dict."""
-    spec = {"config": config, "variant": variant}
+def run_child(argv, spec, timeout):
+    """Runs this script with `argv` (a --*_child flag last, given `spec`) in
+    a subprocess, so that the measurement has its own peak memory.
+
+    Returns:
+      The dict the child printed after RESULT_PREFIX, or `spec` with "error".
+    """
     try:
         proc = subprocess.run(
-            [sys.executable, os.path.abspath(__file__), *argv, "--row_child",
-             json.dumps(spec)], capture_output=True, text=True, timeout=timeout)
+            [sys.executable, os.path.abspath(__file__), *argv, json.dumps(spec)],
+            capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired:
         return dict(spec, error=f"timed out after {timeout} s")
     for line in proc.stdout.splitlines():
-        if line.startswith("ROW_RESULT "):
-            return json.loads(line[len("ROW_RESULT "):])
+        if line.startswith(RESULT_PREFIX):
+            return json.loads(line[len(RESULT_PREFIX):])
     return dict(spec, error=f"exit code {proc.returncode}: "
                 f"{proc.stderr.strip().splitlines()[-1:]}")
 
 
-def summarize(rows):
-    """Median over repeats per (config, variant); speed-ups against the
-    first variant of the same config, taken within each repeat."""
-    groups = {}
-    for row in rows:
-        if "error" not in row:
-            groups.setdefault((row["config"], row["variant"]), []).append(row)
-    summary = []
-    for (config, variant), group in groups.items():
-        base = {r["repeat"]: r for r in groups.get(
-            (config, group[0]["baseline"]), [])}
-        paired = [(r, base[r["repeat"]]) for r in group if r["repeat"] in base]
-        speedups = [r["full_images_per_s"] / b["full_images_per_s"]
-                    for r, b in paired]
-        # CPU seconds per step: what a loaded machine stretches least.
-        cpu_speedups = [b["full_cpu_s_per_step"] / r["full_cpu_s_per_step"]
-                        for r, b in paired]
-        median = {k: float(np.median([r[k] for r in group])) for k in (
-            "full_images_per_s", "full_ms_per_step", "bare_images_per_s",
-            "bare_ms_per_step", "full_over_bare", "full_over_bare_cpu",
-            "full_cpu_s_per_step", "peak_rss_mb")}
-        summary.append(dict(group[0], **median, repeats=len(group),
-                            speedup=float(np.median(speedups)) if speedups else None,
-                            speedup_cpu=(float(np.median(cpu_speedups))
-                                         if cpu_speedups else None)))
-    return summary
+def run_row(config, variant, argv, timeout):
+    """Runs `row_child` in a subprocess; a dict."""
+    return run_child([*argv, "--row_child"], {"config": config, "variant": variant},
+                     timeout)
 
 
 def proc_status_mb(field):
@@ -346,23 +254,13 @@ def memory_child(spec):
     if gpu:
         info = tf.config.experimental.get_memory_info("GPU:0")
         result["gpu_peak_mb"] = info["peak"] / 2**20
-    print("MEMORY_RESULT " + json.dumps(result), flush=True)
+    print(RESULT_PREFIX + json.dumps(result), flush=True)
 
 
 def run_memory(batch, width, micro_batch_size, timeout):
     """Runs `memory_child` in a subprocess; returns its result dict."""
     spec = {"batch": batch, "width": width, "micro_batch_size": micro_batch_size}
-    try:
-        proc = subprocess.run(
-            [sys.executable, os.path.abspath(__file__), "--memory_child",
-             json.dumps(spec)], capture_output=True, text=True, timeout=timeout)
-    except subprocess.TimeoutExpired:
-        return dict(spec, error=f"timed out after {timeout} s")
-    for line in proc.stdout.splitlines():
-        if line.startswith("MEMORY_RESULT "):
-            return json.loads(line[len("MEMORY_RESULT "):])
-    return dict(spec, error=f"exit code {proc.returncode}: "
-                f"{proc.stderr.strip().splitlines()[-1:]}")
+    return run_child(["--memory_child"], spec, timeout)
 
 
 def device_string():
@@ -379,38 +277,6 @@ def device_string():
     except (OSError, StopIteration):
         pass
     return f"{model}, {len(os.sched_getaffinity(0))} cores"
-
-
-def print_tables(throughput, memory):
-    """Prints the throughput table (medians) and the memory table."""
-    header = (f"{'config':<21}{'variant':<16}{'batch':>6}{'full img/s':>11}"
-              f"{'full ms':>9}{'bare img/s':>11}{'full/bare':>10}"
-              f"{'CPU f/b':>8}{'peak MB':>9}{'speed-up':>9}{'CPU s':>7}"
-              f"{'CPU speed-up':>13}")
-    if throughput:
-        print(header)
-        print("-" * len(header))
-    for r in throughput:
-        speedup, cpu_speedup = ("-" if x is None else f"{x:.2f}x"
-                                for x in (r["speedup"], r["speedup_cpu"]))
-        print(f"{r['config']:<21}{r['variant']:<16}{r['batch']:>6}"
-              f"{r['full_images_per_s']:>11.1f}{r['full_ms_per_step']:>9.0f}"
-              f"{r['bare_images_per_s']:>11.1f}{r['full_over_bare']:>10.2f}"
-              f"{r['full_over_bare_cpu']:>8.2f}{r['peak_rss_mb']:>9.0f}"
-              f"{speedup:>9}{r['full_cpu_s_per_step']:>7.2f}{cpu_speedup:>13}")
-    if memory:
-        print(f"\n{'memory (ResNet-18 32px)':<26}{'batch':>6}{'width':>7}"
-              f"{'micro':>7}{'RSS before MB':>15}{'peak RSS MB':>13}"
-              f"{'GPU peak MB':>13}{'step s':>8}")
-        for m in memory:
-            if "error" in m:
-                print(f"{'':<26}{m['batch']:>6}{m['width']:>7}"
-                      f"{m['micro_batch_size']:>7}  error: {m['error']}")
-                continue
-            gpu = f"{m['gpu_peak_mb']:.0f}" if "gpu_peak_mb" in m else "-"
-            print(f"{'':<26}{m['batch']:>6}{m['width']:>7}"
-                  f"{m['micro_batch_size']:>7}{m['rss_before_step_mb']:>15.0f}"
-                  f"{m['peak_rss_mb']:>13.0f}{gpu:>13}{m['step_s']:>8.1f}")
 
 
 def parse_args(argv):
