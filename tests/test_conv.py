@@ -55,11 +55,11 @@ def _output_and_gradients(layer, x, upstream):
 
 @pytest.mark.parametrize("kernel_size", [3, 1])
 def test_bf16_layer_matches_keras_conv(kernel_size):
-    shape = (4, 4, 4, 16)
-    reference, layer = _pair(8, kernel_size, shape, "mixed_bfloat16")
+    shape = (4, 4, 4, 128)
+    reference, layer = _pair(128, kernel_size, shape, "mixed_bfloat16")
     x = tf.random.stateless_uniform(shape, [0, 1])
     assert layer.uses_matmul_gradient(tf.cast(x, tf.bfloat16))
-    upstream = tf.random.stateless_normal((4, 4, 4, 8), [0, 2])
+    upstream = tf.random.stateless_normal((4, 4, 4, 128), [0, 2])
     expected = _output_and_gradients(reference, x, upstream)
     actual = _output_and_gradients(layer, x, upstream)
     np.testing.assert_array_equal(actual[0], expected[0])   # same forward op
@@ -71,10 +71,11 @@ def test_bf16_layer_matches_keras_conv(kernel_size):
 
 
 def test_bf16_layer_trains_inside_tf_function():
-    shape = (2, 4, 4, 8)
-    reference, layer = _pair(8, 3, shape, "mixed_bfloat16")
+    shape = (2, 4, 4, 128)
+    reference, layer = _pair(128, 3, shape, "mixed_bfloat16")
     x = tf.random.stateless_uniform(shape, [1, 1])
     upstream = tf.random.stateless_normal(shape, [1, 2])
+    assert layer.uses_matmul_gradient(tf.cast(x, tf.bfloat16))
     compiled = tf.function(lambda: _output_and_gradients(layer, x, upstream)[2])
     expected = _output_and_gradients(reference, x, upstream)[2]
     scale = float(tf.reduce_max(tf.abs(expected)))
@@ -82,12 +83,13 @@ def test_bf16_layer_trains_inside_tf_function():
 
 
 def test_matmul_gradient_only_where_it_pays(monkeypatch):
-    small = tf.zeros((2, 8, 8, 4), tf.bfloat16)
-    layer = Conv2D(4, 3, padding="same", dtype="mixed_bfloat16")
+    small = tf.zeros((2, 8, 8, 128), tf.bfloat16)
+    layer = Conv2D(128, 3, padding="same", dtype="mixed_bfloat16")
     assert layer.uses_matmul_gradient(small)                      # 8 x 8 = 64 pixels
-    assert not layer.uses_matmul_gradient(tf.zeros((2, 9, 8, 4), tf.bfloat16))
+    assert not layer.uses_matmul_gradient(tf.zeros((2, 9, 8, 128), tf.bfloat16))
+    assert not layer.uses_matmul_gradient(small[..., :64])        # 64 x 128 channels
     assert not layer.uses_matmul_gradient(tf.cast(small, tf.float32))
-    strided = Conv2D(4, 3, strides=2, padding="valid", dtype="mixed_bfloat16")
+    strided = Conv2D(128, 3, strides=2, padding="valid", dtype="mixed_bfloat16")
     assert not strided.uses_matmul_gradient(small)                # slow strided slices
     monkeypatch.setattr(conv, "_on_cpu_only", lambda: False)
     assert not layer.uses_matmul_gradient(small)                  # GPU/TPU: native

@@ -13,23 +13,27 @@ kernel tap ``(i, j)``::
     dW[i, j] = X_ij^T @ dY
 
 with ``dY`` the output gradient as ``[B * Ho * Wo, C_out]`` and ``X_ij`` the
-input pixels that tap ``(i, j)`` reads, as ``[B * Ho * Wo, C_in]`` (a strided
-slice of the padded input). When ``Ho * Wo`` is small, ``X_ij`` is small, and
-oneDNN's bf16 matrix product runs near the machine's peak. The forward pass
+input pixels that tap ``(i, j)`` reads, as ``[B * Ho * Wo, C_in]`` (a slice of the
+padded input). When ``Ho * Wo`` is small, ``X_ij`` is small, and oneDNN's
+bf16 matrix product runs near the machine's peak. The forward pass
 and the input gradient are TensorFlow's own convolution ops.
 
 The matrix-product kernel gradient is used only where it pays: bfloat16
-compute, no GPU or TPU visible, output of at most
-``SMALL_OUTPUT_PIXELS`` pixels. Everywhere else the layer is exactly
+compute, no GPU or TPU visible, stride 1 (strided slices are slow), output
+of at most ``SMALL_OUTPUT_PIXELS`` pixels and at least ``MIN_CHANNEL_PAIRS``
+input x output channels. Everywhere else the layer is exactly
 ``keras.layers.Conv2D`` (same variables, same ops).
 """
 
 import keras
 import tensorflow as tf
 
-# Largest Ho * Wo for the matrix-product kernel gradient (8 x 8: where it
-# overtakes oneDNN's bf16 Conv2DBackpropFilter on an AVX512_BF16 CPU).
+# Where the matrix-product kernel gradient overtakes oneDNN's bf16
+# Conv2DBackpropFilter on an AVX512_BF16 CPU (AMD EPYC, TF 2.21): outputs of
+# at most 8 x 8 pixels with at least 128 x 128 channel pairs (7 x 7 x 64 -> 64
+# is 20% slower as matrix products; 4 x 4 x 512 -> 512 is 3x faster).
 SMALL_OUTPUT_PIXELS = 64
+MIN_CHANNEL_PAIRS = 128 * 128
 
 
 def _on_cpu_only():
@@ -100,7 +104,9 @@ class Conv2D(keras.layers.Conv2D):
             return False
         out_h, out_w = (_output_size(n, k, s, self.padding) for n, k, s in
                         zip(sizes, self.kernel_size, self.strides))
-        return out_h * out_w <= SMALL_OUTPUT_PIXELS and _on_cpu_only()
+        return (out_h * out_w <= SMALL_OUTPUT_PIXELS
+                and inputs.shape[3] * self.filters >= MIN_CHANNEL_PAIRS
+                and _on_cpu_only())
 
     def convolution_op(self, inputs, kernel):
         """``[B, H, W, C_in]`` conv ``[kh, kw, C_in, C_out]`` -> ``[B, Ho, Wo, C_out]``."""
