@@ -23,6 +23,8 @@ import tensorflow as tf
 from export import module as module_lib
 from export import preflight
 from export import single_replica_bn
+from simclr_tf2.errors import WriteError
+from simclr_tf2.errors import io_reason
 
 EXPORT_INFO = os.path.join("assets.extra", "simclr_export.json")
 
@@ -149,7 +151,9 @@ def save_module(module, export_dir, image_size, *,
 
     Raises:
       ExportError: `export_dir` exists and overwrite is False, or cannot
-        be written.
+        be created.
+      WriteError: writing the export failed (full disk, ...); the partial
+        copy is removed and an existing `export_dir` is left as it was.
     """
     export_dir = preflight.check_destination(export_dir, overwrite)
     parent, name = os.path.split(export_dir)
@@ -172,6 +176,12 @@ def save_module(module, export_dir, image_size, *,
             info or {}, image_size=image_size, signatures=sorted(signatures),
             variables=variables, trainable_variables=trainable))
         _move_into_place(tmp, export_dir)
+    except (OSError, tf.errors.OpError) as err:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise WriteError(
+            f"cannot write the export {export_dir} ({io_reason(err)}); nothing "
+            "was changed there. Free space (or fix permissions) and export "
+            "again.") from err
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -6,6 +6,8 @@ import time
 import keras
 import tensorflow as tf
 
+from simclr_tf2 import checkpoints
+
 from simclr_tf2.errors import TrainingDivergedError  # noqa: F401  (re-exported)
 
 
@@ -99,7 +101,7 @@ class CheckpointSaver(keras.callbacks.Callback):
     def _save(self):
         step = _step(self.model)
         if self._healthy and step != self._saved_step:
-            self.manager.save(checkpoint_number=step)
+            checkpoints.save(self.manager, step)
             self._saved_step = step
         if self.summary_writer is not None:
             self.summary_writer.flush()

@@ -5,17 +5,23 @@ and the `ckpt-N.index` first and only then atomically replaces the
 `checkpoint` file (temporary file + rename), so a kill at any moment leaves
 the previous checkpoint loadable. TF does not fsync, so after a full disk or
 a crash of the machine the newest checkpoint can still be truncated:
-`restore_latest` then falls back to the newest readable one.
+`restore_latest` then falls back to the newest readable one. A write that
+fails (`save`: full disk, permissions) removes its partial files and stops
+the run with one line; the earlier checkpoints stay as they were.
 """
 
+import glob
 import logging
 import os
+import shutil
 
 import tensorflow as tf
 from tensorflow.core.protobuf import trackable_object_graph_pb2
 
 from simclr_tf2.errors import CheckpointMismatchError  # noqa: F401  (re-exported)
 from simclr_tf2.errors import DamagedCheckpointError
+from simclr_tf2.errors import WriteError
+from simclr_tf2.errors import io_reason
 
 logger = logging.getLogger(__name__)
 
@@ -60,6 +66,43 @@ def make_manager(model, optimizer, model_dir, max_to_keep):
     manager = tf.train.CheckpointManager(checkpoint, model_dir,
                                          max_to_keep=max_to_keep)
     return checkpoint, manager
+
+
+def save(manager, step):
+    """Writes checkpoint `step` with `manager`; returns its path.
+
+    Raises:
+      WriteError: the files could not be written (full disk, permissions,
+        ...). The partial files of `step` are removed first, so the model_dir
+        holds exactly the earlier checkpoints, and the message names the
+        newest of them, from which rerunning the same command resumes.
+    """
+    try:
+        return manager.save(checkpoint_number=step)
+    except (OSError, tf.errors.OpError) as err:
+        _remove_unlisted(manager, step)
+        latest = manager.latest_checkpoint
+        kept = (f"{os.path.basename(latest)} is the last good checkpoint"
+                if latest else "no earlier checkpoint was written")
+        raise WriteError(
+            f"cannot write checkpoint {step} in {manager.directory} "
+            f"({io_reason(err)}); {kept}. Free space (or fix permissions) "
+            "there and rerun the same command to resume.") from err
+
+
+def _remove_unlisted(manager, step):
+    """Deletes the files a failed save of `step` left (ckpt-N_temp, ckpt-N.*)."""
+    prefix = os.path.join(manager.directory, f"ckpt-{step}")
+    if prefix in manager.checkpoints:
+        return  # an earlier, complete save of the same step: keep it
+    for path in glob.glob(prefix + "_temp*") + glob.glob(prefix + ".*"):
+        if os.path.isdir(path):
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            try:
+                os.remove(path)
+            except OSError:
+                pass
 
 
 def resolve_checkpoint_path(path):

@@ -38,6 +38,21 @@ class DamagedCheckpointError(UserError):
     """A checkpoint whose files cannot be read (truncated, corrupt or missing)."""
 
 
+class WriteError(UserError):
+    """A checkpoint or export that could not be written (full disk, permissions)."""
+
+
+def io_reason(err):
+    """A short reason for a failed write: 'no space left on device', ... or its first line."""
+    text = str(err)
+    for known in ("No space left on device", "Permission denied",
+                  "Read-only file system", "Disk quota exceeded"):
+        if known.lower() in text.lower():
+            return known.lower()
+    text = text.strip()
+    return text.splitlines()[0][:200] if text else type(err).__name__
+
+
 class TrainingDivergedError(UserError, RuntimeError):
     """The loss became NaN or Inf; the last good checkpoint is kept."""
 

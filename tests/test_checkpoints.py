@@ -6,6 +6,7 @@ import os
 
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from simclr_tf2 import checkpoints
 from simclr_tf2 import errors
@@ -146,3 +147,50 @@ def test_no_readable_checkpoint_is_one_user_error(tmp_path):
     _truncate(str(tmp_path / "ckpt-2.index"))
     with pytest.raises(errors.DamagedCheckpointError, match="ckpt-2 is damaged"):
         checkpoints.resolve_checkpoint_path(str(tmp_path / "ckpt-2"))
+
+
+def test_failed_save_is_one_line_removes_partial_files_keeps_previous(
+        tmp_path, monkeypatch):
+    source = _train_a_step(make_model())
+    ckpt, manager = checkpoints.make_manager(source, source.optimizer,
+                                             str(tmp_path), 3)
+    checkpoints.save(manager, 1)
+    saved = [v.numpy() for v in source.variables]
+    source.train_step(batch())  # the weights move on
+
+    def fill_the_disk(checkpoint_number):
+        partial = tmp_path / f"ckpt-{checkpoint_number}_temp"
+        partial.mkdir()
+        (partial / "part-00000-of-00001.data-00000-of-00001").write_bytes(b"xx")
+        (tmp_path / f"ckpt-{checkpoint_number}.index").write_bytes(b"x")
+        raise tf.errors.ResourceExhaustedError(
+            None, None, f"{partial}/part.tempstate1; No space left on device")
+
+    monkeypatch.setattr(manager, "save", fill_the_disk)
+    with pytest.raises(errors.WriteError) as raised:
+        checkpoints.save(manager, 2)
+    message = str(raised.value)
+    assert "\n" not in message
+    assert "no space left on device" in message and "ckpt-1 is the last good" in message
+    assert sorted(os.listdir(tmp_path)) == [
+        "checkpoint", "ckpt-1.data-00000-of-00001", "ckpt-1.index"]
+
+    target = make_model()
+    ckpt2, _ = checkpoints.make_manager(target, target.optimizer, str(tmp_path), 3)
+    assert checkpoints.restore_latest(ckpt2, str(tmp_path)).endswith("ckpt-1")
+    for expected, variable in zip(saved, target.variables):
+        np.testing.assert_array_equal(variable.numpy(), expected)
+
+
+def test_failed_resave_of_a_listed_step_keeps_its_files(tmp_path, monkeypatch):
+    source = make_model()
+    _, manager = checkpoints.make_manager(source, source.optimizer, str(tmp_path), 3)
+    checkpoints.save(manager, 1)
+
+    def fail(checkpoint_number):
+        raise OSError(13, "Permission denied")
+
+    monkeypatch.setattr(manager, "save", fail)
+    with pytest.raises(errors.WriteError, match="permission denied"):
+        checkpoints.save(manager, 1)
+    assert "ckpt-1.index" in os.listdir(tmp_path)

@@ -1,6 +1,7 @@
 """Unit tests of export/ that need no fresh process: heads, atomic writes,
 pruning, request validation, decoding, and the export of a whole run."""
 
+import errno
 import os
 import subprocess
 import sys
@@ -15,6 +16,7 @@ from export import module as module_lib
 from export import preflight
 from export import saved_model
 from export import single_replica_bn
+from simclr_tf2 import errors
 from simclr_tf2.data import augment
 from simclr_tf2.models import build
 from tests.test_export import (IMAGE, ROOT, fresh_python, model_config,
@@ -65,15 +67,16 @@ def _half_write_then_fail(obj, path, *args, **kwargs):
     os.makedirs(os.path.join(path, "variables"), exist_ok=True)
     with open(os.path.join(path, "saved_model.pb"), "wb") as f:
         f.write(b"partial")
-    raise OSError("disk full")
+    raise OSError(errno.ENOSPC, "No space left on device", path)
 
 
 def test_failed_save_leaves_nothing_and_keeps_previous(tmp_path, monkeypatch):
     target = tmp_path / "out"
     module = _TinyModule()
     monkeypatch.setattr(tf.saved_model, "save", _half_write_then_fail)
-    with pytest.raises(OSError, match="disk full"):
+    with pytest.raises(errors.WriteError, match="no space left on device") as raised:
         saved_model.save_module(module, str(target), 8)
+    assert "\n" not in str(raised.value) and str(target) in str(raised.value)
     assert os.listdir(tmp_path) == []
     monkeypatch.undo()
 
@@ -81,7 +84,7 @@ def test_failed_save_leaves_nothing_and_keeps_previous(tmp_path, monkeypatch):
     with pytest.raises(preflight.ExportError, match="already exists"):
         saved_model.save_module(module, str(target), 8)
     monkeypatch.setattr(tf.saved_model, "save", _half_write_then_fail)
-    with pytest.raises(OSError):
+    with pytest.raises(errors.WriteError):
         saved_model.save_module(module, str(target), 8, overwrite=True)
     assert os.listdir(tmp_path) == ["out"]
     assert tf.saved_model.load(str(target)).scale.numpy() == 2.0
