@@ -101,3 +101,64 @@ def test_same_variables_as_keras_conv():
             [(v.path.split("/")[-1], tuple(v.shape)) for v in reference.weights])
     config = layer.get_config()
     assert keras.layers.Conv2D.from_config(config).get_config() == config
+
+
+def _encoder_kernel_gradients(encoder, images):
+    with tf.GradientTape() as tape:
+        features = encoder(images, training=True)["final_avg_pool"]
+        loss = tf.reduce_sum(tf.square(tf.cast(features, tf.float32)))
+    kernels = [v for v in encoder.trainable_variables if "kernel" in v.path]
+    return dict(zip([v.path for v in kernels], tape.gradient(loss, kernels)))
+
+
+def test_resnet_bf16_step_takes_matmul_gradient_and_matches_native(monkeypatch):
+    from simclr_tf2.models.resnet import ResNet
+    encoder = ResNet(depth=18, width_multiplier=0.25, cifar_stem=True,
+                     dtype="mixed_bfloat16")  # last group: 128 channels at 4 x 4
+    images = tf.random.stateless_uniform((4, 32, 32, 3), [2, 0])
+    encoder(images)
+    convs = [layer for layer in encoder._flatten_layers() if isinstance(layer, Conv2D)]
+    assert convs and all(type(layer) is Conv2D for layer in convs)
+    step = tf.function(lambda: _encoder_kernel_gradients(encoder, images))
+    calls = []
+    original = conv.kernel_gradient_by_matmul
+    monkeypatch.setattr(conv, "kernel_gradient_by_matmul",
+                        lambda *a: calls.append(a[2]) or original(*a))
+    fast = step()
+    assert len(calls) == 3  # block 1's second conv, block 2's two convs
+    monkeypatch.setattr(conv, "_on_cpu_only", lambda: False)
+    native = tf.function(lambda: _encoder_kernel_gradients(encoder, images))()
+    for path, expected in native.items():
+        scale = float(tf.reduce_max(tf.abs(expected))) + 1e-12
+        np.testing.assert_allclose(fast[path], expected, atol=3e-2 * scale,
+                                   err_msg=path)
+
+
+class _Wrapper(tf.Module):
+    """A [2, 4, 4, 128] -> [2, 4, 4, 128] bf16 conv as a SavedModel sees it."""
+
+    def __init__(self, layer):
+        super().__init__()
+        self.layer = layer
+        self.kernel = layer.kernel.value  # the tf.Variable, tracked here
+
+    @tf.function(input_signature=[tf.TensorSpec((2, 4, 4, 128), tf.float32)])
+    def __call__(self, images):
+        return self.layer(images)
+
+
+def test_saved_model_keeps_a_trainable_bf16_conv(tmp_path):
+    layer = Conv2D(128, 3, padding="same", use_bias=False, dtype="mixed_bfloat16")
+    x = tf.random.stateless_uniform((2, 4, 4, 128), [3, 0])
+    assert layer.uses_matmul_gradient(tf.cast(x, tf.bfloat16))
+    layer(x)
+    module = _Wrapper(layer)
+    tf.saved_model.save(module, str(tmp_path))
+    loaded = tf.saved_model.load(str(tmp_path))
+    gradients = []
+    for model in (module, loaded):
+        with tf.GradientTape() as tape:
+            loss = tf.reduce_sum(tf.cast(model(x), tf.float32) ** 2)
+        gradients.append(tape.gradient(loss, model.kernel))
+    assert gradients[1] is not None
+    np.testing.assert_allclose(gradients[1], gradients[0], rtol=1e-6)
