@@ -42,6 +42,7 @@ import tensorflow as tf  # noqa: E402
 from synthetic_setup import build_model  # noqa: E402
 from synthetic_setup import model_config  # noqa: E402
 from throughput import CONFIGS  # noqa: E402
+from throughput import bare_step_times  # noqa: E402
 from throughput import make_bare_step  # noqa: E402
 
 CONV_OPS = ("Conv2D", "Conv2DBackpropInput", "Conv2DBackpropFilter")
@@ -118,15 +119,9 @@ def conv_rate(dtype, batch, side, channels, repeats):
 
 
 def bare_seconds(step, repeats):
-    """Median seconds of `repeats` synchronised bare steps (after 2 warm-ups)."""
-    for _ in range(2):
-        float(step())
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        float(step())
-        times.append(time.perf_counter() - start)
-    return float(np.median(times))
+    """Median wall seconds of `repeats` synchronised bare steps (after 2 warm-ups)."""
+    bare_step_times(step, 2)
+    return float(np.median([wall for wall, _ in bare_step_times(step, repeats)]))
 
 
 def main():

@@ -7,7 +7,6 @@ import keras
 import tensorflow as tf
 
 from simclr_tf2 import checkpoints
-
 from simclr_tf2.errors import TrainingDivergedError  # noqa: F401  (re-exported)
 
 

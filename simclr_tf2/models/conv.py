@@ -3,8 +3,7 @@
 On CPUs, oneDNN's bfloat16 kernel-gradient convolution
 (``Conv2DBackpropFilter``) is slow when the output is small: at 4x4 x 512
 channels it runs at a quarter of the bf16 forward convolution's rate,
-slower than float32 (``benchmarks/roofline.py`` and README's Performance
-section have the figures). Those are ResNet's last two block groups on
+slower than float32 (README's Performance section has the figures). Those are ResNet's last two block groups on
 32 px inputs, and the ImageNet ResNets' last group.
 
 The kernel gradient of a convolution is a sum of matrix products, one per
@@ -13,8 +12,8 @@ kernel tap ``(i, j)``::
     dW[i, j] = X_ij^T @ dY
 
 with ``dY`` the output gradient as ``[B * Ho * Wo, C_out]`` and ``X_ij`` the
-input pixels that tap ``(i, j)`` reads, as ``[B * Ho * Wo, C_in]`` (a slice of the
-padded input). When ``Ho * Wo`` is small, ``X_ij`` is small, and oneDNN's
+input pixels that tap ``(i, j)`` reads, as ``[B * Ho * Wo, C_in]`` (a
+slice of the padded input). When ``Ho * Wo`` is small, ``X_ij`` is small, and oneDNN's
 bf16 matrix product runs near the machine's peak. The forward pass
 and the input gradient are TensorFlow's own convolution ops.
 
