@@ -139,6 +139,9 @@ def main():
     args = parser.parse_args()
 
     depth, width, stem, size, batch, _, _, _ = CONFIGS[args.config]
+    if args.original_s_per_step and args.batch not in (0, batch):
+        parser.error(f"--original_s_per_step is for the work of batch {batch} "
+                     f"(vs_original.py); drop --batch={args.batch} to compare")
     batch = args.batch or batch
     rows = []
     for precision in args.precisions.split(","):
