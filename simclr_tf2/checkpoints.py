@@ -192,8 +192,11 @@ def listed_checkpoints(model_dir):
     return paths
 
 
-def restore_latest(checkpoint, model_dir):
+def restore_latest(checkpoint, model_dir, newest=None):
     """Resumes from the newest readable checkpoint in `model_dir`, if any.
+
+    With `newest` (a path listed in `model_dir/checkpoint`), checkpoints
+    listed as newer than it are not considered.
 
     A damaged newest checkpoint (truncated by a full disk, say) is skipped
     with one warning naming it; its files are not deleted (the resumed run's
@@ -208,6 +211,8 @@ def restore_latest(checkpoint, model_dir):
       CheckpointMismatchError: the newest readable one does not fit.
     """
     paths = listed_checkpoints(model_dir)
+    if newest in paths:
+        paths = paths[paths.index(newest):]
     for path in paths:
         try:
             restore(checkpoint, path, "model")

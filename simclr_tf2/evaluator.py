@@ -96,8 +96,12 @@ class Evaluator:
         Returns:
           The last result.
 
+        A damaged checkpoint (truncated by a full disk, say) is skipped with a
+        warning, and the newest readable one before it is evaluated instead.
+
         Raises:
           CheckpointMismatchError: no checkpoint within --eval_timeout_secs.
+          DamagedCheckpointError: every checkpoint listed is damaged.
         """
         exp = self.experiment
         dataset, result = self.eval_dataset(), None
@@ -107,12 +111,15 @@ class Evaluator:
             restore = tf.train.Checkpoint(
                 model=checkpoints.model_trackable(exp.model),
                 global_step=exp.optimizer.iterations)
-            checkpoints.restore(restore, path, "model")
+            # A damaged newest checkpoint: the newest readable one before it
+            # (with a warning naming it), as a resumed training does.
+            checkpoints.restore_latest(restore, model_dir, newest=path)
             result = self.evaluate(dataset)
             if on_result:
                 on_result(result)
             final = recorded_final_step(model_dir)
-            if exp.global_step >= min(exp.total_steps, final or exp.total_steps):
+            step = max(exp.global_step, checkpoints.checkpoint_step(path))
+            if step >= min(exp.total_steps, final or exp.total_steps):
                 break
         if result is None:
             raise errors.CheckpointMismatchError(

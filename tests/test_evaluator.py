@@ -1,7 +1,10 @@
 """Tests of simclr_tf2/evaluator.py on a tiny digits run."""
 
+import glob
 import json
+import logging
 import os
+import time
 import types
 
 import pytest
@@ -57,3 +60,21 @@ def test_evaluate_checkpoints_without_any_checkpoint_is_one_clear_error(tmp_path
                                           eval_timeout_secs=1))
     with pytest.raises(ValueError, match="no checkpoint appeared"):
         evaluator.evaluate_checkpoints()
+
+
+def test_evaluate_checkpoints_falls_back_from_a_damaged_final_checkpoint(
+        tmp_path, caplog):
+    trained = tiny_experiment(tmp_path, train_steps=2, checkpoint_steps=1)
+    Trainer(trained).train()
+    final_data = glob.glob(str(tmp_path / "ckpt-2.data-*"))[0]
+    with open(final_data, "r+b") as f:  # truncated, as by a full disk
+        f.truncate(os.path.getsize(final_data) // 2)
+    evaluator = Evaluator(tiny_experiment(tmp_path, train_steps=2,
+                                          eval_timeout_secs=60))
+    start = time.time()
+    with caplog.at_level(logging.WARNING):
+        result = evaluator.evaluate_checkpoints()
+    assert result["global_step"] == 1.0  # ckpt-1, the newest readable one
+    assert time.time() - start < 30  # ends at the final step: no 60 s wait
+    assert any("ckpt-2" in r.getMessage() and "damaged" in r.getMessage()
+               for r in caplog.records if r.levelno == logging.WARNING)
