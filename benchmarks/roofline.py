@@ -26,9 +26,7 @@ it that any implementation using these kernels could reach. JSON with
 import argparse
 import json
 import os
-import platform
 import sys
-import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
@@ -43,6 +41,7 @@ from synthetic_setup import build_model  # noqa: E402
 from synthetic_setup import model_config  # noqa: E402
 from throughput import CONFIGS  # noqa: E402
 from throughput import bare_step_times  # noqa: E402
+from throughput import device_string  # noqa: E402
 from throughput import make_bare_step  # noqa: E402
 
 CONV_OPS = ("Conv2D", "Conv2DBackpropInput", "Conv2DBackpropFilter")
@@ -88,16 +87,9 @@ def step_flops(step):
 
 
 def timed_rate(fn, flops, repeats):
-    """FLOP/s of the fastest of `repeats` synchronised calls of `fn`."""
-    fn()  # trace, warm up
-    best = min(_seconds(fn) for _ in range(repeats))
-    return flops / best
-
-
-def _seconds(fn):
-    start = time.perf_counter()
-    fn().numpy()
-    return time.perf_counter() - start
+    """FLOP/s of the fastest of `repeats` synchronised calls of `fn` (after one warm-up)."""
+    bare_step_times(fn, 1)
+    return flops / min(wall for wall, _ in bare_step_times(fn, repeats))
 
 
 def matmul_peak(dtype, side, repeats):
@@ -167,7 +159,7 @@ def main():
         keras.backend.clear_session()
 
     print(f"{args.config}, batch {batch} ({2 * batch} views of {size} px), "
-          f"{_device()}, TF {tf.__version__}")
+          f"{device_string()}, TF {tf.__version__}")
     print("| precision | GFLOP/step | peak GFLOP/s | 3x3 conv GFLOP/s | floor s/step "
           "| bare s/step | bare GFLOP/s | share of peak | max vs original | bare vs original |")
     print("|---|---|---|---|---|---|---|---|---|---|")
@@ -180,7 +172,7 @@ def main():
               f"| {100 * r['bare_share_of_peak']:.0f}% | {vs} |")
     if args.out:
         with open(args.out, "w") as f:
-            json.dump({"config": args.config, "batch": batch, "device": _device(),
+            json.dump({"config": args.config, "batch": batch, "device": device_string(),
                        "tensorflow": tf.__version__, "args": vars(args), "rows": rows},
                       f, indent=2)
         print(f"wrote {args.out}")
@@ -189,13 +181,6 @@ def main():
 def _widest_full_res(width):
     """Channels of the first block group (its convs run at full resolution)."""
     return max(1, int(round(64 * width)))
-
-
-def _device():
-    gpus = tf.config.list_physical_devices("GPU")
-    if gpus:
-        return tf.config.experimental.get_device_details(gpus[0]).get("device_name", "GPU")
-    return f"{platform.processor() or platform.machine()}, {len(os.sched_getaffinity(0))} cores"
 
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@ from tensorflow.core.protobuf import trackable_object_graph_pb2
 from simclr_tf2.errors import CheckpointMismatchError  # noqa: F401  (re-exported)
 from simclr_tf2.errors import DamagedCheckpointError
 from simclr_tf2.errors import WriteError
+from simclr_tf2.errors import first_line
 from simclr_tf2.errors import io_reason
 
 logger = logging.getLogger(__name__)
@@ -127,7 +128,7 @@ def resolve_checkpoint_path(path):
         tf.train.load_checkpoint(path)  # Reads the .index only.
     except (ValueError, tf.errors.OpError) as err:
         raise DamagedCheckpointError(
-            f"checkpoint {path} is damaged ({_first_line(err)}); pass an "
+            f"checkpoint {path} is damaged ({first_line(err)}); pass an "
             "older ckpt-N, or copy it again from where it came from.") from err
     return path
 
@@ -145,13 +146,8 @@ def damage(path):
         for name in reader.get_variable_to_shape_map():
             reader.get_tensor(name)
     except (IndexError, ValueError, tf.errors.OpError) as err:
-        return _first_line(err)
+        return first_line(err)
     return None
-
-
-def _first_line(err):
-    text = str(err).strip()
-    return text.splitlines()[0][:300] if text else type(err).__name__
 
 
 def restore(checkpoint, path, what):
@@ -175,7 +171,7 @@ def restore(checkpoint, path, what):
             raise error from err
         raise CheckpointMismatchError(
             f"checkpoint {path} does not match the {what} built from the "
-            f"flags ({_first_line(err)}); use the same architecture flags "
+            f"flags ({first_line(err)}); use the same architecture flags "
             "(resnet_depth, width_multiplier, sk_ratio, proj_head_mode, ...) "
             "as the run that wrote it.") from err
     return status

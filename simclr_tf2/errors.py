@@ -42,15 +42,20 @@ class WriteError(UserError):
     """A checkpoint or export that could not be written (full disk, permissions)."""
 
 
+def first_line(err, limit=300):
+    """The first line of an exception's message (at most `limit` characters)."""
+    text = str(err).strip()
+    return text.splitlines()[0][:limit] if text else type(err).__name__
+
+
 def io_reason(err):
     """A short reason for a failed write: 'no space left on device', ... or its first line."""
-    text = str(err)
+    text = str(err).lower()
     for known in ("No space left on device", "Permission denied",
                   "Read-only file system", "Disk quota exceeded"):
-        if known.lower() in text.lower():
+        if known.lower() in text:
             return known.lower()
-    text = text.strip()
-    return text.splitlines()[0][:200] if text else type(err).__name__
+    return first_line(err, limit=200)
 
 
 class TrainingDivergedError(UserError, RuntimeError):
