@@ -11,6 +11,7 @@ from tensorflow.core.protobuf import trackable_object_graph_pb2
 
 from export import saved_model
 from simclr_tf2 import checkpoints
+from simclr_tf2 import tasks
 from simclr_tf2.models import build
 
 GLOBAL_STEP_KEY = "global_step/.ATTRIBUTES/VARIABLE_VALUE"
@@ -75,16 +76,14 @@ def restore_model(config, checkpoint):
     """
     path = checkpoints.resolve_checkpoint_path(checkpoint)
     num_classes = num_classes_in_checkpoint(path)
-    train_mode = config.train.train_mode
-    if train_mode == "distill":
-        train_mode = "finetune"  # Same network; the teacher is not needed.
-    if train_mode != "pretrain" and not num_classes:
+    task = tasks.get(config.train.train_mode)
+    if task.requires_classes and not num_classes:
         raise checkpoints.CheckpointMismatchError(
             f"checkpoint {path} has no supervised head, but flags.json says "
             f"train_mode={config.train.train_mode}; pass a checkpoint of that run.")
     with saved_model.float32_policy():
         model = build.build_model(config.model, num_classes=num_classes,
-                                  train_mode=train_mode,
+                                  task=task,
                                   image_size=config.data.image_size)
     checkpoints.init_from_checkpoint(model, path, include_supervised_head=True)
     return model, _global_step(path), path

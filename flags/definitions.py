@@ -160,7 +160,7 @@ flags.DEFINE_integer(
     "--train_batch_size fits in memory. 0 = off.")
 flags.DEFINE_enum(
     "contrastive_loss", "nt_xent", ["nt_xent", "supcon"],
-    "Pretraining objective (objectives.CONTRASTIVE_LOSSES). nt_xent: SimCLR's "
+    "Pretraining contrastive loss. nt_xent: SimCLR's "
     "NT-Xent (each view's only positive is its other view). supcon: "
     "supervised contrastive loss (Khosla et al. 2020, L_sup_out): every other "
     "view with the same label is a positive too; needs a labelled dataset "

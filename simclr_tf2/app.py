@@ -15,6 +15,7 @@ from simclr_tf2 import config as config_lib
 from simclr_tf2 import distribute
 from simclr_tf2 import evaluate
 from simclr_tf2 import run_lock
+from simclr_tf2 import tasks
 from simclr_tf2.evaluator import Evaluator
 from simclr_tf2.experiment import Experiment
 from simclr_tf2.teacher import load_teacher
@@ -73,7 +74,7 @@ def _run(config, origin, printer, exporter, strategy, is_chief):
     if is_chief and (config.train.mode != "eval" or not os.path.exists(flags_path)):
         write_flags_json(config, origin)
     teacher = None
-    if config.train.train_mode == "distill":
+    if tasks.get(config.train.train_mode).needs_teacher:
         teacher = load_teacher(config.distillation.teacher, config.data.image_size)
         printer(f"teacher: {teacher.path} ({teacher.num_classes} classes)")
     experiment = Experiment(config, strategy, printer=printer, teacher=teacher)

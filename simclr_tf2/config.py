@@ -102,7 +102,7 @@ class OptimConfig(_Section):
 
 @dataclasses.dataclass(frozen=True)
 class LossConfig(_Section):
-    """The pretraining objective (see objectives.CONTRASTIVE_LOSSES)."""
+    """The pretraining loss (see tasks.CONTRASTIVE_LOSSES)."""
     contrastive_loss: str = "nt_xent"
     temperature: float = 0.1
     hidden_norm: bool = True

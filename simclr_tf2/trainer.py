@@ -1,7 +1,7 @@
 """Training: resume or initialise, fit to the final step, checkpoint, log.
 
 `Trainer` drives `model.fit` on an `experiment.Experiment`; what one step
-computes is the model's `train_step` with its `objectives.Objective`.
+computes is the model's `train_step` with the experiment's `tasks.Task`.
 """
 
 import math
@@ -33,11 +33,12 @@ class Trainer:
         self.printer = experiment.printer
 
     def train_dataset(self, seed_offset=0):
-        """Batches {"image": [B, S, S, 6 or 3], "label": [B]}, repeated."""
+        """Batches {"image": [B, S, S, 6 or 3], "label": [B], "id": [B]},
+        repeated."""
         exp, data = self.experiment, self.config.data
         return pipeline.build_train_dataset(
             exp.source, data.train_split, self.config.train.train_batch_size,
-            self.config.train.train_mode, data.image_size,
+            exp.task, data.image_size,
             data.color_jitter_strength, data.use_blur,
             seed=self.config.train.seed, cache=data.cache_dataset,
             example_ids=exp.example_ids, start_step=seed_offset,
@@ -110,7 +111,7 @@ class Trainer:
     def _write_example_views(self, dataset, writer, count=4):
         """A few augmented training inputs as TensorBoard images."""
         batch = next(iter(dataset.take(1)))["image"][:count]
-        views = tf.split(batch, batch.shape[-1] // 3, axis=-1)
+        views = self.experiment.task.views(batch)
         with writer.as_default(step=self.experiment.global_step):
             for i, view in enumerate(views):
                 tf.summary.image(f"augmented_view_{i + 1}", view, max_outputs=count)

@@ -93,9 +93,9 @@ def test_every_recipe_key_is_a_flag():
 
 
 def test_contrastive_loss_flag_reaches_the_loss_config(tmp_path):
-    from simclr_tf2 import objectives
+    from simclr_tf2 import tasks
     flag = absl_flags.FLAGS["contrastive_loss"]
-    assert sorted(flag.parser.enum_values) == sorted(objectives.CONTRASTIVE_LOSSES)
+    assert sorted(flag.parser.enum_values) == sorted(tasks.CONTRASTIVE_LOSSES)
     values, _ = simclr_flags.effective_values(parsed("--contrastive_loss=supcon"))
     config = simclr_flags.config_from_values(values, str(tmp_path))
     assert config.loss.contrastive_loss == "supcon"

@@ -1,5 +1,6 @@
 """Our SimCLRModel holding an original model's weights (for export, teachers, parity)."""
 
+from simclr_tf2 import tasks
 from simclr_tf2.config import ModelConfig
 from simclr_tf2.models import build
 from simclr_tf2.models import heads
@@ -46,7 +47,7 @@ def model_from_original(path, image_size=None):
     """A built SimCLRModel with every weight of the original model at `path`.
 
     Built by `build.build_model` like any run's model; with a supervised head
-    it is in "finetune" mode, whose classifier is a plain linear layer like
+    it is built for fine-tuning (`tasks.FinetuneTask`), whose classifier is a plain linear layer like
     the original's (pretraining mode would add an input normalisation).
 
     Args:
@@ -62,8 +63,8 @@ def model_from_original(path, image_size=None):
     size = image_size or arch.get("image_size") or (32 if arch["cifar_stem"] else 224)
     cfg = model_config(arch, original.flags)
     classes = arch["num_classes"]
-    model = build.build_model(cfg, num_classes=classes,
-                              train_mode="finetune" if classes else "pretrain",
+    task = tasks.FinetuneTask if classes else tasks.PretrainTask
+    model = build.build_model(cfg, num_classes=classes, task=task,
                               image_size=size)
     loader.load_into(original, model.encoder, model.projection_head, model.supervised_head)
     return model, original, cfg, size

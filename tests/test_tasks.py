@@ -1,18 +1,21 @@
-"""Tests of simclr_tf2/objectives.py: the one training objective."""
+"""Tests of simclr_tf2/tasks/: one task per train mode, and the registry."""
+
+import types
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
 from simclr_tf2 import losses
-from simclr_tf2 import objectives
+from simclr_tf2 import optim
+from simclr_tf2 import tasks
 from simclr_tf2.optim import WeightDecay
 
 
 def _outputs(n=4, p=6, c=3, views=2, seed=0):
     rng = np.random.default_rng(seed)
-    return {objectives.Z: tf.constant(rng.normal(size=(views * n, p)), tf.float32),
-            objectives.LOGITS: tf.constant(rng.normal(size=(views * n, c)),
+    return {tasks.Z: tf.constant(rng.normal(size=(views * n, p)), tf.float32),
+            tasks.LOGITS: tf.constant(rng.normal(size=(views * n, c)),
                                            tf.float32)}
 
 
@@ -25,12 +28,12 @@ def _numpy_ce(labels, logits):
 
 def test_pretrain_is_nt_xent_plus_the_linear_heads_cross_entropy():
     outputs, labels = _outputs(), tf.constant([0, 2, -1, 1], tf.int64)
-    objective = objectives.Objective("pretrain", temperature=0.5)
-    loss, metrics = objective(outputs, labels)
-    con, _, _ = losses.add_contrastive_loss(outputs[objectives.Z],
+    task = tasks.PretrainTask(temperature=0.5)
+    loss, metrics = task.compute_loss(None, {"label": labels}, outputs)
+    con, _, _ = losses.add_contrastive_loss(outputs[tasks.Z],
                                             temperature=0.5)
     both = np.concatenate([labels.numpy()] * 2)
-    sup = _numpy_ce(both, outputs[objectives.LOGITS].numpy())
+    sup = _numpy_ce(both, outputs[tasks.LOGITS].numpy())
     np.testing.assert_allclose(loss, con + sup, rtol=1e-5)
     np.testing.assert_allclose(metrics["contrast_loss"], con, rtol=1e-6)
     np.testing.assert_allclose(metrics["supervised_loss"], sup, rtol=1e-5)
@@ -40,8 +43,9 @@ def test_pretrain_is_nt_xent_plus_the_linear_heads_cross_entropy():
 
 
 def test_pretrain_without_a_head_is_contrastive_only():
-    outputs = {objectives.Z: _outputs()[objectives.Z]}
-    loss, metrics = objectives.Objective("pretrain")(outputs, tf.zeros([4], tf.int64))
+    outputs = {tasks.Z: _outputs()[tasks.Z]}
+    loss, metrics = tasks.PretrainTask().compute_loss(
+        None, {"label": tf.zeros([4], tf.int64)}, outputs)
     assert set(metrics) == {"contrast_loss", "contrast_acc", "contrast_entropy"}
     np.testing.assert_allclose(loss, metrics["contrast_loss"])
 
@@ -54,12 +58,12 @@ def test_a_new_contrastive_loss_is_one_table_entry(monkeypatch):
         loss, logits, targets = losses.add_contrastive_loss(hidden, **kwargs)
         return 2.0 * loss, logits, targets
 
-    monkeypatch.setitem(objectives.CONTRASTIVE_LOSSES, "doubled", doubled)
-    outputs = {objectives.Z: _outputs()[objectives.Z]}
+    monkeypatch.setitem(tasks.CONTRASTIVE_LOSSES, "doubled", doubled)
+    outputs = {tasks.Z: _outputs()[tasks.Z]}
     labels = tf.constant([0, 1, 2, 0], tf.int64)
-    plain, _ = objectives.Objective("pretrain")(outputs, labels)
-    new, _ = objectives.Objective("pretrain", contrastive_loss="doubled")(
-        outputs, labels)
+    plain, _ = tasks.PretrainTask().compute_loss(None, {"label": labels}, outputs)
+    new, _ = tasks.PretrainTask(contrastive_loss="doubled").compute_loss(
+        None, {"label": labels}, outputs)
     np.testing.assert_allclose(new, 2.0 * plain, rtol=1e-6)
     assert seen["labels"] is labels  # The labels reach the loss.
 
@@ -67,8 +71,9 @@ def test_a_new_contrastive_loss_is_one_table_entry(monkeypatch):
 def test_finetune_ignores_unlabelled_examples():
     outputs = _outputs(views=1)
     labels = tf.constant([1, -1, 0, -1], tf.int64)
-    loss, metrics = objectives.Objective("finetune")(outputs, labels)
-    expected = _numpy_ce(labels.numpy(), outputs[objectives.LOGITS].numpy())
+    loss, metrics = tasks.FinetuneTask().compute_loss(
+        None, {"label": labels}, outputs)
+    expected = _numpy_ce(labels.numpy(), outputs[tasks.LOGITS].numpy())
     np.testing.assert_allclose(loss, expected, rtol=1e-5)
     assert set(metrics) == {"supervised_loss", "supervised_acc"}
 
@@ -85,7 +90,7 @@ def test_cross_entropy_is_the_global_mean_over_replicas(two_replica_strategy):
     strategy = two_replica_strategy
 
     def replica_loss(replica_labels, replica_logits):
-        loss, _ = objectives.masked_cross_entropy(replica_labels, replica_logits)
+        loss, _ = losses.masked_cross_entropy(replica_labels, replica_logits)
         return loss / strategy.num_replicas_in_sync
 
     def shard(array):
@@ -105,35 +110,36 @@ def test_cross_entropy_is_the_global_mean_over_replicas(two_replica_strategy):
 def test_distill_matches_the_teachers_soft_labels():
     outputs = _outputs(views=1)
     images = tf.zeros([4, 8, 8, 3])
-    teacher_logits = _outputs(views=1, seed=1)[objectives.LOGITS]
+    teacher_logits = _outputs(views=1, seed=1)[tasks.LOGITS]
     labels = tf.constant([0, 1, 2, 0], tf.int64)
-    objective = objectives.Objective(
-        "distill", teacher=lambda x: teacher_logits, distill_temperature=2.0,
+    task = tasks.DistillTask(
+        lambda x: teacher_logits, distill_temperature=2.0,
         distill_label_weight=0.5)
-    loss, metrics = objective(outputs, labels, images)
+    loss, metrics = task.compute_loss(
+        None, {"image": images, "label": labels}, outputs)
     kd = tf.reduce_mean(losses.distillation_loss(
-        teacher_logits, outputs[objectives.LOGITS], 2.0))
-    sup = _numpy_ce(labels.numpy(), outputs[objectives.LOGITS].numpy())
+        teacher_logits, outputs[tasks.LOGITS], 2.0))
+    sup = _numpy_ce(labels.numpy(), outputs[tasks.LOGITS].numpy())
     np.testing.assert_allclose(metrics["distill_loss"], kd, rtol=1e-6)
     np.testing.assert_allclose(loss, kd + 0.5 * sup, rtol=1e-5)
 
 
-@pytest.mark.parametrize("kwargs,message", [
-    (dict(train_mode="supervise"), "train_mode"),
-    (dict(contrastive_loss="infonce"), "contrastive_loss"),
-    (dict(train_mode="distill"), "teacher"),
+@pytest.mark.parametrize("make,message", [
+    (lambda: tasks.get("supervise"), "train_mode"),
+    (lambda: tasks.PretrainTask(contrastive_loss="infonce"), "contrastive_loss"),
+    (lambda: tasks.DistillTask(), "teacher"),
 ])
-def test_bad_settings_name_the_problem(kwargs, message):
+def test_bad_settings_name_the_problem(make, message):
     with pytest.raises(ValueError, match=message):
-        objectives.Objective(**kwargs)
+        make()
 
 
 def test_model_inputs_split_the_views_for_pretraining_only():
     images = tf.reshape(tf.range(2 * 2 * 2 * 6, dtype=tf.float32), [2, 2, 2, 6])
-    views = objectives.Objective("pretrain").model_inputs(images)
+    views = tasks.PretrainTask().model_inputs({"image": images})
     np.testing.assert_array_equal(views[:2], images[..., :3])
     np.testing.assert_array_equal(views[2:], images[..., 3:])
-    assert objectives.Objective("finetune").model_inputs(images) is images
+    assert tasks.FinetuneTask().model_inputs({"image": images}) is images
 
 
 def test_weight_decay_policy_decides_what_the_loss_decays():
@@ -148,8 +154,8 @@ def test_weight_decay_policy_decides_what_the_loss_decays():
     np.testing.assert_allclose(in_loss.training_loss(variables), 0.1 * 4)
     # Evaluation reports every non-BN weight whatever the optimizer.
     np.testing.assert_allclose(in_optimizer.total_loss(variables), 0.1 * 4)
-    objective = objectives.Objective("finetune", weight_decay=in_loss)
-    loss, metrics = objective.regularization(variables)
+    task = tasks.FinetuneTask(weight_decay=in_loss)
+    loss, metrics = task.regularization(variables)
     np.testing.assert_allclose(loss, 0.4)
     assert metrics == {"weight_decay": loss}
 
@@ -164,23 +170,71 @@ class _Optimizer:
         self.applied = list(pairs)
 
 
-def test_compute_gradients_scales_and_apply_skips_missing_gradients():
+def test_scale_and_apply_skip_missing_gradients():
     w = tf.Variable([1.0, 2.0])
     unused = tf.Variable([3.0])
-
-    def forward(inputs):
-        return {objectives.LOGITS: tf.stack([inputs[:, 0] * w[0],
-                                             inputs[:, 0] * w[1]], -1)}
-
-    objective = objectives.Objective("finetune")
-    data = {"image": tf.ones([2, 1]), "label": tf.constant([0, 1], tf.int64)}
     optimizer = _Optimizer()
-    loss, metrics, grads = objectives.compute_gradients(
-        forward, objective, data, [w, unused], optimizer)
-    with tf.GradientTape() as tape:
-        ref, _ = objective(forward(data["image"]), data["label"])
-    np.testing.assert_allclose(loss, ref)
-    np.testing.assert_allclose(grads[0], 4.0 * tape.gradient(ref, w), rtol=1e-6)
-    assert grads[1] is None and "supervised_acc" in metrics
-    objectives.apply_gradients(optimizer, grads, [w, unused])
+    np.testing.assert_allclose(optim.scale_for_replicas(optimizer, 2.0), 8.0)
+    optim.apply_gradients(optimizer, [tf.ones([2]), None], [w, unused])
     assert [v for _, v in optimizer.applied] == [w]
+
+
+def test_registry_maps_every_train_mode_to_its_task():
+    assert tasks.get("pretrain") is tasks.PretrainTask
+    assert tasks.get("finetune") is tasks.FinetuneTask
+    assert tasks.get("distill") is tasks.DistillTask
+    assert tasks.get(tasks.FinetuneTask) is tasks.FinetuneTask
+    assert {name: t.name for name, t in tasks.TASKS.items()} == {
+        name: name for name in tasks.TASKS}
+
+
+def test_result_names_follow_the_task_and_the_head():
+    names = tasks.PretrainTask().result_names(has_supervised_head=True)
+    assert names == ["loss", "weight_decay", "contrast_loss", "contrast_acc",
+                     "contrast_entropy", "supervised_loss", "supervised_acc"]
+    assert "supervised_acc" not in tasks.PretrainTask().result_names(False)
+    assert tasks.DistillTask(lambda x: x).result_names(True)[2:] == [
+        "distill_loss", "supervised_acc"]
+    assert set(tasks.METRIC_NAMES) >= set(names)
+
+
+def _cfg(**overrides):
+    base = dict(lineareval_while_pretraining=True, fine_tune_after_block=-1)
+    base.update(overrides)
+    return types.SimpleNamespace(**base)
+
+
+def test_head_wiring_is_decided_by_the_task():
+    pretrain, finetune, distill = (tasks.PretrainTask, tasks.FinetuneTask,
+                                   tasks.DistillTask)
+    assert pretrain.stop_gradient_to_head and not finetune.stop_gradient_to_head
+    assert pretrain.standardises_features(_cfg())
+    assert not finetune.standardises_features(_cfg(fine_tune_after_block=2))
+    assert finetune.standardises_features(_cfg(fine_tune_after_block=4))
+    assert not distill.standardises_features(_cfg(fine_tune_after_block=4))
+    assert not pretrain.wants_supervised_head(
+        _cfg(lineareval_while_pretraining=False))
+    assert pretrain.frozen_after_block(_cfg()) is None
+    assert finetune.frozen_after_block(_cfg(fine_tune_after_block=3)) == 3
+    assert finetune.uses_label_subset and not distill.uses_label_subset
+    assert distill.needs_teacher and not pretrain.needs_teacher
+
+
+def test_training_transforms_keep_label_and_id():
+    example = {"image": tf.zeros([12, 12, 3], tf.uint8),
+               "label": tf.constant(2, tf.int64), "id": tf.constant(7, tf.int64)}
+    seed = tf.constant([1, 2], tf.int64)
+    two = tasks.PretrainTask.train_transform(8, 1.0, True, 0.08)(example, seed)
+    one = tasks.FinetuneTask.train_transform(8, 1.0, True, 0.08)(example, seed)
+    assert two["image"].shape == (8, 8, 6) and one["image"].shape == (8, 8, 3)
+    assert int(two["id"]) == int(one["id"]) == 7
+    assert len(tasks.PretrainTask.views(two["image"][None])) == 2
+
+
+def test_flag_checks_belong_to_each_task():
+    values = dict(fine_tune_after_block=2, contrastive_loss="supcon",
+                  teacher=None)
+    assert [ok for ok, _ in tasks.PretrainTask.flag_checks(values)] == [False]
+    assert [ok for ok, _ in tasks.FinetuneTask.flag_checks(values)] == [False]
+    assert [ok for ok, _ in tasks.DistillTask.flag_checks(values)] == [False,
+                                                                      False]
