@@ -5,7 +5,6 @@
 flags.
 """
 
-import json
 import os
 
 import keras
@@ -15,23 +14,11 @@ from simclr_tf2 import checkpoints
 from simclr_tf2 import distribute
 from simclr_tf2 import errors
 from simclr_tf2 import optim
+from simclr_tf2 import rundir
 from simclr_tf2 import tasks
 from simclr_tf2.data import registry
 from simclr_tf2.data import subsets
 from simclr_tf2.models import build
-
-# model_dir/training_done.json: {"final_step": N} of a finished training.
-TRAINING_DONE = "training_done.json"
-
-
-def recorded_final_step(model_dir):
-    """The final step a finished training run recorded, or None."""
-    path = os.path.join(model_dir, TRAINING_DONE)
-    if not tf.io.gfile.exists(path):
-        return None
-    with tf.io.gfile.GFile(path) as f:
-        return int(json.load(f)["final_step"])
-
 
 class Experiment:
     """One configured run: data source, step plan, compiled model, checkpoints.
@@ -59,7 +46,7 @@ class Experiment:
         # checkpoints and summaries to a private directory.
         self.is_chief, task_id = distribute.task_info(strategy)
         self.write_dir = (train.model_dir if self.is_chief else
-                          os.path.join(train.model_dir, f".worker_{task_id}"))
+                          rundir.worker_dir(train.model_dir, task_id))
         tf.io.gfile.makedirs(self.write_dir)
         self.source = registry.open_source(data.dataset, data.data_dir)
         self.num_classes = (teacher.num_classes if teacher is not None
@@ -102,7 +89,7 @@ class Experiment:
         if not self.task.uses_label_subset or (
                 data.label_fraction >= 1.0 and not data.label_subset_file):
             return None
-        path = os.path.join(self.write_dir, "label_subset.txt")
+        path = os.path.join(self.write_dir, rundir.LABEL_SUBSET)
         if data.label_subset_file:
             ids = subsets.read_subset_file(data.label_subset_file)
         elif tf.io.gfile.exists(path):

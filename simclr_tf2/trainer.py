@@ -11,9 +11,8 @@ import tensorflow as tf
 
 from simclr_tf2 import callbacks as callbacks_lib
 from simclr_tf2 import checkpoints
-from simclr_tf2 import evaluate
+from simclr_tf2 import rundir
 from simclr_tf2.data import pipeline
-from simclr_tf2.experiment import TRAINING_DONE
 from simclr_tf2.original import hooks as original_hooks  # [original]
 
 
@@ -72,10 +71,11 @@ class Trainer:
             self.printer(f"already at step {start} >= {exp.total_steps}; nothing to train.")
             self.record_training_done()
             return
-        done_marker = os.path.join(self.config.train.model_dir, TRAINING_DONE)
+        done_marker = os.path.join(self.config.train.model_dir,
+                                   rundir.TRAINING_DONE)
         if exp.is_chief and tf.io.gfile.exists(done_marker):
             tf.io.gfile.remove(done_marker)  # This run goes further.
-        writer = exp.summary_writer("train")
+        writer = exp.summary_writer(rundir.TRAIN_SUMMARIES)
         dataset = self.train_dataset(seed_offset=start)
         self._write_example_views(dataset, writer)
         epochs_left = math.ceil((exp.total_steps - start) / exp.checkpoint_steps)
@@ -119,6 +119,6 @@ class Trainer:
     def record_training_done(self):
         """Notes the final step in model_dir/training_done.json (chief only)."""
         if self.experiment.is_chief:
-            evaluate.atomic_write_json(
-                os.path.join(self.config.train.model_dir, TRAINING_DONE),
+            rundir.atomic_write_json(
+                os.path.join(self.config.train.model_dir, rundir.TRAINING_DONE),
                 {"final_step": self.experiment.global_step})

@@ -117,7 +117,7 @@ def exported(tmp_path_factory):
     randomize(model)
     for old in ("3", "5"):
         os.makedirs(model_dir / "saved_model" / old)
-    (model_dir / "flags.json").write_text(config.to_json())
+    (model_dir / "flags.json").write_text(json.dumps(config.to_flat()))
     optimizer = keras.optimizers.SGD(0.1)
     optimizer.build(model.trainable_variables)
     optimizer.iterations.assign(STEP)

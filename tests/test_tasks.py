@@ -231,10 +231,11 @@ def test_training_transforms_keep_label_and_id():
     assert len(tasks.PretrainTask.views(two["image"][None])) == 2
 
 
-def test_flag_checks_belong_to_each_task():
-    values = dict(fine_tune_after_block=2, contrastive_loss="supcon",
-                  teacher=None)
-    assert [ok for ok, _ in tasks.PretrainTask.flag_checks(values)] == [False]
-    assert [ok for ok, _ in tasks.FinetuneTask.flag_checks(values)] == [False]
-    assert [ok for ok, _ in tasks.DistillTask.flag_checks(values)] == [False,
-                                                                      False]
+def test_supcon_pretraining_needs_labelled_data():
+    config = types.SimpleNamespace(
+        loss=types.SimpleNamespace(contrastive_loss="supcon"))
+    with pytest.raises(ValueError, match="needs labels"):
+        tasks.PretrainTask.check_data(config, 0, "folder:x")
+    tasks.PretrainTask.check_data(config, 10, "digits")  # Labelled: fine.
+    config.loss.contrastive_loss = "nt_xent"
+    tasks.PretrainTask.check_data(config, 0, "folder:x")

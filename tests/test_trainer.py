@@ -10,7 +10,7 @@ import tensorflow as tf
 from simclr_tf2 import tasks
 from simclr_tf2.config import RunConfig
 from simclr_tf2.experiment import Experiment
-from simclr_tf2.experiment import recorded_final_step
+from simclr_tf2.rundir import recorded_final_step
 from simclr_tf2.trainer import Trainer
 
 TINY = dict(dataset="digits", image_size=16, resnet_depth=18,

@@ -98,11 +98,6 @@ class Task:
         """The task of a `config.RunConfig` (teacher: distillation only)."""
         raise NotImplementedError
 
-    @classmethod
-    def flag_checks(cls, values):
-        """Mode-specific flag checks: [(ok, one-line fix)] on the effective
-        flag values {flag_name: value}."""
-        return []
 
     @classmethod
     def check_data(cls, config, num_classes, dataset_name):

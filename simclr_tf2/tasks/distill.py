@@ -41,11 +41,6 @@ class DistillTask(base.Task):
                    distill_label_weight=config.distillation.distill_label_weight,
                    weight_decay=base.weight_decay_of(config))
 
-    @classmethod
-    def flag_checks(cls, values):
-        return [(bool(values["teacher"]),
-                 "--train_mode=distill needs --teacher=SAVED_MODEL_OR_MODEL_DIR.")
-                ] + finetune.FinetuneTask.flag_checks(values)
 
     @classmethod
     def frozen_after_block(cls, model_cfg):

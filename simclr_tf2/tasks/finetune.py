@@ -36,11 +36,6 @@ class FinetuneTask(base.Task):
         del teacher
         return cls(weight_decay=base.weight_decay_of(config))
 
-    @classmethod
-    def flag_checks(cls, values):
-        return [(values["contrastive_loss"] == "nt_xent",
-                 "--contrastive_loss=supcon only applies to "
-                 "--train_mode=pretrain; drop it for finetune/distill.")]
 
     @classmethod
     def standardises_features(cls, model_cfg):

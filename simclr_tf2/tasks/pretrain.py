@@ -70,10 +70,6 @@ class PretrainTask(base.Task):
                    hidden_norm=config.loss.hidden_norm,
                    weight_decay=base.weight_decay_of(config))
 
-    @classmethod
-    def flag_checks(cls, values):
-        return [(values["fine_tune_after_block"] == -1,
-                 "--fine_tune_after_block only applies to --train_mode=finetune.")]
 
     @classmethod
     def check_data(cls, config, num_classes, dataset_name):
