@@ -239,3 +239,34 @@ def test_supcon_pretraining_needs_labelled_data():
     tasks.PretrainTask.check_data(config, 10, "digits")  # Labelled: fine.
     config.loss.contrastive_loss = "nt_xent"
     tasks.PretrainTask.check_data(config, 0, "folder:x")
+
+
+class _RecordingTask(tasks.PretrainTask):
+    """Pretraining that counts optimizer steps and sees the batch ids."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.steps = None
+        self.seen_ids = None
+
+    def compute_loss(self, model, batch, outputs):
+        self.seen_ids = batch["id"]
+        return super().compute_loss(model, batch, outputs)
+
+    def after_step(self, model):
+        # A variable on the model: state a task keeps lives with the model.
+        self.steps.assign_add(1)
+
+
+def test_train_step_asks_the_task_and_runs_after_step_each_step():
+    from tests.test_simclr_model import batch, make_model
+    model = make_model()
+    task = _RecordingTask(temperature=0.5, weight_decay=model.task.weight_decay)
+    task.steps = tf.Variable(0)
+    model.compile(optimizer=model.optimizer, task=task)
+    data = dict(batch(n=4), id=tf.constant([5, 6, 7, 8], tf.int64))
+    model.fit(tf.data.Dataset.from_tensors(data).repeat(), steps_per_epoch=3,
+              epochs=1, verbose=0)
+    assert int(task.steps.numpy()) == 3
+    assert task.seen_ids is not None  # The whole batch reached the loss.
+    assert model.optimizer.iterations.numpy() == 3

@@ -98,7 +98,6 @@ class Task:
         """The task of a `config.RunConfig` (teacher: distillation only)."""
         raise NotImplementedError
 
-
     @classmethod
     def check_data(cls, config, num_classes, dataset_name):
         """Raises `errors.ConfigError` if the data cannot train this mode."""

@@ -41,7 +41,6 @@ class DistillTask(base.Task):
                    distill_label_weight=config.distillation.distill_label_weight,
                    weight_decay=base.weight_decay_of(config))
 
-
     @classmethod
     def frozen_after_block(cls, model_cfg):
         return model_cfg.fine_tune_after_block

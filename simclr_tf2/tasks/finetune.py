@@ -36,7 +36,6 @@ class FinetuneTask(base.Task):
         del teacher
         return cls(weight_decay=base.weight_decay_of(config))
 
-
     @classmethod
     def standardises_features(cls, model_cfg):
         return model_cfg.fine_tune_after_block >= 4

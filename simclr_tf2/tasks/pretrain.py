@@ -70,7 +70,6 @@ class PretrainTask(base.Task):
                    hidden_norm=config.loss.hidden_norm,
                    weight_decay=base.weight_decay_of(config))
 
-
     @classmethod
     def check_data(cls, config, num_classes, dataset_name):
         if num_classes == 0 and config.loss.contrastive_loss == "supcon":
