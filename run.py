@@ -24,6 +24,7 @@ from absl import logging  # noqa: E402
 
 import flags as simclr_flags  # noqa: E402  (registers the flags)
 from simclr_tf2 import cli  # noqa: E402
+from simclr_tf2 import errors  # noqa: E402
 
 FLAGS = absl_flags.FLAGS
 
@@ -87,7 +88,7 @@ def _parse_flags(argv):
     try:
         return FLAGS(argv)
     except absl_flags.Error as err:
-        cli.exit_with_error(f"{cli.one_line(err)} (see python run.py --helpfull)")
+        cli.exit_with_error(f"{errors.one_line(err)} (see python run.py --helpfull)")
 
 
 def entry_point():

@@ -18,7 +18,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from simclr_tf2 import objectives  # noqa: E402
+from simclr_tf2 import tasks  # noqa: E402
 from simclr_tf2 import optim  # noqa: E402
 from simclr_tf2.data.source import DatasetInfo  # noqa: E402
 from simclr_tf2.data.source import Source  # noqa: E402
@@ -91,13 +91,12 @@ def build_model(cfg, image_size, precision, micro_batch_size=0,
     keras.mixed_precision.set_global_policy(precision)
     keras.utils.set_random_seed(0)
     model = build.build_model(
-        cfg, num_classes=NUM_CLASSES, train_mode="pretrain",
+        cfg, num_classes=NUM_CLASSES, task=tasks.PretrainTask,
         image_size=image_size)
-    objective = objectives.Objective(
-        "pretrain", temperature=0.1,
-        weight_decay=optim.weight_decay_policy("lars", 1e-6))
+    task = tasks.PretrainTask(
+        temperature=0.1, weight_decay=optim.weight_decay_policy("lars", 1e-6))
     model.compile(optimizer=optim.build_optimizer(
-        "lars", 0.3, momentum=0.9, weight_decay=1e-6), objective=objective,
+        "lars", 0.3, momentum=0.9, weight_decay=1e-6), task=task,
         micro_batch_size=micro_batch_size,
         jit_compile=jit_compile, steps_per_execution=steps_per_execution)
     model.optimizer.build(model.trainable_variables)

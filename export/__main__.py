@@ -19,6 +19,8 @@ from absl import flags  # noqa: E402
 from absl import logging  # noqa: E402
 
 from simclr_tf2 import cli  # noqa: E402
+from simclr_tf2 import errors  # noqa: E402
+from simclr_tf2 import rundir  # noqa: E402
 
 FLAGS = flags.FLAGS
 
@@ -63,8 +65,7 @@ def main(argv):
 
     model, step, path = from_checkpoint.restore_model(
         config, FLAGS.checkpoint or FLAGS.model_dir)
-    export_dir = FLAGS.export_dir or os.path.join(
-        FLAGS.model_dir, "saved_model", str(step))
+    export_dir = FLAGS.export_dir or rundir.export_dir(FLAGS.model_dir, step)
     out = saved_model.export_model(
         model, config, export_dir,
         include_projection_head=FLAGS.include_projection_head,
@@ -81,8 +82,7 @@ def main(argv):
 def _export_original():
     """Exports an original SimCLR TF2 model_dir / checkpoint; False if it is ours."""
     # Ours records where its flags came from; the original code does not.
-    from simclr_tf2 import config as config_lib
-    if os.path.isfile(os.path.join(FLAGS.model_dir, config_lib.FLAGS_ORIGIN_JSON)) \
+    if os.path.isfile(os.path.join(FLAGS.model_dir, rundir.FLAGS_ORIGIN_JSON)) \
             and not FLAGS.checkpoint:
         return False
     cli.quiet_tensorflow_import()
@@ -107,7 +107,7 @@ def _parse_flags(argv):
     try:
         return FLAGS(argv)
     except flags.Error as err:
-        cli.exit_with_error(f"{cli.one_line(err)} (see python -m export --helpfull)")
+        cli.exit_with_error(f"{errors.one_line(err)} (see python -m export --helpfull)")
 
 
 def entry_point():

@@ -6,32 +6,11 @@ comes from the checkpoint itself (the shape of the supervised head's kernel,
 absent when the run had no head), so the dataset need not be available.
 """
 
-import tensorflow as tf
-from tensorflow.core.protobuf import trackable_object_graph_pb2
-
 from export import saved_model
 from simclr_tf2 import checkpoints
+from simclr_tf2 import tasks
 from simclr_tf2.models import build
-
-GLOBAL_STEP_KEY = "global_step/.ATTRIBUTES/VARIABLE_VALUE"
-
-
-def _object_graph(reader):
-    graph = trackable_object_graph_pb2.TrackableObjectGraph()
-    graph.ParseFromString(reader.get_tensor("_CHECKPOINTABLE_OBJECT_GRAPH"))
-    return graph
-
-
-def _follow(graph, *names):
-    """Node id of the object at root/names[0]/names[1]/..., or None."""
-    node = 0
-    for name in names:
-        found = [c.node_id for c in graph.nodes[node].children
-                 if c.local_name == name]
-        if not found:
-            return None
-        node = found[0]
-    return node
+from simclr_tf2.object_graph import ObjectGraph
 
 
 def num_classes_in_checkpoint(path):
@@ -40,23 +19,17 @@ def num_classes_in_checkpoint(path):
     Reads the object graph: model/supervised_head/variables/<i>, the rank-2
     one being the kernel [D, C].
     """
-    reader = tf.train.load_checkpoint(path)
-    graph = _object_graph(reader)
-    shapes = reader.get_variable_to_shape_map()
-    node = _follow(graph, "model", "supervised_head", "variables")
-    for ref in graph.nodes[node].children if node is not None else ():
-        for attribute in graph.nodes[ref.node_id].attributes:
-            shape = shapes.get(attribute.checkpoint_key, [])
-            if len(shape) == 2:
-                return int(shape[-1])
+    graph = ObjectGraph(path)
+    for name in graph.children("model/supervised_head/variables"):
+        shape = graph.shape(f"model/supervised_head/variables/{name}")
+        if shape is not None and len(shape) == 2:
+            return int(shape[-1])
     return 0
 
 
 def _global_step(path):
-    reader = tf.train.load_checkpoint(path)
-    if reader.has_tensor(GLOBAL_STEP_KEY):
-        return int(reader.get_tensor(GLOBAL_STEP_KEY))
-    return checkpoints.checkpoint_step(path)
+    step = ObjectGraph(path).global_step()
+    return checkpoints.checkpoint_step(path) if step is None else step
 
 
 def restore_model(config, checkpoint):
@@ -75,16 +48,14 @@ def restore_model(config, checkpoint):
     """
     path = checkpoints.resolve_checkpoint_path(checkpoint)
     num_classes = num_classes_in_checkpoint(path)
-    train_mode = config.train.train_mode
-    if train_mode == "distill":
-        train_mode = "finetune"  # Same network; the teacher is not needed.
-    if train_mode != "pretrain" and not num_classes:
+    task = tasks.get(config.train.train_mode)
+    if task.requires_classes and not num_classes:
         raise checkpoints.CheckpointMismatchError(
             f"checkpoint {path} has no supervised head, but flags.json says "
             f"train_mode={config.train.train_mode}; pass a checkpoint of that run.")
     with saved_model.float32_policy():
         model = build.build_model(config.model, num_classes=num_classes,
-                                  train_mode=train_mode,
+                                  task=task,
                                   image_size=config.data.image_size)
     checkpoints.init_from_checkpoint(model, path, include_supervised_head=True)
     return model, _global_step(path), path

@@ -23,10 +23,12 @@ import tensorflow as tf
 from export import module as module_lib
 from export import preflight
 from export import single_replica_bn
+from simclr_tf2 import rundir
+from simclr_tf2 import tasks
 from simclr_tf2.errors import WriteError
 from simclr_tf2.errors import io_reason
 
-EXPORT_INFO = os.path.join("assets.extra", "simclr_export.json")
+EXPORT_INFO = rundir.EXPORT_INFO
 
 
 @contextlib.contextmanager
@@ -280,9 +282,12 @@ def export_to_model_dir(model, config, global_step, keep=1):
     Returns:
       The export directory.
     """
-    root = os.path.join(config.train.model_dir, "saved_model")
+    root = rundir.export_root(config.train.model_dir)
+    task = tasks.get(config.train.train_mode)  # What its exports keep.
     path = export_model(
-        model, config, os.path.join(root, str(int(global_step))),
+        model, config, rundir.export_dir(config.train.model_dir, global_step),
+        include_projection_head=task.export_projection_head,
+        include_supervised_head=task.export_supervised_head,
         overwrite=True, info={"global_step": int(global_step),
                               "config": config.to_flat()})
     prune_exports(root, keep)

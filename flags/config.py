@@ -9,6 +9,7 @@ import os
 
 from flags import recipes
 from simclr_tf2 import config as config_lib
+from simclr_tf2 import rundir
 from simclr_tf2.errors import ConfigError  # noqa: F401  (re-exported)
 from simclr_tf2.config import RunConfig
 
@@ -60,7 +61,7 @@ def _fill_from_own_model_dir(values, origin):
     """
     path = values["checkpoint"]
     model_dir = path if os.path.isdir(path) else os.path.dirname(path)
-    if not os.path.isfile(os.path.join(model_dir, config_lib.FLAGS_ORIGIN_JSON)):
+    if not os.path.isfile(os.path.join(model_dir, rundir.FLAGS_ORIGIN_JSON)):
         return False
     _, recorded = config_lib.read_flags_json(model_dir)
     for name in ARCHITECTURE_FLAGS:
@@ -94,6 +95,8 @@ def _validate(values):
          "--micro_batch_size must be >= 0 (0 disables gradient caching)."),
         (values["steps_per_execution"] >= 1,
          "--steps_per_execution must be >= 1."),
+        # Per train mode (simclr_tf2.tasks, which needs TensorFlow, is not
+        # imported here: flags are checked before TF starts).
         (values["train_mode"] != "distill" or values["teacher"],
          "--train_mode=distill needs --teacher=SAVED_MODEL_OR_MODEL_DIR."),
         (values["train_mode"] != "pretrain" or values["fine_tune_after_block"] == -1,

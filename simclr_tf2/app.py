@@ -11,10 +11,10 @@ The exporter is passed in (run.py passes the top-level `export` package's
 import os
 import shutil
 
-from simclr_tf2 import config as config_lib
 from simclr_tf2 import distribute
-from simclr_tf2 import evaluate
 from simclr_tf2 import run_lock
+from simclr_tf2 import rundir
+from simclr_tf2 import tasks
 from simclr_tf2.evaluator import Evaluator
 from simclr_tf2.experiment import Experiment
 from simclr_tf2.teacher import load_teacher
@@ -27,10 +27,9 @@ def write_flags_json(config, origin):
     value came from ("flag", "recipe:<name>" or "default")."""
     flat = config.to_flat()
     model_dir = config.train.model_dir
-    evaluate.atomic_write_json(
-        os.path.join(model_dir, config_lib.FLAGS_JSON), flat)
-    evaluate.atomic_write_json(
-        os.path.join(model_dir, config_lib.FLAGS_ORIGIN_JSON),
+    rundir.atomic_write_json(os.path.join(model_dir, rundir.FLAGS_JSON), flat)
+    rundir.atomic_write_json(
+        os.path.join(model_dir, rundir.FLAGS_ORIGIN_JSON),
         {name: origin.get(name, "default") for name in sorted(flat)})
 
 
@@ -68,12 +67,12 @@ def run(config, origin, printer=print, exporter=None):
 
 def _run(config, origin, printer, exporter, strategy, is_chief):
     """`run` after the strategy is made and the model_dir lock is held."""
-    flags_path = os.path.join(config.train.model_dir, config_lib.FLAGS_JSON)
+    flags_path = os.path.join(config.train.model_dir, rundir.FLAGS_JSON)
     # An evaluator watching a training must not overwrite the trainer's record.
     if is_chief and (config.train.mode != "eval" or not os.path.exists(flags_path)):
         write_flags_json(config, origin)
     teacher = None
-    if config.train.train_mode == "distill":
+    if tasks.get(config.train.train_mode).needs_teacher:
         teacher = load_teacher(config.distillation.teacher, config.data.image_size)
         printer(f"teacher: {teacher.path} ({teacher.num_classes} classes)")
     experiment = Experiment(config, strategy, printer=printer, teacher=teacher)

@@ -16,15 +16,21 @@ import os
 import shutil
 
 import tensorflow as tf
-from tensorflow.core.protobuf import trackable_object_graph_pb2
 
+from simclr_tf2 import rundir
 from simclr_tf2.errors import CheckpointMismatchError  # noqa: F401  (re-exported)
 from simclr_tf2.errors import DamagedCheckpointError
 from simclr_tf2.errors import WriteError
-from simclr_tf2.errors import first_line
 from simclr_tf2.errors import io_reason
+from simclr_tf2.errors import one_line
+from simclr_tf2.object_graph import ObjectGraph
 
 logger = logging.getLogger(__name__)
+
+
+def _reason(err):
+    """First line of a TF error (its later lines are detail), shortened."""
+    return one_line(err, limit=300, first_line_only=True)
 
 MODEL_PARTS = ("encoder", "projection_head", "supervised_head")
 
@@ -114,7 +120,7 @@ def resolve_checkpoint_path(path):
       DamagedCheckpointError: its `.index` cannot be read.
     """
     if tf.io.gfile.isdir(path):
-        latest = tf.train.latest_checkpoint(path)
+        latest = rundir.latest_checkpoint(path)
         if latest is None:
             raise CheckpointMismatchError(
                 f"no checkpoint found in directory {path}; pass a model_dir "
@@ -128,7 +134,7 @@ def resolve_checkpoint_path(path):
         tf.train.load_checkpoint(path)  # Reads the .index only.
     except (ValueError, tf.errors.OpError) as err:
         raise DamagedCheckpointError(
-            f"checkpoint {path} is damaged ({first_line(err)}); pass an "
+            f"checkpoint {path} is damaged ({_reason(err)}); pass an "
             "older ckpt-N, or copy it again from where it came from.") from err
     return path
 
@@ -146,7 +152,7 @@ def damage(path):
         for name in reader.get_variable_to_shape_map():
             reader.get_tensor(name)
     except (IndexError, ValueError, tf.errors.OpError) as err:
-        return first_line(err)
+        return _reason(err)
     return None
 
 
@@ -171,7 +177,7 @@ def restore(checkpoint, path, what):
             raise error from err
         raise CheckpointMismatchError(
             f"checkpoint {path} does not match the {what} built from the "
-            f"flags ({first_line(err)}); use the same architecture flags "
+            f"flags ({_reason(err)}); use the same architecture flags "
             "(resnet_depth, width_multiplier, sk_ratio, proj_head_mode, ...) "
             "as the run that wrote it.") from err
     return status
@@ -251,24 +257,10 @@ def init_from_checkpoint(model, path, include_supervised_head=False):
 
 def _saved_part_sizes(path):
     """Number of saved variables per model part, read from the object graph."""
-    graph = trackable_object_graph_pb2.TrackableObjectGraph()
-    graph.ParseFromString(tf.train.load_checkpoint(path).get_tensor(
-        "_CHECKPOINTABLE_OBJECT_GRAPH"))
-
-    def child(node_id, name):
-        for ref in graph.nodes[node_id].children:
-            if ref.local_name == name:
-                return ref.node_id
-        return None
-
-    sizes = {}
-    model_id = child(0, "model")
-    for part in MODEL_PARTS:
-        part_id = child(model_id, part) if model_id is not None else None
-        variables_id = child(part_id, "variables") if part_id is not None else None
-        if variables_id is not None:
-            sizes[part] = len(graph.nodes[variables_id].children)
-    return sizes
+    graph = ObjectGraph(path)
+    return {part: len(graph.children(f"model/{part}/variables"))
+            for part in MODEL_PARTS
+            if graph.node(f"model/{part}/variables") is not None}
 
 
 def _check_variable_counts(path, model, parts):

@@ -13,11 +13,7 @@ import os
 import sys
 
 from simclr_tf2.errors import UserError
-
-
-def one_line(err):
-    """The message of an exception on one line (its type name if empty)."""
-    return " ".join(str(err).split()) or type(err).__name__
+from simclr_tf2.errors import one_line
 
 
 def exit_with_error(message, status=1):

@@ -8,7 +8,7 @@ the original SimCLR code's format, and the original code's own flags.json
 reads too (extra keys are ignored, missing ones take the defaults below).
 
 No TensorFlow here: `python -m export` reads a model_dir before TF starts.
-Field defaults equal run.py's flag defaults (tests/test_config.py checks).
+The field defaults are run.py's flag defaults (flags/definitions.py reads them).
 """
 
 import dataclasses
@@ -16,9 +16,7 @@ import json
 import os
 
 from simclr_tf2.errors import ConfigError  # noqa: F401  (re-exported)
-
-FLAGS_JSON = "flags.json"
-FLAGS_ORIGIN_JSON = "flags_origin.json"
+from simclr_tf2.rundir import FLAGS_JSON
 
 # The automatic stem choice (--cifar_stem=auto): stride-1 3x3 stem without
 # max-pool for images this small or smaller.
@@ -102,7 +100,7 @@ class OptimConfig(_Section):
 
 @dataclasses.dataclass(frozen=True)
 class LossConfig(_Section):
-    """The pretraining objective (see objectives.CONTRASTIVE_LOSSES)."""
+    """The pretraining loss (see tasks.CONTRASTIVE_LOSSES)."""
     contrastive_loss: str = "nt_xent"
     temperature: float = 0.1
     hidden_norm: bool = True
@@ -188,16 +186,6 @@ class RunConfig:
     export: ExportConfig = ExportConfig()
     runtime: RuntimeConfig = RuntimeConfig()
 
-    def to_dict(self):
-        """Nested: {section: {field: value}}."""
-        return {name: getattr(self, name).to_dict() for name in _SECTIONS}
-
-    @classmethod
-    def from_dict(cls, values):
-        """Inverse of `to_dict` (missing sections and fields: defaults)."""
-        return cls(**{name: section.from_dict(values.get(name, {}))
-                      for name, section in _SECTIONS.items()})
-
     def to_flat(self):
         """Flat {flag_name: value}: the flags.json of the original code.
 
@@ -224,9 +212,6 @@ class RunConfig:
             values.get("cifar_stem", "auto"), image_size)
         return cls(**{name: section.from_dict(values)
                       for name, section in _SECTIONS.items()})
-
-    def to_json(self):
-        return json.dumps(self.to_flat(), indent=2, sort_keys=True)
 
 
 def field_names():

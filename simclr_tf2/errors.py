@@ -42,10 +42,21 @@ class WriteError(UserError):
     """A checkpoint or export that could not be written (full disk, permissions)."""
 
 
-def first_line(err, limit=300):
-    """The first line of an exception's message (at most `limit` characters)."""
+def one_line(err, limit=None, first_line_only=False):
+    """An exception's message on one line (its type name if empty).
+
+    Args:
+      err: the exception.
+      limit: keep at most this many characters (None: all).
+      first_line_only: keep the first line only, for messages whose later
+        lines are detail (TensorFlow's errors); otherwise every line is
+        joined with single spaces.
+    """
     text = str(err).strip()
-    return text.splitlines()[0][:limit] if text else type(err).__name__
+    if not text:
+        return type(err).__name__
+    text = text.splitlines()[0] if first_line_only else " ".join(text.split())
+    return text[:limit] if limit else text
 
 
 def io_reason(err):
@@ -55,7 +66,7 @@ def io_reason(err):
                   "Read-only file system", "Disk quota exceeded"):
         if known.lower() in text:
             return known.lower()
-    return first_line(err, limit=200)
+    return one_line(err, limit=200, first_line_only=True)
 
 
 class TrainingDivergedError(UserError, RuntimeError):

@@ -2,18 +2,60 @@
 
 `Evaluator` works on an `experiment.Experiment`: it evaluates the current
 weights (after training) or, for --mode=eval, every new checkpoint of the
-model_dir until the final one. Results go to model_dir/result*.json.
+model_dir until the final one. Results go to model_dir/result*.json
+(`write_result`) and are printed as one line (`format_result`).
 """
+
+import os
 
 import tensorflow as tf
 
 from simclr_tf2 import checkpoints
 from simclr_tf2 import errors
-from simclr_tf2 import evaluate
 from simclr_tf2 import knn
+from simclr_tf2 import rundir
 from simclr_tf2.data import pipeline
 from simclr_tf2.data import registry
-from simclr_tf2.experiment import recorded_final_step
+
+
+def evaluate_model(model, eval_dataset, global_step):
+    """Runs one pass over `eval_dataset`.
+
+    Args:
+      model: a compiled SimCLRModel.
+      eval_dataset: batches {"image": [b, S, S, 3], "label": [b]}.
+      global_step: the step of the weights, recorded in the result.
+
+    Returns:
+      Dict with the original SimCLR keys: "eval/label_top_1_accuracy",
+      "eval/label_top_5_accuracy", "eval/regularization_loss" and
+      "global_step", all floats.
+    """
+    metrics = model.evaluate(eval_dataset, verbose=0, return_dict=True)
+    result = {f"eval/{name}": float(value) for name, value in metrics.items()}
+    result["global_step"] = float(global_step)
+    return result
+
+
+def write_result(model_dir, result, summary_writer=None):
+    """Writes result.json and result_<step>.json (and eval summaries)."""
+    step = int(result["global_step"])
+    rundir.atomic_write_json(
+        os.path.join(model_dir, rundir.result_json(step)), result)
+    rundir.atomic_write_json(os.path.join(model_dir, rundir.RESULT_JSON), result)
+    if summary_writer is not None:
+        with summary_writer.as_default(step=step):
+            for name, value in result.items():
+                if name != "global_step":
+                    tf.summary.scalar(name, value)
+        summary_writer.flush()
+
+
+def format_result(result):
+    """One human-readable line of an evaluation result."""
+    shown = ", ".join(f"{k.replace('eval/', '')}={v:.4f}"
+                      for k, v in sorted(result.items()) if k != "global_step")
+    return f"eval at step {int(result['global_step'])}: {shown}"
 
 
 def resolve_eval_split(source, requested):
@@ -57,13 +99,13 @@ class Evaluator:
                 f"dataset {exp.source.info.name} has no labels, so it cannot "
                 "be evaluated; evaluate on a labelled dataset or use --mode=train.")
         dataset = dataset or self.eval_dataset()
-        result = evaluate.evaluate_model(exp.model, dataset, exp.global_step)
+        result = evaluate_model(exp.model, dataset, exp.global_step)
         if evaluation.knn_eval:
             result["eval/knn_top_1_accuracy"] = self.knn_accuracy(dataset)
         name = evaluation.eval_name
-        evaluate.write_result(exp.write_dir, result,
-                              exp.summary_writer(f"eval_{name}" if name else "eval"))
-        self.printer(evaluate.format_result(result))
+        write_result(exp.write_dir, result,
+                     exp.summary_writer(rundir.eval_summaries(name)))
+        self.printer(format_result(result))
         return result
 
     def knn_accuracy(self, eval_dataset=None):
@@ -117,7 +159,7 @@ class Evaluator:
             result = self.evaluate(dataset)
             if on_result:
                 on_result(result)
-            final = recorded_final_step(model_dir)
+            final = rundir.recorded_final_step(model_dir)
             step = max(exp.global_step, checkpoints.checkpoint_step(path))
             if step >= min(exp.total_steps, final or exp.total_steps):
                 break

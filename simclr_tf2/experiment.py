@@ -5,7 +5,6 @@
 flags.
 """
 
-import json
 import os
 
 import keras
@@ -14,38 +13,12 @@ import tensorflow as tf
 from simclr_tf2 import checkpoints
 from simclr_tf2 import distribute
 from simclr_tf2 import errors
-from simclr_tf2 import objectives
 from simclr_tf2 import optim
+from simclr_tf2 import rundir
+from simclr_tf2 import tasks
 from simclr_tf2.data import registry
 from simclr_tf2.data import subsets
 from simclr_tf2.models import build
-
-# model_dir/training_done.json: {"final_step": N} of a finished training.
-TRAINING_DONE = "training_done.json"
-
-
-def recorded_final_step(model_dir):
-    """The final step a finished training run recorded, or None."""
-    path = os.path.join(model_dir, TRAINING_DONE)
-    if not tf.io.gfile.exists(path):
-        return None
-    with tf.io.gfile.GFile(path) as f:
-        return int(json.load(f)["final_step"])
-
-
-def build_objective(config, teacher=None):
-    """The training objective of a RunConfig (see objectives.Objective)."""
-    return objectives.Objective(
-        config.train.train_mode,
-        contrastive_loss=config.loss.contrastive_loss,
-        temperature=config.loss.temperature,
-        hidden_norm=config.loss.hidden_norm,
-        weight_decay=optim.weight_decay_policy(config.optim.optimizer,
-                                               config.optim.weight_decay),
-        teacher=teacher,
-        distill_temperature=config.distillation.distill_temperature,
-        distill_label_weight=config.distillation.distill_label_weight)
-
 
 class Experiment:
     """One configured run: data source, step plan, compiled model, checkpoints.
@@ -57,6 +30,7 @@ class Experiment:
       teacher: callable images -> logits for train_mode=distill.
 
     Attributes:
+      task: the run's `tasks.Task` object (compiled into the model).
       source, num_classes, example_ids (fine-tuning label subset or None),
       num_train_examples, warmup_steps, total_steps, checkpoint_steps,
       model, optimizer, checkpoint, manager, is_chief, write_dir (model_dir,
@@ -72,24 +46,21 @@ class Experiment:
         # checkpoints and summaries to a private directory.
         self.is_chief, task_id = distribute.task_info(strategy)
         self.write_dir = (train.model_dir if self.is_chief else
-                          os.path.join(train.model_dir, f".worker_{task_id}"))
+                          rundir.worker_dir(train.model_dir, task_id))
         tf.io.gfile.makedirs(self.write_dir)
         self.source = registry.open_source(data.dataset, data.data_dir)
         self.num_classes = (teacher.num_classes if teacher is not None
                             else self.source.info.num_classes)
-        if (train.train_mode == "pretrain" and self.num_classes == 0
-                and config.loss.contrastive_loss == "supcon"):
-            raise errors.ConfigError(
-                f"--contrastive_loss=supcon needs labels, but dataset "
-                f"{self.source.info.name} has none; use a labelled dataset or "
-                "--contrastive_loss=nt_xent.")
+        task_type = tasks.get(train.train_mode)
+        task_type.check_data(config, self.num_classes, self.source.info.name)
+        self.task = task_type.from_config(config, teacher)
         self.example_ids = self._label_subset()
         self.num_train_examples = (
             len(self.example_ids) if self.example_ids is not None
             else self.source.num_examples(data.train_split))
         self._plan_steps()
         with strategy.scope():
-            self.model, self.optimizer = self._build(teacher)
+            self.model, self.optimizer = self._build()
         self.checkpoint, self.manager = checkpoints.make_manager(
             self.model, self.optimizer, self.write_dir,
             train.keep_checkpoint_max)
@@ -115,10 +86,10 @@ class Experiment:
         model_dir/label_subset.txt; a resumed run reads that file back.
         """
         data, train = self.config.data, self.config.train
-        if train.train_mode != "finetune" or (
+        if not self.task.uses_label_subset or (
                 data.label_fraction >= 1.0 and not data.label_subset_file):
             return None
-        path = os.path.join(self.write_dir, "label_subset.txt")
+        path = os.path.join(self.write_dir, rundir.LABEL_SUBSET)
         if data.label_subset_file:
             ids = subsets.read_subset_file(data.label_subset_file)
         elif tf.io.gfile.exists(path):
@@ -132,14 +103,14 @@ class Experiment:
                      f"(ids in {path})")
         return ids
 
-    def _build(self, teacher):
-        """The compiled model (objective, optimizer) and its optimizer."""
+    def _build(self):
+        """The compiled model (task, optimizer) and its optimizer."""
         cfg = self.config
         keras.mixed_precision.set_global_policy(cfg.runtime.precision)
         keras.utils.set_random_seed(cfg.train.seed)
         model = build.build_model(
             cfg.model, num_classes=self.num_classes,
-            train_mode=cfg.train.train_mode, image_size=cfg.data.image_size)
+            task=self.task, image_size=cfg.data.image_size)
         schedule = optim.build_learning_rate_schedule(
             cfg.optim.learning_rate, cfg.optim.learning_rate_scaling,
             cfg.train.train_batch_size, self.num_train_examples,
@@ -149,7 +120,7 @@ class Experiment:
             cfg.optim.optimizer, schedule, momentum=cfg.optim.momentum,
             weight_decay=cfg.optim.weight_decay, nesterov=cfg.optim.nesterov)
         model.compile(optimizer=optimizer,
-                      objective=build_objective(cfg, teacher),
+                      task=self.task,
                       micro_batch_size=cfg.train.micro_batch_size,
                       jit_compile=cfg.runtime.jit_compile,
                       steps_per_execution=cfg.runtime.steps_per_execution)

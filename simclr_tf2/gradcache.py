@@ -7,7 +7,7 @@ Learning Batch Size under Memory Limited Setup") splits the step instead:
 
 1. Embed: run the model forward, chunk by chunk and without a tape, to get
    the projections z of all 2N views (and the supervised logits).
-2. Loss: the training objective (`objectives.Objective`: NT-Xent with
+2. Loss: the task's loss (`tasks.Task.compute_loss`: NT-Xent with
    negatives from every replica, plus the linear head's cross entropy) on
    all outputs, under a tape that watches the outputs only, giving the
    cached gradients dL/dz [2N, P] (and dL/dlogits [2N, C]).
@@ -15,8 +15,8 @@ Learning Batch Size under Memory Limited Setup") splits the step instead:
    backpropagate the cached gradients of its rows; accumulate the parameter
    gradients. The regulariser's gradient is added once.
 
-Gradient caching sees the model only through two callables, the forward
-pass and the objective, plus the variables it differentiates.
+Gradient caching is the model's alternative gradient engine: it asks the
+task for the model inputs and the loss, as the one-pass step does.
 
 Activations are alive for one chunk of M examples (2M views) at a time, so
 memory is bounded by M, not by N; compute is about 1.5x a plain step (two
@@ -44,7 +44,7 @@ the previous one finished (control dependencies keep memory bounded).
 import keras
 import tensorflow as tf
 
-from simclr_tf2 import objectives
+from simclr_tf2 import optim
 from simclr_tf2.errors import ConfigError
 
 
@@ -138,7 +138,7 @@ def _chunks(images, micro_batch_size):
     return k, tf.reshape(images, [k, micro_batch_size, *images.shape[1:]])
 
 
-def embed(forward, objective, images, micro_batch_size, keys, stats=(),
+def embed(forward, task, images, micro_batch_size, keys, stats=(),
           unroll=False):
     """Pass 1: model outputs of all views, chunk by chunk, without a tape.
 
@@ -146,7 +146,7 @@ def embed(forward, objective, images, micro_batch_size, keys, stats=(),
 
     Args:
       forward: callable model inputs -> output dict (training mode).
-      objective: an `objectives.Objective` (`model_inputs` splits views).
+      task: a `tasks.Task` (`model_inputs` splits views).
       images: [N, H, W, 6] two views stacked on channels.
       micro_batch_size: examples per chunk M; must divide N.
       keys: the output names to keep, e.g. ("proj_head_output", "logits_sup").
@@ -160,7 +160,7 @@ def embed(forward, objective, images, micro_batch_size, keys, stats=(),
     saved = _read(stats)
 
     def body(i, arrays):
-        outputs = forward(objective.model_inputs(chunks[i]))
+        outputs = forward(task.model_inputs({"image": chunks[i]}))
         return {key: arrays[key].write(i, tf.stop_gradient(outputs[key]))
                 for key in keys}
 
@@ -175,13 +175,14 @@ def embed(forward, objective, images, micro_batch_size, keys, stats=(),
     return outputs
 
 
-def output_gradients(objective, outputs, labels, scale):
-    """Pass 2: the objective on all outputs and its gradient w.r.t. them.
+def output_gradients(task, model, batch, outputs, scale):
+    """Pass 2: the task's loss on all outputs and its gradient w.r.t. them.
 
     Args:
-      objective: an `objectives.Objective`.
+      task: a `tasks.Task`.
+      model: the model being trained (passed on to `task.compute_loss`).
+      batch: this replica's batch dict ("label" [N], -1 for unlabeled).
       outputs: dict key -> [2N, D] float32 of this replica (from `embed`).
-      labels: [N] int labels, -1 for unlabeled.
       scale: scalar multiplying the loss before differentiation (loss
         scaling and 1/replicas).
 
@@ -190,19 +191,19 @@ def output_gradients(objective, outputs, labels, scale):
     """
     with tf.GradientTape() as tape:
         tape.watch(outputs)
-        loss, metrics = objective(outputs, labels)
+        loss, metrics = task.compute_loss(model, batch, outputs)
         scaled = loss * scale
     return loss, metrics, tape.gradient(scaled, outputs)
 
 
-def backprop(forward, objective, images, d_outputs, variables,
+def backprop(forward, task, images, d_outputs, variables,
              micro_batch_size, stats=(), unroll=False):
     """Pass 3: recompute each chunk under a tape and backprop its cached
     output gradients. BN moving statistics get one update: the mean of the
     chunks' updates.
 
     Args:
-      forward, objective: as for `embed`.
+      forward, task: as for `embed`.
       images: [N, H, W, 6] the same batch as in `embed`.
       d_outputs: dict key -> [2N, D] cached (already scaled) gradients.
       variables: the trainable variables.
@@ -222,7 +223,7 @@ def backprop(forward, objective, images, d_outputs, variables,
     def body(i, state):
         grads, deltas = state
         with tf.GradientTape() as tape:
-            outputs = forward(objective.model_inputs(chunks[i]))
+            outputs = forward(task.model_inputs({"image": chunks[i]}))
         chunk_grads = tape.gradient([outputs[key] for key in keys], variables,
                                     [d_chunks[key][i] for key in keys])
         # Known when the body is traced: which variables get no gradient
@@ -243,42 +244,42 @@ def backprop(forward, objective, images, d_outputs, variables,
     return [g if c else None for g, c in zip(grads, connected)]
 
 
-def compute_gradients(forward, objective, data, variables, optimizer, *,
-                      micro_batch_size, output_keys, moving_statistics=(),
-                      unroll=False):
-    """Loss, metrics and gradients of a pretraining batch by gradient caching.
+def compute_gradients(model, task, data, *, micro_batch_size):
+    """Loss, metrics and gradients of a contrastive batch by gradient caching.
 
-    Same result as `objectives.compute_gradients` (up to the BN statistics,
-    see the module docstring), scaled like it.
+    Same result as the one-pass `SimCLRModel.loss_and_gradients` (up to the
+    BN statistics, see the module docstring), scaled like it.
 
     Args:
-      forward: callable model inputs -> output dict (training mode).
-      objective: an `objectives.Objective` for train_mode="pretrain".
-      data: {"image": [N, H, W, 6], "label": [N]} of this replica.
-      variables: the trainable variables.
-      optimizer: the model's optimizer (its loss scale).
+      model: the `SimCLRModel` being trained (its optimizer's loss scale).
+      task: a `tasks.Task` with `supports_gradient_caching`.
+      data: this replica's batch {"image": [N, H, W, 6], "label": [N], ...}.
       micro_batch_size: examples per chunk, > 0.
-      output_keys: the outputs the objective reads, e.g.
-        ("proj_head_output", "logits_sup").
-      moving_statistics: the model's moving BN statistics.
-      unroll: see `must_unroll`.
 
     Returns:
       (loss: task loss + regulariser, metrics dict, gradients aligned with
-      `variables`, None where a variable does not reach the loss).
+      `model.trainable_variables`, None where a variable does not reach the
+      loss).
     """
-    images, labels = data["image"], data["label"]
+    images = data["image"]
+    variables = model.trainable_variables
     num_chunks(images.shape[0], micro_batch_size)
-    scale = objectives.scale_for_replicas(optimizer, tf.constant(1.0))
-    stats = moving_statistics
-    outputs = embed(forward, objective, images, micro_batch_size,
-                    output_keys, stats, unroll)
-    loss, metrics, d_outputs = output_gradients(objective, outputs, labels,
+    scale = optim.scale_for_replicas(model.optimizer, tf.constant(1.0))
+    stats = moving_statistics(model.non_trainable_variables)
+    unroll = must_unroll(model._flatten_layers())
+
+    def forward(inputs):
+        return model(inputs, training=True)
+
+    keys = task.output_keys(model.supervised_head is not None)
+    outputs = embed(forward, task, images, micro_batch_size, keys, stats,
+                    unroll)
+    loss, metrics, d_outputs = output_gradients(task, model, data, outputs,
                                                 scale)
-    grads = backprop(forward, objective, images, d_outputs, variables,
+    grads = backprop(forward, task, images, d_outputs, variables,
                      micro_batch_size, stats, unroll)
     with tf.GradientTape() as tape:
-        regulariser, reg_metrics = objective.regularization(variables)
+        regulariser, reg_metrics = task.regularization(variables)
         scaled = regulariser * scale
     reg_grads = tape.gradient(scaled, variables)
     grads = [r if g is None else g if r is None else g + r

@@ -23,9 +23,10 @@ import os
 import socket
 import time
 
+from simclr_tf2 import rundir
 from simclr_tf2.errors import ConfigError, ModelDirInUseError
 
-LOCK_NAME = "training.lock"
+LOCK_NAME = rundir.LOCK
 # A lock file that is still empty or unparsable after this many seconds was
 # left by a run killed between creating and writing it.
 UNREADABLE_GRACE_SECS = 10.0

@@ -4,6 +4,7 @@ import os
 
 import tensorflow as tf
 
+from simclr_tf2 import rundir
 from simclr_tf2.data.source import DataError
 
 
@@ -35,15 +36,6 @@ class Teacher:
         return tf.stop_gradient(tf.cast(outputs["logits_sup"], tf.float32))
 
 
-def _latest_export(model_dir):
-    """Newest model_dir/saved_model/<step>/ directory, or None."""
-    root = os.path.join(model_dir, "saved_model")
-    if not tf.io.gfile.isdir(root):
-        return None
-    steps = [int(d) for d in tf.io.gfile.listdir(root) if d.strip("/").isdigit()]
-    return os.path.join(root, str(max(steps))) if steps else None
-
-
 def resolve_teacher_path(path):
     """A SavedModel directory, or a model_dir holding one under saved_model/.
 
@@ -52,7 +44,7 @@ def resolve_teacher_path(path):
     """
     if tf.io.gfile.exists(os.path.join(path, "saved_model.pb")):
         return path
-    export = _latest_export(path)
+    export = rundir.latest_export(path)
     if export is None:
         raise DataError(
             f"--teacher={path} is neither a SavedModel nor a model_dir with "

@@ -1,7 +1,7 @@
 """Training: resume or initialise, fit to the final step, checkpoint, log.
 
 `Trainer` drives `model.fit` on an `experiment.Experiment`; what one step
-computes is the model's `train_step` with its `objectives.Objective`.
+computes is the model's `train_step` with the experiment's `tasks.Task`.
 """
 
 import math
@@ -11,9 +11,8 @@ import tensorflow as tf
 
 from simclr_tf2 import callbacks as callbacks_lib
 from simclr_tf2 import checkpoints
-from simclr_tf2 import evaluate
+from simclr_tf2 import rundir
 from simclr_tf2.data import pipeline
-from simclr_tf2.experiment import TRAINING_DONE
 from simclr_tf2.original import hooks as original_hooks  # [original]
 
 
@@ -33,11 +32,12 @@ class Trainer:
         self.printer = experiment.printer
 
     def train_dataset(self, seed_offset=0):
-        """Batches {"image": [B, S, S, 6 or 3], "label": [B]}, repeated."""
+        """Batches {"image": [B, S, S, 6 or 3], "label": [B], "id": [B]},
+        repeated."""
         exp, data = self.experiment, self.config.data
         return pipeline.build_train_dataset(
             exp.source, data.train_split, self.config.train.train_batch_size,
-            self.config.train.train_mode, data.image_size,
+            exp.task, data.image_size,
             data.color_jitter_strength, data.use_blur,
             seed=self.config.train.seed, cache=data.cache_dataset,
             example_ids=exp.example_ids, start_step=seed_offset,
@@ -71,10 +71,11 @@ class Trainer:
             self.printer(f"already at step {start} >= {exp.total_steps}; nothing to train.")
             self.record_training_done()
             return
-        done_marker = os.path.join(self.config.train.model_dir, TRAINING_DONE)
+        done_marker = os.path.join(self.config.train.model_dir,
+                                   rundir.TRAINING_DONE)
         if exp.is_chief and tf.io.gfile.exists(done_marker):
             tf.io.gfile.remove(done_marker)  # This run goes further.
-        writer = exp.summary_writer("train")
+        writer = exp.summary_writer(rundir.TRAIN_SUMMARIES)
         dataset = self.train_dataset(seed_offset=start)
         self._write_example_views(dataset, writer)
         epochs_left = math.ceil((exp.total_steps - start) / exp.checkpoint_steps)
@@ -110,7 +111,7 @@ class Trainer:
     def _write_example_views(self, dataset, writer, count=4):
         """A few augmented training inputs as TensorBoard images."""
         batch = next(iter(dataset.take(1)))["image"][:count]
-        views = tf.split(batch, batch.shape[-1] // 3, axis=-1)
+        views = self.experiment.task.views(batch)
         with writer.as_default(step=self.experiment.global_step):
             for i, view in enumerate(views):
                 tf.summary.image(f"augmented_view_{i + 1}", view, max_outputs=count)
@@ -118,6 +119,6 @@ class Trainer:
     def record_training_done(self):
         """Notes the final step in model_dir/training_done.json (chief only)."""
         if self.experiment.is_chief:
-            evaluate.atomic_write_json(
-                os.path.join(self.config.train.model_dir, TRAINING_DONE),
+            rundir.atomic_write_json(
+                os.path.join(self.config.train.model_dir, rundir.TRAINING_DONE),
                 {"final_step": self.experiment.global_step})

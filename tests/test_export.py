@@ -113,11 +113,11 @@ def exported(tmp_path_factory):
         weight_decay=WEIGHT_DECAY, optimizer="lars", train_mode="pretrain",
         model_dir=str(model_dir)))
     model = build.build_model(config.model, num_classes=10,
-                              train_mode="pretrain", image_size=IMAGE)
+                              task="pretrain", image_size=IMAGE)
     randomize(model)
     for old in ("3", "5"):
         os.makedirs(model_dir / "saved_model" / old)
-    (model_dir / "flags.json").write_text(config.to_json())
+    (model_dir / "flags.json").write_text(json.dumps(config.to_flat()))
     optimizer = keras.optimizers.SGD(0.1)
     optimizer.build(model.trainable_variables)
     optimizer.iterations.assign(STEP)

@@ -27,7 +27,7 @@ from tests.test_export import (IMAGE, ROOT, fresh_python, model_config,
 def test_module_can_leave_out_heads(train_mode):
     cfg = dict(model_config(), global_bn=False)
     model = build.build_model(types.SimpleNamespace(**cfg), num_classes=3,
-                              train_mode=train_mode, image_size=IMAGE)
+                              task=train_mode, image_size=IMAGE)
     bare = saved_model.build_module(model, IMAGE,
                                     include_projection_head=False,
                                     include_supervised_head=False)

@@ -93,9 +93,9 @@ def test_every_recipe_key_is_a_flag():
 
 
 def test_contrastive_loss_flag_reaches_the_loss_config(tmp_path):
-    from simclr_tf2 import objectives
+    from simclr_tf2 import tasks
     flag = absl_flags.FLAGS["contrastive_loss"]
-    assert sorted(flag.parser.enum_values) == sorted(objectives.CONTRASTIVE_LOSSES)
+    assert sorted(flag.parser.enum_values) == sorted(tasks.CONTRASTIVE_LOSSES)
     values, _ = simclr_flags.effective_values(parsed("--contrastive_loss=supcon"))
     config = simclr_flags.config_from_values(values, str(tmp_path))
     assert config.loss.contrastive_loss == "supcon"
@@ -104,15 +104,15 @@ def test_contrastive_loss_flag_reaches_the_loss_config(tmp_path):
 
 def test_checkpoint_of_our_model_dir_sets_architecture_flags_not_given(tmp_path):
     import json
-    from simclr_tf2 import config as config_lib
+    from simclr_tf2 import rundir
     model_dir = tmp_path / "pretrained"
     model_dir.mkdir()
     values, origin = simclr_flags.effective_values(parsed(
         "--resnet_depth=34", "--width_multiplier=0.5", "--sk_ratio=0.0625",
         "--num_proj_layers=3"))
     recorded = simclr_flags.config_from_values(values, str(model_dir)).to_flat()
-    (model_dir / config_lib.FLAGS_JSON).write_text(json.dumps(recorded))
-    (model_dir / config_lib.FLAGS_ORIGIN_JSON).write_text(json.dumps(origin))
+    (model_dir / rundir.FLAGS_JSON).write_text(json.dumps(recorded))
+    (model_dir / rundir.FLAGS_ORIGIN_JSON).write_text(json.dumps(origin))
 
     for checkpoint in (str(model_dir), str(model_dir / "ckpt-7")):
         values, origin = simclr_flags.effective_values(parsed(

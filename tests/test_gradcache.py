@@ -27,11 +27,11 @@ def _freeze_batch_norm(model, seed=0):
 
 def _full_batch_gradients(model, data):
     """Unscaled loss and gradients by one tape over the whole batch."""
-    objective = model.objective
+    task = model.task
     with tf.GradientTape() as tape:
-        outputs = model(objective.model_inputs(data["image"]), training=True)
-        loss, _ = objective(outputs, data["label"])
-        loss += objective.regularization(model.trainable_variables)[0]
+        outputs = model(task.model_inputs(data), training=True)
+        loss, _ = task.compute_loss(model, data, outputs)
+        loss += task.regularization(model.trainable_variables)[0]
     return loss, tape.gradient(loss, model.trainable_variables)
 
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from simclr_tf2 import objectives
+from simclr_tf2 import tasks
 from simclr_tf2 import optim
 from simclr_tf2.models import build
 from simclr_tf2.models import heads
@@ -31,13 +31,14 @@ def model_cfg(**overrides):
 def compile_model(model, train_mode="pretrain", optimizer="lars",
                   learning_rate=0.1, weight_decay=1e-4, micro_batch_size=0,
                   **compile_kwargs):
-    """Compiles with the objective a run would use (temperature 0.5)."""
-    objective = objectives.Objective(
-        train_mode, temperature=0.5,
-        weight_decay=optim.weight_decay_policy(optimizer, weight_decay))
+    """Compiles with the task a run would use (temperature 0.5)."""
+    decay = optim.weight_decay_policy(optimizer, weight_decay)
+    task = (tasks.PretrainTask(temperature=0.5, weight_decay=decay)
+            if train_mode == "pretrain" else
+            tasks.get(train_mode)(weight_decay=decay))
     model.compile(optimizer=optim.build_optimizer(
         optimizer, learning_rate, weight_decay=weight_decay),
-        objective=objective, micro_batch_size=micro_batch_size,
+        task=task, micro_batch_size=micro_batch_size,
         **compile_kwargs)
     model.optimizer.build(model.trainable_variables)
     return model
@@ -47,7 +48,7 @@ def make_model(train_mode="pretrain", num_classes=3, optimizer="lars",
                learning_rate=0.1, weight_decay=1e-4, micro_batch_size=0, **cfg):
     keras.utils.set_random_seed(0)
     model = build.build_model(
-        model_cfg(**cfg), num_classes=num_classes, train_mode=train_mode,
+        model_cfg(**cfg), num_classes=num_classes, task=train_mode,
         image_size=IMAGE)
     return compile_model(model, train_mode, optimizer, learning_rate,
                          weight_decay, micro_batch_size)
@@ -197,7 +198,7 @@ def test_precision_and_xla_train_through_fit(policy, jit):
     try:
         keras.utils.set_random_seed(0)
         model = build.build_model(
-            model_cfg(), num_classes=3, train_mode="pretrain",
+            model_cfg(), num_classes=3, task="pretrain",
             image_size=IMAGE)
         compile_model(model, jit_compile=jit)
         if policy == "mixed_float16":
@@ -238,18 +239,19 @@ def test_get_config_round_trip_rebuilds_the_same_network(train_mode, selector):
     for key in expected:
         np.testing.assert_allclose(got[key], expected[key], atol=1e-6)
     assert clone.get_config() == config
-    assert (clone.train_mode, clone.ft_proj_selector) == (train_mode, selector)
+    assert (clone.stop_gradient_to_head, clone.ft_proj_selector) == (
+        train_mode == "pretrain", selector)
     revived = keras.saving.deserialize_keras_object(
         keras.saving.serialize_keras_object(model))
     assert isinstance(revived, SimCLRModel)
     assert revived.supervised_head.units == 3
 
 
-def test_training_needs_an_objective():
+def test_training_needs_a_task():
     model = build.build_model(model_cfg(), num_classes=3,
-                              train_mode="pretrain", image_size=IMAGE)
+                              task="pretrain", image_size=IMAGE)
     model.compile(optimizer=optim.build_optimizer("lars", 0.1))
-    with pytest.raises(ValueError, match="objective"):
+    with pytest.raises(ValueError, match="task"):
         model.train_step(batch())
     # Evaluation works without one (no regulariser to report).
     logs = model.test_step(batch(views=1))

@@ -10,18 +10,18 @@ from PIL import Image
 
 from simclr_tf2 import gradcache
 from simclr_tf2 import losses
-from simclr_tf2 import objectives
+from simclr_tf2 import tasks
 from tests import test_gradcache as gc_tests
 from tests.test_run import TINY, assert_user_error, run_py
 from tests.test_simclr_model import batch, make_model
 
 
 def _with_loss(model, name):
-    """The model's objective with contrastive loss `name` (same temperature
+    """The model's task with contrastive loss `name` (same temperature
     and weight decay)."""
-    old = model.objective
-    model.objective = objectives.Objective(
-        "pretrain", contrastive_loss=name, temperature=old.temperature,
+    old = model.task
+    model.task = tasks.PretrainTask(
+        contrastive_loss=name, temperature=old.temperature,
         hidden_norm=old.hidden_norm, weight_decay=old.weight_decay)
     return model
 
@@ -31,15 +31,10 @@ def _supcon(model):
 
 
 def _cached_gradients(model, data, micro_batch_size):
-    """gradcache.compute_gradients on the model's objective: the loss runs
+    """gradcache.compute_gradients on the model's task: the loss runs
     once on all z with all labels."""
     loss, _, grads = gradcache.compute_gradients(
-        model._forward, model.objective, data, model.trainable_variables,
-        model.optimizer, micro_batch_size=micro_batch_size,
-        output_keys=model._read_outputs(),
-        moving_statistics=gradcache.moving_statistics(
-            model.non_trainable_variables),
-        unroll=False)
+        model, model.task, data, micro_batch_size=micro_batch_size)
     return loss, grads
 
 
@@ -59,10 +54,10 @@ def _calibrated_frozen_bn(model, data, passes=40):
             layer.trainable = False
 
 
-def test_objective_rejects_an_unknown_contrastive_loss():
-    assert set(objectives.CONTRASTIVE_LOSSES) == {"nt_xent", "supcon"}
+def test_task_rejects_an_unknown_contrastive_loss():
+    assert set(tasks.CONTRASTIVE_LOSSES) == {"nt_xent", "supcon"}
     with pytest.raises(ValueError, match="contrastive_loss must be one of"):
-        objectives.Objective("pretrain", contrastive_loss="triplet")
+        tasks.PretrainTask(contrastive_loss="triplet")
 
 
 def test_pretraining_step_uses_the_chosen_loss():
@@ -72,7 +67,7 @@ def test_pretraining_step_uses_the_chosen_loss():
     logged = metrics["contrast_loss"].numpy()
     views = tf.concat(tf.split(data["image"], 2, axis=-1), axis=0)
     z = model(views, training=True)["proj_head_output"]
-    temperature = model.objective.temperature
+    temperature = model.task.temperature
     supcon, _, _ = losses.add_supervised_contrastive_loss(
         z, data["label"], temperature=temperature)
     nt_xent, _, _ = losses.add_contrastive_loss(z, temperature=temperature)

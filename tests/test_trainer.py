@@ -7,10 +7,10 @@ import os
 import pytest
 import tensorflow as tf
 
-from simclr_tf2 import objectives
+from simclr_tf2 import tasks
 from simclr_tf2.config import RunConfig
-from simclr_tf2.experiment import Experiment, build_objective
-from simclr_tf2.experiment import recorded_final_step
+from simclr_tf2.experiment import Experiment
+from simclr_tf2.rundir import recorded_final_step
 from simclr_tf2.trainer import Trainer
 
 TINY = dict(dataset="digits", image_size=16, resnet_depth=18,
@@ -30,26 +30,31 @@ def tiny_experiment(model_dir, lines=None, **overrides):
                       tf.distribute.get_strategy(), printer=printer)
 
 
-def test_experiment_plans_steps_and_compiles_the_configured_objective(tmp_path):
+def test_experiment_plans_steps_and_compiles_the_configured_task(tmp_path):
     experiment = tiny_experiment(tmp_path, train_epochs=2, checkpoint_epochs=1,
                                  temperature=0.3)
     per_epoch = round(experiment.num_train_examples / 32)
     assert experiment.total_steps == math.ceil(2 * experiment.num_train_examples / 32)
     assert experiment.checkpoint_steps == per_epoch
-    objective = experiment.model.objective
-    assert isinstance(objective, objectives.Objective)
-    assert (objective.train_mode, objective.temperature) == ("pretrain", 0.3)
-    assert objective.weight_decay.optimizer_decays  # LARS by default.
+    task = experiment.model.task
+    assert task is experiment.task
+    assert isinstance(task, tasks.PretrainTask) and task.temperature == 0.3
+    assert task.weight_decay.optimizer_decays  # LARS by default.
     assert experiment.global_step == 0 and experiment.is_chief
 
 
-def test_build_objective_reads_the_loss_and_distillation_sections(tmp_path):
-    config = tiny_config(tmp_path, train_mode="finetune", optimizer="momentum",
-                         hidden_norm=False, weight_decay=0.01)
-    objective = build_objective(config)
-    assert objective.train_mode == "finetune" and not objective.hidden_norm
-    assert objective.weight_decay.coefficient == 0.01
-    assert not objective.weight_decay.optimizer_decays
+def test_task_from_config_reads_the_loss_and_distillation_sections(tmp_path):
+    config = tiny_config(tmp_path, optimizer="momentum", hidden_norm=False,
+                         weight_decay=0.01)
+    task = tasks.from_config(config)
+    assert isinstance(task, tasks.PretrainTask) and not task.hidden_norm
+    assert task.weight_decay.coefficient == 0.01
+    assert not task.weight_decay.optimizer_decays
+    distill = tasks.from_config(
+        tiny_config(tmp_path, train_mode="distill", distill_temperature=2.0,
+                    distill_label_weight=0.5), teacher=lambda x: x)
+    assert isinstance(distill, tasks.DistillTask)
+    assert (distill.distill_temperature, distill.distill_label_weight) == (2.0, 0.5)
 
 
 def test_batch_not_divisible_by_replicas_is_refused(tmp_path):

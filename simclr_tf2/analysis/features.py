@@ -7,13 +7,14 @@ import numpy as np
 import tensorflow as tf
 
 from simclr_tf2 import knn
+from simclr_tf2 import rundir
 from simclr_tf2.errors import ConfigError
 from simclr_tf2.data import pipeline
 
 
 def export_image_size(export_dir):
     """The input side S an export was trained at (from its simclr_export.json)."""
-    path = os.path.join(export_dir, "assets.extra", "simclr_export.json")
+    path = os.path.join(export_dir, rundir.EXPORT_INFO)
     if not os.path.exists(path):
         raise ConfigError(
             f"{export_dir} is not a simclr_tf2 export (no {path}); pass the "

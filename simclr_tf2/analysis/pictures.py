@@ -20,6 +20,7 @@ import tensorflow as tf  # noqa: E402
 from sklearn.manifold import TSNE  # noqa: E402
 from tensorboard.backend.event_processing import event_accumulator  # noqa: E402
 
+from simclr_tf2 import rundir  # noqa: E402
 from simclr_tf2.data import augment  # noqa: E402
 from simclr_tf2.errors import ConfigError  # noqa: E402
 
@@ -105,8 +106,8 @@ def training_curves(model_dir, path):
     Returns:
       path.
     """
-    train = read_scalars(os.path.join(model_dir, "train"))
-    evaluation = read_scalars(os.path.join(model_dir, "eval"))
+    train = read_scalars(os.path.join(model_dir, rundir.TRAIN_SUMMARIES))
+    evaluation = read_scalars(os.path.join(model_dir, rundir.EVAL_SUMMARIES))
     if "train/contrast_loss" not in train:
         raise ConfigError(f"{model_dir}/train has no train/contrast_loss summaries; "
                          "pass the model_dir of a pretraining run.")

@@ -398,3 +398,16 @@ def two_views(image, image_size, seed, color_jitter_strength=1.0, use_blur=True,
                                      crop_min_area)
              for i in range(2)]
     return tf.concat(views, axis=-1)
+
+
+def split_views(images):
+    """Inverse of `two_views` on a batch: the views as separate images.
+
+    Args:
+        images: [B, H, W, 3 * V] V views stacked on channels (`two_views`:
+            V = 2), or [B, H, W, 3], one view.
+
+    Returns:
+        List of V tensors [B, H, W, 3], view 1 first.
+    """
+    return tf.split(images, images.shape[-1] // 3, axis=-1)

@@ -2,7 +2,8 @@
 
 Every source yields dicts {"image": uint8 [H, W, C], "label": int64, "id":
 int64}; this module turns them into {"image": float32 [B, S, S, 3 or 6],
-"label": int64 [B]} batches.
+"label": int64 [B], "id": int64 [B]} training batches (the task of the
+train mode augments each example) and {"image", "label"} eval batches.
 
 Order: every epoch is a new seeded permutation of the whole split, drawn by
 the source before images are decoded (`Source.shuffled`), so batches mix the
@@ -22,6 +23,7 @@ import logging
 import numpy as np
 import tensorflow as tf
 
+from simclr_tf2 import tasks
 from simclr_tf2.data import augment
 from simclr_tf2.data.source import decoded_buffer_size
 
@@ -41,23 +43,7 @@ def derive_seeds(seed, start_step=0):
     return int(order), int(aug)
 
 
-def _train_transform(train_mode, image_size, color_jitter_strength, use_blur,
-                     crop_min_area):
-    """The per-example augmentation of a train mode, as (example, seed) -> example."""
-    def pretrain(example, seed):
-        image = augment.two_views(example["image"], image_size, seed,
-                                  color_jitter_strength, use_blur, crop_min_area)
-        return {"image": image, "label": example["label"]}
-
-    def finetune(example, seed):
-        image = augment.preprocess_for_finetune(example["image"], image_size,
-                                                seed, crop_min_area)
-        return {"image": image, "label": example["label"]}
-
-    return pretrain if train_mode == "pretrain" else finetune
-
-
-def build_train_dataset(source, split, global_batch_size, train_mode,
+def build_train_dataset(source, split, global_batch_size, task,
                         image_size, color_jitter_strength=1.0, use_blur=True,
                         seed=0, cache=False, example_ids=None,
                         start_step=0, crop_min_area=0.08):
@@ -67,8 +53,10 @@ def build_train_dataset(source, split, global_batch_size, train_mode,
       source: an opened `simclr_tf2.data.registry.Source`.
       split: split name, TFDS slicing allowed ("train[:10%]").
       global_batch_size: examples per step over all replicas.
-      train_mode: "pretrain" (two views, full SimCLR augmentation) or
-        "finetune" / "distill" (crop + flip only).
+      task: the training mode's `tasks.Task` (class or object) or its
+        registry name; its `train_transform` augments each example
+        (pretraining: two views, full SimCLR augmentation; otherwise crop
+        and flip).
       image_size: output side S.
       color_jitter_strength: colour distortion strength s.
       use_blur: Gaussian blur in pretraining.
@@ -82,7 +70,7 @@ def build_train_dataset(source, split, global_batch_size, train_mode,
 
     Returns:
       tf.data.Dataset of {"image": float32 [B, S, S, 6 or 3], "label": int64
-      [B]} with B = global_batch_size (remainder dropped).
+      [B], "id": int64 [B]} with B = global_batch_size (remainder dropped).
     """
     order_seed, augment_seed = derive_seeds(seed, start_step)
     dataset = source.shuffled(split, order_seed, example_ids)
@@ -99,8 +87,8 @@ def build_train_dataset(source, split, global_batch_size, train_mode,
             "examples repeat within a batch.", global_batch_size, num_examples)
     dataset = dataset.repeat()
     seeds = tf.data.Dataset.random(seed=augment_seed).batch(2)
-    transform = _train_transform(train_mode, image_size,
-                                 color_jitter_strength, use_blur, crop_min_area)
+    transform = tasks.get(task).train_transform(
+        image_size, color_jitter_strength, use_blur, crop_min_area)
     dataset = tf.data.Dataset.zip(dataset, seeds).map(
         transform, num_parallel_calls=AUTOTUNE, deterministic=True)
     dataset = dataset.batch(global_batch_size, drop_remainder=True)

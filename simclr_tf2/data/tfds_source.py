@@ -14,6 +14,7 @@ from simclr_tf2.data.source import (DataError, DatasetInfo, Source, SplitSlice,
                                     collect_labels_and_ids,
                                     decoded_buffer_size, filter_ids,
                                     parse_split)
+from simclr_tf2.errors import one_line
 
 # Files read at once when training: examples of 16 shuffled files mix.
 _INTERLEAVE_FILES = 16
@@ -36,8 +37,8 @@ def _builder(name: str, data_dir: str | None):
     except tfds.core.registered.DatasetNotFoundError as e:
         raise DataError(_UNKNOWN.format(name=name)) from e
     except Exception as e:  # noqa: BLE001 - any builder failure is user-facing
-        first_line = (str(e).strip().splitlines() or [type(e).__name__])[0]
-        raise DataError(f"cannot open TFDS dataset {name!r}: {first_line}; "
+        reason = one_line(e, first_line_only=True)
+        raise DataError(f"cannot open TFDS dataset {name!r}: {reason}; "
                         f"check the name and --data_dir") from e
 
 

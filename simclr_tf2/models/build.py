@@ -2,6 +2,7 @@
 
 import tensorflow as tf
 
+from simclr_tf2 import tasks
 from simclr_tf2.errors import ConfigError
 from simclr_tf2.models import heads
 from simclr_tf2.models import resnet
@@ -21,39 +22,27 @@ def build_encoder(model_cfg):
         name="resnet")
 
 
-def standardises_features(model_cfg, train_mode):
-    """Whether the classifier standardises h (SupervisedHead normalize_input).
-
-    True for the linear head trained while pretraining and for linear
-    evaluation (finetune with the whole encoder frozen,
-    fine_tune_after_block=4): a linear layer on standardised h converges in
-    a few epochs of momentum SGD, where raw h, whose scale varies by orders
-    of magnitude between dimensions, needs many more. The classifier stays
-    linear in h (at inference the normalisation is a fixed affine map).
-    """
-    return train_mode == "pretrain" or (
-        train_mode == "finetune" and model_cfg.fine_tune_after_block >= 4)
-
-
-def build_model(model_cfg, *, num_classes, train_mode, image_size):
+def build_model(model_cfg, *, num_classes, task, image_size):
     """Builds (and creates the variables of) a SimCLRModel.
 
     Args:
       model_cfg: a `config.ModelConfig` (or an object with its fields).
       num_classes: classifier width; 0 = no supervised head.
-      train_mode: "pretrain", "finetune" or "distill".
+      task: the training mode's `tasks.Task` (class or object) or its
+        registry name; it decides the head wiring and what is frozen.
       image_size: input side, used to create the variables.
 
     Returns:
       A built, uncompiled SimCLRModel whose encoder is frozen up to
-      `fine_tune_after_block` when fine-tuning. Training settings (the
-      objective, the optimizer) come with `compile`.
+      `fine_tune_after_block` when the task asks for it. Training settings
+      (the task object, the optimizer) come with `compile`.
 
     Raises:
-      ConfigError: finetune/distill without classes.
+      ConfigError: a task that needs classes without them.
     """
-    if train_mode != "pretrain" and num_classes <= 0:
-        raise ConfigError(f"train_mode={train_mode} needs a supervised head "
+    task = tasks.get(task)
+    if task.requires_classes and num_classes <= 0:
+        raise ConfigError(f"train_mode={task.name} needs a supervised head "
                           "(a dataset with labels / num_classes > 0).")
     encoder = build_encoder(model_cfg)
     projection_head = heads.ProjectionHead(
@@ -63,19 +52,19 @@ def build_model(model_cfg, *, num_classes, train_mode, image_size):
         batch_norm_decay=model_cfg.batch_norm_decay,
         global_bn=model_cfg.global_bn,
         name="projection_head")
-    wants_head = train_mode != "pretrain" or model_cfg.lineareval_while_pretraining
     supervised = None
-    if num_classes > 0 and wants_head:
+    if num_classes > 0 and task.wants_supervised_head(model_cfg):
         supervised = heads.supervised_head(
             num_classes, zero_init=model_cfg.zero_init_logits_layer,
-            normalize_input=standardises_features(model_cfg, train_mode),
+            normalize_input=task.standardises_features(model_cfg),
             batch_norm_decay=model_cfg.batch_norm_decay,
             global_bn=model_cfg.global_bn)
     model = SimCLRModel(
-        encoder, projection_head, supervised, train_mode=train_mode,
+        encoder, projection_head, supervised,
+        stop_gradient_to_head=task.stop_gradient_to_head,
         ft_proj_selector=model_cfg.ft_proj_selector, name="simclr")
     model(tf.zeros([1, image_size, image_size, 3]), training=False)
-    if train_mode != "pretrain":
-        resnet.set_fine_tune_after_block(encoder,
-                                         model_cfg.fine_tune_after_block)
+    frozen_after = task.frozen_after_block(model_cfg)
+    if frozen_after is not None:
+        resnet.set_fine_tune_after_block(encoder, frozen_after)
     return model

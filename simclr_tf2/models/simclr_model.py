@@ -1,14 +1,14 @@
-"""SimCLRModel: encoder + heads as one Keras model, trained by an Objective."""
+"""SimCLRModel: encoder + heads as one Keras model, trained by a Task."""
 
 import keras
 import tensorflow as tf
 
 from simclr_tf2 import gradcache
-from simclr_tf2 import objectives
+from simclr_tf2 import optim
+from simclr_tf2 import tasks
 from simclr_tf2.errors import ConfigError
 from simclr_tf2.optim import WeightDecay
 
-TRAIN_MODES = objectives.TRAIN_MODES
 # label_top_5_accuracy: top-k over min(TOP_K, classes) logits.
 TOP_K = 5
 
@@ -19,26 +19,25 @@ class SimCLRModel(keras.Model):
 
     `call` maps one batch of images to a dict of named outputs (what exports
     serve). What training minimises is not the model's business: `compile`
-    takes an `objectives.Objective` (NT-Xent pretraining, fine-tuning,
-    distillation, see there), and `train_step` differentiates it, by one
-    forward pass or, with `micro_batch_size`, by gradient caching.
+    takes a `tasks.Task` (pretraining, fine-tuning, distillation, see
+    simclr_tf2/tasks/); `train_step` owns the step mechanics and asks the
+    task for the model inputs, the loss and what runs after each step. The
+    gradient comes from one forward pass or, with `micro_batch_size`, from
+    gradient caching.
 
     Args:
       encoder: a layer mapping [B, H, W, 3] to a dict with "final_avg_pool".
       projection_head: a `ProjectionHead`.
       supervised_head: a layer mapping [B, D] to logits [B, C] (with a
         `units` property), or None.
-      train_mode: one of TRAIN_MODES; "pretrain" stops the supervised head's
-        gradient at its input (linear eval while pretraining).
+      stop_gradient_to_head: detach the supervised head's input, so that
+        labels never reach f or g (linear eval while pretraining).
       ft_proj_selector: projection-head layer feeding the supervised head.
     """
 
     def __init__(self, encoder, projection_head, supervised_head=None, *,
-                 train_mode="pretrain", ft_proj_selector=0, **kwargs):
+                 stop_gradient_to_head=False, ft_proj_selector=0, **kwargs):
         super().__init__(**kwargs)
-        if train_mode not in TRAIN_MODES:
-            raise ValueError(
-                f"train_mode must be one of {TRAIN_MODES}, got {train_mode!r}.")
         if ft_proj_selector > projection_head.depth:
             raise ConfigError(
                 f"ft_proj_selector={ft_proj_selector} exceeds the projection "
@@ -46,12 +45,12 @@ class SimCLRModel(keras.Model):
         self.encoder = encoder
         self.projection_head = projection_head
         self.supervised_head = supervised_head
-        self.train_mode = train_mode
+        self.stop_gradient_to_head = stop_gradient_to_head
         self.ft_proj_selector = ft_proj_selector
-        self.objective = None
+        self.task = None
         self.micro_batch_size = 0
         self._trackers = {name: keras.metrics.Mean(name=name)
-                          for name in objectives.METRIC_NAMES}
+                          for name in tasks.METRIC_NAMES}
         self._top1 = keras.metrics.SparseTopKCategoricalAccuracy(
             k=1, name="label_top_1_accuracy")
         classes = supervised_head.units if supervised_head is not None else TOP_K
@@ -67,12 +66,15 @@ class SimCLRModel(keras.Model):
             "projection_head": serialize(self.projection_head),
             "supervised_head": (serialize(self.supervised_head)
                                 if self.supervised_head is not None else None),
-            "train_mode": self.train_mode,
+            "stop_gradient_to_head": self.stop_gradient_to_head,
             "ft_proj_selector": self.ft_proj_selector}
 
     @classmethod
     def from_config(cls, config):
         config = dict(config)
+        if "train_mode" in config:  # A config written by an earlier version.
+            config["stop_gradient_to_head"] = tasks.get(
+                config.pop("train_mode")).stop_gradient_to_head
         for key in ("encoder", "projection_head", "supervised_head"):
             if config.get(key) is not None:
                 # Unbuilt: the parts create their variables on the model's
@@ -82,20 +84,20 @@ class SimCLRModel(keras.Model):
                 config[key] = keras.saving.deserialize_keras_object(part)
         return cls(**config)
 
-    def compile(self, optimizer, objective=None, micro_batch_size=0, **kwargs):
-        """Keras compile, with an `objectives.Objective` instead of a loss.
+    def compile(self, optimizer, task=None, micro_batch_size=0, **kwargs):
+        """Keras compile, with a `tasks.Task` instead of a loss.
 
         Args:
           optimizer: a Keras optimizer.
-          objective: what `train_step` minimises; also holds the weight-decay
+          task: what `train_step` minimises; also holds the weight-decay
             policy that `test_step` reports (None: evaluation only, no decay).
-          micro_batch_size: if > 0, pretraining computes the exact full-batch
+          micro_batch_size: if > 0, a contrastive task computes the exact full-batch
             gradient in chunks of this many examples (gradient caching), so
             memory is bounded by the chunk, not the batch.
           **kwargs: other `keras.Model.compile` arguments (jit_compile,
             steps_per_execution).
         """
-        self.objective = objective
+        self.task = task
         self.micro_batch_size = micro_batch_size
         super().compile(optimizer=optimizer, **kwargs)
 
@@ -137,55 +139,47 @@ class SimCLRModel(keras.Model):
         outputs["proj_head_output"] = tf.cast(hiddens[-1], tf.float32)
         if self.supervised_head is not None:
             sup_input = hiddens[self.ft_proj_selector]
-            if self.train_mode == "pretrain":
-                # Linear eval while pretraining: labels never reach f or g.
+            if self.stop_gradient_to_head:
                 sup_input = tf.stop_gradient(sup_input)
             outputs["logits_sup"] = tf.cast(
                 self.supervised_head(sup_input, training=training), tf.float32)
         return outputs
 
     # ----------------------------------------------------------------- train
-    def _forward(self, inputs):
-        return self(inputs, training=True)
-
     def train_step(self, data):
+        """One optimizer step on this replica's batch `data` (a dict)."""
         variables = self.trainable_variables
         loss, metrics, grads = self.loss_and_gradients(data)
-        objectives.apply_gradients(self.optimizer, grads, variables)
+        optim.apply_gradients(self.optimizer, grads, variables)
+        self.task.after_step(self)
         self._update_trackers(dict(metrics, loss=loss))
         return self._results(training=True)
 
     def loss_and_gradients(self, data):
-        """The objective's loss, metrics and gradients on one batch.
+        """The task's loss (plus regulariser), metrics and gradients.
 
         Args:
-          data: {"image": [B, H, W, C], "label": [B]} of this replica (C = 6,
-            two stacked views, when pretraining).
+          data: this replica's batch {"image": [B, H, W, C], "label": [B],
+            ...} (C = 6, two stacked views, when pretraining).
 
         Returns:
           (loss, metrics dict, gradients aligned with trainable_variables,
           scaled for replicas and loss scaling; None where none flows).
         """
-        if self.objective is None:
-            raise ValueError("SimCLRModel needs an objective to train; pass "
-                             "compile(objective=objectives.Objective(...)).")
-        variables = self.trainable_variables
-        if self.micro_batch_size > 0 and self.objective.train_mode == "pretrain":
+        task, variables = self.task, self.trainable_variables
+        if task is None:
+            raise ValueError("SimCLRModel needs a task to train; pass "
+                             "compile(task=tasks.PretrainTask(...)).")
+        if self.micro_batch_size > 0 and task.supports_gradient_caching:
             return gradcache.compute_gradients(
-                self._forward, self.objective, data, variables, self.optimizer,
-                micro_batch_size=self.micro_batch_size,
-                output_keys=self._read_outputs(),
-                moving_statistics=gradcache.moving_statistics(
-                    self.non_trainable_variables),
-                unroll=gradcache.must_unroll(self._flatten_layers()))
-        return objectives.compute_gradients(
-            self._forward, self.objective, data, variables, self.optimizer)
-
-    def _read_outputs(self):
-        """The outputs of `call` the objective reads (gradient caching)."""
-        present = {objectives.Z} | (
-            {objectives.LOGITS} if self.supervised_head is not None else set())
-        return [key for key in self.objective.reads if key in present]
+                self, task, data, micro_batch_size=self.micro_batch_size)
+        with tf.GradientTape() as tape:
+            outputs = self(task.model_inputs(data), training=True)
+            loss, metrics = task.compute_loss(self, data, outputs)
+            regulariser, reg_metrics = task.regularization(variables)
+            loss += regulariser
+            scaled = optim.scale_for_replicas(self.optimizer, loss)
+        return loss, dict(metrics, **reg_metrics), tape.gradient(scaled, variables)
 
     def _update_trackers(self, metrics):
         for name, value in metrics.items():
@@ -201,14 +195,14 @@ class SimCLRModel(keras.Model):
         if "logits_sup" in outputs:
             self._top1.update_state(safe_labels, outputs["logits_sup"], weights)
             self._top5.update_state(safe_labels, outputs["logits_sup"], weights)
-        decay = self.objective.weight_decay if self.objective else WeightDecay()
+        decay = self.task.weight_decay if self.task else WeightDecay()
         reg = decay.total_loss(self.trainable_variables)
         self._trackers["regularization_loss"].update_state(reg)
         return self._results(training=False)
 
     def _results(self, training):
         if training:
-            names = self.objective.result_names(self.supervised_head is not None)
+            names = self.task.result_names(self.supervised_head is not None)
             results = {n: self._trackers[n].result() for n in names}
             results["learning_rate"] = tf.cast(
                 self.optimizer.learning_rate, tf.float32)

@@ -5,6 +5,8 @@ from simclr_tf2.optim.factory import WeightDecay
 from simclr_tf2.optim.factory import build_optimizer
 from simclr_tf2.optim.factory import weight_decay_loss
 from simclr_tf2.optim.factory import weight_decay_policy
+from simclr_tf2.optim.gradients import apply_gradients
+from simclr_tf2.optim.gradients import scale_for_replicas
 from simclr_tf2.optim.lars import LARS
 from simclr_tf2.optim.lars import variable_path
 from simclr_tf2.optim.schedule import WarmupCosineDecay
@@ -17,8 +19,10 @@ __all__ = [
     "LARS",
     "WarmupCosineDecay",
     "WeightDecay",
+    "apply_gradients",
     "build_learning_rate_schedule",
     "build_optimizer",
+    "scale_for_replicas",
     "scale_learning_rate",
     "variable_path",
     "warmup_and_total_steps",

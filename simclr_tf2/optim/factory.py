@@ -95,11 +95,11 @@ def weight_decay_loss(variables, weight_decay, optimizer_name):
 
 
 class WeightDecay:
-    """The weight-decay policy a training objective is handed.
+    """The weight-decay policy a training task is handed.
 
     Which variables the loss decays depends on the optimizer (LARS decays
     most of them itself); `weight_decay_policy` builds the policy for an
-    optimizer name, so the model and the objective never see that name.
+    optimizer name, so the model and the task never see that name.
 
     Args:
         coefficient: The L2 coefficient (0: no decay).

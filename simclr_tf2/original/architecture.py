@@ -9,6 +9,7 @@ when the SK bottleneck sits at its minimum width of 32).
 import json
 import os
 
+from simclr_tf2 import rundir
 from simclr_tf2.errors import CheckpointMismatchError
 from simclr_tf2.models.resnet import BLOCK_SPECS
 from simclr_tf2.original.layout import ENCODER, PROJECTION, SUPERVISED
@@ -82,7 +83,7 @@ def infer_from_variables(graph):
 
 def read_flags(model_dir):
     """The original's (or our) flat flags.json in `model_dir`, or {}."""
-    path = os.path.join(model_dir, "flags.json")
+    path = os.path.join(model_dir, rundir.FLAGS_JSON)
     try:
         with open(path) as f:
             flags = json.load(f)

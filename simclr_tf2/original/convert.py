@@ -1,6 +1,9 @@
 """Our SimCLRModel holding an original model's weights (for export, teachers, parity)."""
 
-from simclr_tf2.config import ModelConfig
+import os
+
+from simclr_tf2 import tasks
+from simclr_tf2.config import DataConfig, ModelConfig, OptimConfig, RunConfig
 from simclr_tf2.models import build
 from simclr_tf2.models import heads
 from simclr_tf2.models.resnet import ResNet
@@ -46,7 +49,7 @@ def model_from_original(path, image_size=None):
     """A built SimCLRModel with every weight of the original model at `path`.
 
     Built by `build.build_model` like any run's model; with a supervised head
-    it is in "finetune" mode, whose classifier is a plain linear layer like
+    it is built for fine-tuning (`tasks.FinetuneTask`), whose classifier is a plain linear layer like
     the original's (pretraining mode would add an input normalisation).
 
     Args:
@@ -62,8 +65,38 @@ def model_from_original(path, image_size=None):
     size = image_size or arch.get("image_size") or (32 if arch["cifar_stem"] else 224)
     cfg = model_config(arch, original.flags)
     classes = arch["num_classes"]
-    model = build.build_model(cfg, num_classes=classes,
-                              train_mode="finetune" if classes else "pretrain",
+    task = tasks.FinetuneTask if classes else tasks.PretrainTask
+    model = build.build_model(cfg, num_classes=classes, task=task,
                               image_size=size)
     loader.load_into(original, model.encoder, model.projection_head, model.supervised_head)
     return model, original, cfg, size
+
+
+def _global_step(original):
+    """The original checkpoint's global step (else from its ckpt-N / <step>/ name)."""
+    step = original.graph.global_step()
+    if step is not None:
+        return step
+    parent = os.path.basename(os.path.dirname(original.prefix.rstrip("/")))
+    tail = os.path.basename(original.prefix).rsplit("-", 1)[-1]
+    return int(tail) if tail.isdigit() else int(parent) if parent.isdigit() else 0
+
+
+def model_for_export(source):
+    """What `python -m export` needs to export an original model.
+
+    Args:
+      source: original model_dir, ckpt-N prefix or SavedModel directory.
+
+    Returns:
+      (SimCLRModel, RunConfig of its image size / architecture / weight
+      decay, global step, info dict for the export's simclr_export.json).
+    """
+    model, original, cfg, size = model_from_original(source)
+    config = RunConfig(
+        data=DataConfig(image_size=size), model=cfg,
+        optim=OptimConfig(weight_decay=float(original.flags.get("weight_decay", 0.0))))
+    step = _global_step(original)
+    info = {"global_step": step, "checkpoint": original.prefix,
+            "original_simclr": True, "architecture": original.arch}
+    return model, config, step, info

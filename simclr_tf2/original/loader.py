@@ -12,9 +12,10 @@ import os
 import numpy as np
 import tensorflow as tf
 
+from simclr_tf2 import rundir
 from simclr_tf2.checkpoints import CheckpointMismatchError
 from simclr_tf2.original import architecture, layout
-from simclr_tf2.original.object_graph import ObjectGraph
+from simclr_tf2.object_graph import ObjectGraph
 
 
 class OriginalCheckpointError(CheckpointMismatchError):
@@ -42,12 +43,10 @@ class OriginalModel:
 
 
 def _newest_saved_model(model_dir):
-    root = os.path.join(model_dir, "saved_model")
+    root = rundir.export_root(model_dir)
     if tf.io.gfile.exists(os.path.join(root, "saved_model.pb")):
         return root  # the published models: <model>/saved_model/saved_model.pb
-    steps = [int(s) for s in tf.io.gfile.listdir(root) if s.strip("/").isdigit()] \
-        if tf.io.gfile.isdir(root) else []
-    return os.path.join(root, str(max(steps))) if steps else None
+    return rundir.latest_export(model_dir)
 
 
 def _locate(path):
@@ -55,10 +54,10 @@ def _locate(path):
     path = path.rstrip("/")
     if tf.io.gfile.exists(os.path.join(path, "saved_model.pb")):
         parent = os.path.dirname(path)
-        model_dir = os.path.dirname(parent) if os.path.basename(parent) == "saved_model" else path
+        model_dir = os.path.dirname(parent) if os.path.basename(parent) == rundir.SAVED_MODEL_DIR else path
         return os.path.join(path, "variables", "variables"), model_dir
     if tf.io.gfile.isdir(path):
-        latest = tf.train.latest_checkpoint(path)
+        latest = rundir.latest_checkpoint(path)
         if latest:
             return latest, path
         saved = _newest_saved_model(path)

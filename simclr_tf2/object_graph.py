@@ -3,13 +3,18 @@
 Both a tf.train.Checkpoint prefix and a SavedModel's ``variables/variables``
 hold a ``_CHECKPOINTABLE_OBJECT_GRAPH``. Its variables are keyed by their
 shortest path (``model/resnet_model/variables/7`` in a SavedModel), so keys
-are not looked up as strings: paths are followed child by child.
+are not looked up as strings: paths are followed child by child. Our own
+checkpoints (checkpoints.py, `python -m export`) and the original code's
+(simclr_tf2/original/) are read through the same `ObjectGraph`.
 """
 
 import tensorflow as tf
 from tensorflow.core.protobuf import trackable_object_graph_pb2
 
 VALUE = "VARIABLE_VALUE"
+# The step counter both our checkpoints and the original code's save at the
+# root (tf.train.Checkpoint(global_step=...)).
+GLOBAL_STEP_KEY = "global_step/.ATTRIBUTES/VARIABLE_VALUE"
 # Children that Keras and tf.Module add on top of the model's own attributes;
 # walked last, so variables are named by the original code's attribute paths.
 _GENERIC = ("variables", "trainable_variables", "non_trainable_variables",
@@ -58,6 +63,12 @@ class ObjectGraph:
         if node_id is None:
             return []
         return [ref.local_name for ref in self.graph.nodes[node_id].children]
+
+    def global_step(self):
+        """The saved global step, or None when the checkpoint has none."""
+        if self.reader.has_tensor(GLOBAL_STEP_KEY):
+            return int(self.reader.get_tensor(GLOBAL_STEP_KEY))
+        return None
 
     def value_key(self, node_id):
         """Checkpoint key of a variable node's value, or None if not a variable."""

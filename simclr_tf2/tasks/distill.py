@@ -1,0 +1,72 @@
+"""Distillation (SimCLRv2 step 3): a student learns a teacher's soft labels.
+
+The student is a freshly built network of this run's architecture with a
+classifier; the teacher (`teacher.load_teacher`) maps the same training
+images to logits. Optionally the true labels add a cross-entropy term.
+"""
+
+import tensorflow as tf
+
+from simclr_tf2 import losses
+from simclr_tf2.tasks import base
+from simclr_tf2.tasks import finetune
+
+
+class DistillTask(base.Task):
+    """Knowledge distillation from a teacher.
+
+    Args:
+      teacher: callable images [B, H, W, 3] -> logits [B, C].
+      distill_temperature: softmax temperature of teacher and student.
+      distill_label_weight: weight of the true-label loss (0: none).
+      weight_decay: see `base.Task`.
+    """
+
+    name = "distill"
+    needs_teacher = True
+
+    def __init__(self, teacher=None, *, distill_temperature=1.0,
+                 distill_label_weight=0.0, weight_decay=None):
+        super().__init__(weight_decay=weight_decay)
+        if teacher is None:
+            raise ValueError("train_mode=distill needs a teacher.")
+        self.teacher = teacher
+        self.distill_temperature = distill_temperature
+        self.distill_label_weight = distill_label_weight
+
+    @classmethod
+    def from_config(cls, config, teacher=None):
+        return cls(teacher,
+                   distill_temperature=config.distillation.distill_temperature,
+                   distill_label_weight=config.distillation.distill_label_weight,
+                   weight_decay=base.weight_decay_of(config))
+
+    @classmethod
+    def frozen_after_block(cls, model_cfg):
+        return model_cfg.fine_tune_after_block
+
+    @classmethod
+    def train_transform(cls, image_size, color_jitter_strength, use_blur,
+                        crop_min_area):
+        del color_jitter_strength, use_blur  # Pretraining augmentations.
+        return finetune.single_view_transform(image_size, crop_min_area)
+
+    def compute_loss(self, model, batch, outputs):
+        """Soft-label cross entropy of logits [B, C] against the teacher's
+        logits of the same images, plus the weighted label loss."""
+        logits = outputs[base.LOGITS]
+        per_example = losses.distillation_loss(
+            self.teacher(batch["image"]), logits, self.distill_temperature)
+        loss = tf.reduce_mean(per_example)
+        metrics = {"distill_loss": loss}
+        if self.distill_label_weight:
+            sup_loss, sup_metrics = base.supervised_loss(batch["label"], logits)
+            loss += self.distill_label_weight * sup_loss
+            metrics.update(sup_metrics)
+        return loss, metrics
+
+    def output_keys(self, has_supervised_head):
+        return [base.LOGITS]
+
+    def metric_names(self, has_supervised_head):
+        return ["distill_loss", "supervised_acc"]

@@ -1,0 +1,131 @@
+"""Pretraining: a contrastive loss on two views, plus the online linear head.
+
+Each example is augmented twice (`augment.two_views`, stacked on channels);
+the model sees the 2B views, view 1 rows first, and the contrastive loss
+(`CONTRASTIVE_LOSSES`, chosen by --contrastive_loss) compares their
+projections z. With --lineareval_while_pretraining a linear classifier on
+detached, standardised h is trained at the same time on both views.
+"""
+
+import tensorflow as tf
+
+from simclr_tf2 import losses
+from simclr_tf2.data import augment
+from simclr_tf2.errors import ConfigError
+from simclr_tf2.tasks import base
+
+
+def _nt_xent(hidden, labels, *, hidden_norm, temperature, strategy):
+    del labels  # An example's only positive is its other view.
+    return losses.add_contrastive_loss(hidden, hidden_norm=hidden_norm,
+                                       temperature=temperature,
+                                       strategy=strategy)
+
+
+def _supcon(hidden, labels, *, hidden_norm, temperature, strategy):
+    # Every other view with the anchor's label is a positive (-1: none).
+    return losses.add_supervised_contrastive_loss(
+        hidden, labels, hidden_norm=hidden_norm, temperature=temperature,
+        strategy=strategy)
+
+
+# name -> fn(hidden [2N, P], labels [N], *, hidden_norm, temperature,
+# strategy) -> (loss, logits_con [N, N_g], labels_con [N, 2N_g]); `hidden`
+# stacks view 1 of the N examples, then view 2. A new contrastive loss is
+# one entry here (selected by --contrastive_loss).
+CONTRASTIVE_LOSSES = {"nt_xent": _nt_xent, "supcon": _supcon}
+
+
+class PretrainTask(base.Task):
+    """SimCLR pretraining.
+
+    Args:
+      contrastive_loss: key of CONTRASTIVE_LOSSES.
+      temperature: contrastive softmax temperature.
+      hidden_norm: l2-normalise z before the contrastive loss.
+      weight_decay: see `base.Task`.
+    """
+
+    name = "pretrain"
+    requires_classes = False
+    stop_gradient_to_head = True
+    supports_gradient_caching = True
+
+    def __init__(self, *, contrastive_loss="nt_xent", temperature=0.1,
+                 hidden_norm=True, weight_decay=None):
+        super().__init__(weight_decay=weight_decay)
+        if contrastive_loss not in CONTRASTIVE_LOSSES:
+            raise ValueError(
+                f"contrastive_loss must be one of {sorted(CONTRASTIVE_LOSSES)}, "
+                f"got {contrastive_loss!r}.")
+        self.contrastive_loss = contrastive_loss
+        self.temperature = temperature
+        self.hidden_norm = hidden_norm
+
+    @classmethod
+    def from_config(cls, config, teacher=None):
+        del teacher
+        return cls(contrastive_loss=config.loss.contrastive_loss,
+                   temperature=config.loss.temperature,
+                   hidden_norm=config.loss.hidden_norm,
+                   weight_decay=base.weight_decay_of(config))
+
+    @classmethod
+    def check_data(cls, config, num_classes, dataset_name):
+        if num_classes == 0 and config.loss.contrastive_loss == "supcon":
+            raise ConfigError(
+                f"--contrastive_loss=supcon needs labels, but dataset "
+                f"{dataset_name} has none; use a labelled dataset or "
+                "--contrastive_loss=nt_xent.")
+
+    # Linear eval while pretraining: on standardised h, labels never reach
+    # f or g (stop_gradient_to_head).
+    @classmethod
+    def wants_supervised_head(cls, model_cfg):
+        return model_cfg.lineareval_while_pretraining
+
+    @classmethod
+    def standardises_features(cls, model_cfg):
+        return True
+
+    @classmethod
+    def train_transform(cls, image_size, color_jitter_strength, use_blur,
+                        crop_min_area):
+        def transform(example, seed):
+            image = augment.two_views(example["image"], image_size, seed,
+                                      color_jitter_strength, use_blur,
+                                      crop_min_area)
+            return {"image": image, "label": example["label"],
+                    "id": example["id"]}
+        return transform
+
+    @classmethod
+    def views(cls, images):
+        return augment.split_views(images)
+
+    def model_inputs(self, batch):
+        """[B, H, W, 6] two views -> [2B, H, W, 3], view 1 rows first."""
+        return tf.concat(self.views(batch["image"]), axis=0)
+
+    def compute_loss(self, model, batch, outputs):
+        """Contrastive loss of z [2B, P]; plus, with a head, the cross
+        entropy of logits [2B, C] against the labels of both views."""
+        labels = batch["label"]
+        loss, logits_con, labels_con = CONTRASTIVE_LOSSES[self.contrastive_loss](
+            outputs[base.Z], labels, hidden_norm=self.hidden_norm,
+            temperature=self.temperature,
+            strategy=tf.distribute.get_strategy())
+        accuracy, entropy = losses.contrastive_metrics(logits_con, labels_con)
+        metrics = {"contrast_loss": loss, "contrast_acc": accuracy,
+                   "contrast_entropy": entropy}
+        if base.LOGITS in outputs:
+            sup_loss, sup_metrics = base.supervised_loss(
+                tf.concat([labels, labels], 0), outputs[base.LOGITS])
+            loss += sup_loss
+            metrics.update(sup_metrics)
+        return loss, metrics
+
+    def metric_names(self, has_supervised_head):
+        return (["contrast_loss", "contrast_acc", "contrast_entropy"]
+                + (["supervised_loss", "supervised_acc"]
+                   if has_supervised_head else []))
