@@ -57,3 +57,32 @@ def test_split_pixels_and_a_foreign_directory(tmp_path):
     assert set(np.unique(labels)) == set(range(10))
     with pytest.raises(ConfigError, match="not a simclr_tf2 export"):
         features.export_image_size(str(tmp_path))
+
+
+def test_probes_cli_writes_every_row(tmp_path):
+    from simclr_tf2.analysis import __main__ as analysis_cli
+    from simclr_tf2.analysis import probes
+    path = _export(tmp_path)
+    subset_file = tmp_path / "label_subset.txt"
+    source = registry.open_source("digits")
+    _, train_y, train_ids = features.split_pixels(source, "train")
+    subset_file.write_text("\n".join(str(i) for i in train_ids[:100]) + "\n")
+    out = tmp_path / "probes" / "p.json"
+    analysis_cli.main(["probes", "--dataset=digits", f"--pretrained={path}",
+                       f"--untrained={path}", f"--extra=again={path}",
+                       f"--label_subset_file={subset_file}", f"--out={out}"])
+    rows = {r["run"]: r for r in json.load(open(out))["rows"]}
+    assert set(rows) == {f"logreg_{n}_{p}" for n in ("pixels", "pretrained",
+                                                     "untrained", "again")
+                         for p in ("100pct", "1pct")} | {"knn_pixels"}
+    assert "100 labels" in rows["logreg_pixels_1pct"]["what"]
+    # The rows hold the probes' own numbers on the same inputs.
+    train_f, _ = features.split_features(path, source, "train")
+    test_f, test_y = features.split_features(path, source, "test")
+    assert rows["logreg_pretrained_100pct"]["top1"] == probes.logistic_regression_top1(
+        train_f, train_y, test_f, test_y)
+    assert rows["logreg_pretrained_100pct"]["top1"] == rows["logreg_again_100pct"]["top1"]
+    # Pixels of digits are easy for a linear probe; 3 mean colours are not.
+    assert rows["logreg_pixels_100pct"]["top1"] > 0.85
+    assert rows["logreg_pretrained_100pct"]["top1"] < rows["logreg_pixels_100pct"]["top1"]
+    assert 0.5 < rows["knn_pixels"]["knn_top1"] <= 1.0
