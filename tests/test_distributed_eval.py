@@ -1,6 +1,7 @@
 """Evaluation on 2 replicas gives the one-device result (same weights)."""
 
 import pytest
+import tensorflow as tf
 
 from simclr_tf2.evaluator import Evaluator
 from simclr_tf2.experiment import Experiment
@@ -8,7 +9,6 @@ from tests.test_trainer import tiny_config
 
 
 def test_two_replica_evaluation_equals_one_device(tmp_path, two_replica_strategy):
-    import tensorflow as tf
     results = {}
     for name, strategy in (("one", tf.distribute.get_strategy()),
                            ("two", two_replica_strategy)):

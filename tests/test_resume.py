@@ -7,7 +7,6 @@ uninterrupted run's.
 """
 
 import numpy as np
-import tensorflow as tf
 
 from simclr_tf2.trainer import Trainer
 from tests.test_trainer import tiny_experiment
