@@ -66,11 +66,6 @@ def make_model(train_mode="pretrain", num_classes=3, image_size=IMAGE,
     return model
 
 
-def objective_reads_logits():
-    """The output key the supervised losses read."""
-    return _objectives.LOGITS
-
-
 def supervised_loss_and_metrics(labels, logits):
     """(loss, metrics) of the supervised objective on one batch."""
     return _objectives.supervised(labels, logits)
