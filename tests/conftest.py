@@ -13,7 +13,17 @@ try:
         [tf.config.LogicalDeviceConfiguration(),
          tf.config.LogicalDeviceConfiguration()])
 except RuntimeError:
-    pass  # Devices already initialised by an earlier import; keep what exists.
+    pass  # Devices already initialised by an earlier import; checked below.
+
+# CI runs every distributed test: there, fewer than 2 logical CPUs fails the
+# session instead of letting those tests skip unseen.
+ON_CI = os.environ.get("CI", "").lower() in ("true", "1")
+TWO_DEVICE_SKIP = "needs 2 logical CPU devices"
+if ON_CI and len(tf.config.list_logical_devices("CPU")) < 2:
+    raise RuntimeError(
+        "CI=true but TensorFlow was initialised before tests/conftest.py could "
+        "split the CPU into 2 logical devices; import tensorflow only after "
+        "conftest (do not pre-load it with -p or sitecustomize).")
 
 
 import itertools  # noqa: E402
@@ -36,10 +46,19 @@ def _fresh_collective_keys():
     yield
 
 
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """On CI, a test skipped for want of 2 logical devices is a failure."""
+    outcome = yield
+    report = outcome.get_result()
+    if ON_CI and report.skipped and TWO_DEVICE_SKIP in str(report.longrepr):
+        report.outcome = "failed"
+
+
 @pytest.fixture
 def two_replica_strategy():
     """A MirroredStrategy over the two logical CPU devices set up above."""
     devices = [d.name for d in tf.config.list_logical_devices("CPU")][:2]
     if len(devices) < 2:
-        pytest.skip("needs 2 logical CPU devices (see tests/conftest.py)")
+        pytest.skip(f"{TWO_DEVICE_SKIP} (see tests/conftest.py)")
     return tf.distribute.MirroredStrategy(devices)

@@ -3,7 +3,8 @@
 `run_layer_test(cls, init_kwargs, input_shape)` builds the layer, calls it
 eagerly and inside a tf.function (same outputs), rebuilds it from
 `get_config()` (same config; same outputs once the weights are copied), and
-runs it under `mixed_bfloat16` (float32 variables, finite outputs).
+runs it under `mixed_bfloat16` with the same weights (float32 variables;
+outputs and input gradients within a few % of float32's, by norm).
 """
 
 import keras
@@ -28,7 +29,8 @@ def _assert_close(a, b, atol=1e-5):
 
 
 def run_layer_test(cls, init_kwargs, input_shape, expected_shapes=None,
-                   call_kwargs=None, mixed_precision=True, seed=0):
+                   call_kwargs=None, mixed_precision=True, seed=0,
+                   bf16_tolerance=0.05):
     """Checks a layer class; returns the built float32 layer.
 
     Args:
@@ -40,6 +42,8 @@ def run_layer_test(cls, init_kwargs, input_shape, expected_shapes=None,
       call_kwargs: extra call arguments (default: training=False).
       mixed_precision: also run under mixed_bfloat16.
       seed: input and initialisation seed.
+      bf16_tolerance: allowed ||bf16 - float32|| / ||float32|| of each output
+        and of the input gradient.
     """
     call_kwargs = {"training": False, **(call_kwargs or {})}
     keras.utils.set_random_seed(seed)
@@ -66,8 +70,33 @@ def run_layer_test(cls, init_kwargs, input_shape, expected_shapes=None,
 
     if mixed_precision:
         low = cls(**dict(init_kwargs, dtype="mixed_bfloat16"))
-        outputs = low(x, **call_kwargs)
+        low(x, **call_kwargs)
         assert all(v.dtype == "float32" for v in low.weights)
-        assert all(np.all(np.isfinite(np.asarray(tf.cast(o, tf.float32))))
-                   for o in _as_list(outputs))
+        for target, source in zip(low.weights, layer.weights):
+            target.assign(source)
+        _assert_bf16_close(layer, low, x, call_kwargs, bf16_tolerance)
     return layer
+
+
+def _output_and_input_gradient(layer, x, call_kwargs):
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        outputs = [tf.cast(o, tf.float32)
+                   for o in _as_list(layer(x, **call_kwargs))]
+        # A fixed, position-dependent weighting so every output element
+        # contributes to the input gradient.
+        loss = tf.add_n([
+            tf.reduce_sum(o * tf.reshape(
+                tf.sin(tf.range(tf.size(o), dtype=tf.float32)), tf.shape(o)))
+            for o in outputs])
+    return outputs, tape.gradient(loss, x)
+
+
+def _assert_bf16_close(high, low, x, call_kwargs, tolerance=0.05):
+    """bf16 outputs and input gradients within a few % of float32 (by norm)."""
+    want, want_grad = _output_and_input_gradient(high, x, call_kwargs)
+    got, got_grad = _output_and_input_gradient(low, x, call_kwargs)
+    for a, b in zip(got + [got_grad], want + [want_grad]):
+        a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+        error = np.linalg.norm(a - b) / max(np.linalg.norm(b), 1e-12)
+        assert error < tolerance, f"bf16 differs from float32 by {error:.3f}"

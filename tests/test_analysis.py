@@ -32,9 +32,22 @@ def test_logistic_regression_separates_blobs_and_not_noise():
     assert chance < 0.5
 
 
-def test_knn_top1_matches_a_nearest_centroid_reading():
-    x, y = _blobs(900, 8, 2, separation=5.0)
-    assert probes.knn_top1(x[:600], y[:600], x[600:], y[600:], k=15) > 0.95
+def _numpy_knn_top1(train_x, train_y, test_x, test_y, k):
+    """Majority vote of the k euclidean nearest neighbours (ties: lowest class)."""
+    d = ((test_x[:, None, :] - train_x[None, :, :]) ** 2).sum(-1)
+    nearest = np.argsort(d, axis=1, kind="stable")[:, :k]
+    votes = np.stack([np.bincount(train_y[row], minlength=3) for row in nearest])
+    return float(np.mean(np.argmax(votes, 1) == test_y))
+
+
+def test_knn_top1_matches_a_numpy_knn_reading():
+    # Overlapping blobs: accuracy well away from 0 and 1, so a wrong
+    # neighbour rule or label reading shows.
+    x, y = _blobs(900, 8, 2, separation=1.0)
+    got = probes.knn_top1(x[:600], y[:600], x[600:], y[600:], k=15)
+    assert 0.4 < got < 0.95
+    assert got == pytest.approx(
+        _numpy_knn_top1(x[:600], y[:600], x[600:], y[600:], 15), abs=1e-9)
     with pytest.raises(ValueError):  # k larger than the bank
         probes.knn_top1(x[:10], y[:10], x[600:], y[600:], k=200)
 

@@ -44,10 +44,17 @@ def test_accuracy_on_separable_clusters_and_ignores_unlabelled():
     queries = centres[np.maximum(query_labels, 0)]
     queries = queries / np.linalg.norm(queries, axis=1, keepdims=True)
     assert knn.knn_accuracy(bank, labels, queries, query_labels, 3, k=10) == 1.0
-    # Shuffled bank labels: no better than chance on average.
-    wrong = knn.knn_accuracy(bank, rng.permutation(labels), queries[:3],
-                             query_labels[:3], 3, k=90)
-    assert wrong < 1.0
+    # Shuffled bank labels: the accuracy is the brute-force reading of the
+    # same scores, and near chance (1/3) over many queries.
+    shuffled = rng.permutation(labels)
+    many = _normalised(rng, 600, 8)
+    many_labels = rng.integers(0, 3, size=600)
+    wrong = knn.knn_accuracy(bank, shuffled, many, many_labels, 3, k=10,
+                             temperature=0.1)
+    expected = np.mean(np.argmax(brute_force_scores(
+        bank, shuffled, many, 3, 10, 0.1), 1) == many_labels)
+    assert wrong == pytest.approx(expected, abs=1e-9)
+    assert abs(wrong - 1 / 3) < 0.08
 
 
 def _bank_images(source, max_examples, seed):

@@ -121,7 +121,14 @@ def test_resume_after_sigkill_reaches_the_same_final_step(tmp_path):
     resumed = run_py("--mode=train", "--train_steps=40", "--checkpoint_steps=2",
                      f"--model_dir={model_dir}", *TINY)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
-    assert "resumed from" in resumed.stdout
+    step = int(killed_at.rsplit("-", 1)[1])
+    assert f"resumed from {killed_at} (step {step})" in resumed.stdout
+    # The first step trained is the one after the checkpoint, not step 1
+    # (a silent restart from 0 would also end at ckpt-40).
+    trained = [int(l.split()[1].split("/")[0])
+               for l in resumed.stdout.splitlines() if l.startswith("step ")]
+    assert trained[0] == step + 1 and trained[-1] == 40, trained
+    assert f"training steps {step}..40" in resumed.stdout
     assert tf.train.latest_checkpoint(model_dir).endswith("ckpt-40")
 
 
@@ -147,7 +154,12 @@ def test_folder_dataset_skips_corrupt_files(tmp_path):
                   "--resnet_depth=18", "--width_multiplier=0.125",
                   "--image_size=16", "--proj_out_dim=8")
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "2" in proc.stderr and "skipped" in proc.stderr.lower()
+    # Both unreadable files are named, and the running count reaches 2.
+    skipped = [l for l in proc.stderr.splitlines()
+               if "skipped unreadable image file" in l]
+    assert any("broken.jpg" in l for l in skipped), proc.stderr[-3000:]
+    assert any("empty.png" in l for l in skipped), proc.stderr[-3000:]
+    assert any("(2 unreadable file(s)" in l for l in skipped), skipped
     result = json.load(open(tmp_path / "model" / "result.json"))
     assert result["global_step"] == 2.0
 

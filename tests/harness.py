@@ -1,0 +1,86 @@
+"""One place where the newer tests reach the training objective and evaluation.
+
+The tests in test_metrics.py, test_wiring.py, test_lars_exclusions.py,
+test_mixed_precision.py, test_export_variants.py and test_resume.py build
+models, objectives and evaluation results through these helpers only, so an
+API rename (objective -> task, evaluate -> evaluator) is adapted here once.
+"""
+
+import types
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from simclr_tf2 import evaluate as _evaluate
+from simclr_tf2 import objectives as _objectives
+from simclr_tf2 import optim
+from simclr_tf2.models import build
+
+IMAGE = 16
+
+
+def model_cfg(**overrides):
+    """A tiny ModelConfig-like namespace (ResNet-18 at 1/8 width)."""
+    base = dict(resnet_depth=18, width_multiplier=0.125, cifar_stem=True,
+                sk_ratio=0.0, se_ratio=0.0, batch_norm_decay=0.9,
+                global_bn=False, proj_head_mode="nonlinear", proj_out_dim=8,
+                num_proj_layers=2, ft_proj_selector=0,
+                zero_init_logits_layer=False, fine_tune_after_block=-1,
+                lineareval_while_pretraining=True)
+    base.update(overrides)
+    return types.SimpleNamespace(**base)
+
+
+def make_objective(train_mode="pretrain", optimizer="lars", weight_decay=1e-4,
+                   **kwargs):
+    """The training objective a run would compile (temperature 0.5)."""
+    kwargs.setdefault("temperature", 0.5)
+    return _objectives.Objective(
+        train_mode, weight_decay=optim.weight_decay_policy(optimizer, weight_decay),
+        **kwargs)
+
+
+def compile_model(model, train_mode="pretrain", optimizer="lars",
+                  learning_rate=0.1, weight_decay=1e-4, objective=None,
+                  **compile_kwargs):
+    """Compiles `model` with an objective and builds its optimizer."""
+    if objective is None:
+        objective = make_objective(train_mode, optimizer, weight_decay)
+    model.compile(optimizer=optim.build_optimizer(
+        optimizer, learning_rate, weight_decay=weight_decay),
+        objective=objective, **compile_kwargs)
+    model.optimizer.build(model.trainable_variables)
+    return model
+
+
+def make_model(train_mode="pretrain", num_classes=3, image_size=IMAGE,
+               optimizer="lars", weight_decay=1e-4, compile=True, seed=0,
+               **cfg):
+    """A built (and by default compiled) SimCLRModel from `model_cfg(**cfg)`."""
+    keras.utils.set_random_seed(seed)
+    model = build.build_model(model_cfg(**cfg), num_classes=num_classes,
+                              train_mode=train_mode, image_size=image_size)
+    if compile:
+        compile_model(model, train_mode, optimizer, weight_decay=weight_decay)
+    return model
+
+
+def supervised_loss_and_metrics(labels, logits):
+    """(loss, metrics) of the supervised objective on one batch."""
+    return _objectives.supervised(labels, logits)
+
+
+def compute_gradients(model, data):
+    """(loss, metrics, grads) of one batch by the model's own objective."""
+    return model.loss_and_gradients(data)
+
+
+def evaluate_model(model, dataset, global_step):
+    """The result dict ("eval/label_top_1_accuracy", ...) of one pass."""
+    return _evaluate.evaluate_model(model, dataset, global_step)
+
+
+def random_images(n, size=IMAGE, channels=3, seed=0):
+    rng = np.random.default_rng(seed)
+    return tf.constant(rng.uniform(size=(n, size, size, channels)), tf.float32)
