@@ -1,9 +1,9 @@
-"""One place where the newer tests reach the training objective and evaluation.
+"""One place where the newer tests reach the training task and evaluation.
 
 The tests in test_metrics.py, test_wiring.py, test_lars_exclusions.py,
 test_mixed_precision.py, test_export_variants.py and test_resume.py build
-models, objectives and evaluation results through these helpers only, so an
-API rename (objective -> task, evaluate -> evaluator) is adapted here once.
+models, tasks and evaluation results through these helpers only, so an API
+rename is adapted here once.
 """
 
 import types
@@ -12,9 +12,10 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from simclr_tf2 import evaluate as _evaluate
-from simclr_tf2 import objectives as _objectives
+from simclr_tf2 import evaluator as _evaluator
 from simclr_tf2 import optim
+from simclr_tf2 import tasks as _tasks
+from simclr_tf2.tasks import base as _task_base
 from simclr_tf2.models import build
 
 IMAGE = 16
@@ -32,24 +33,25 @@ def model_cfg(**overrides):
     return types.SimpleNamespace(**base)
 
 
-def make_objective(train_mode="pretrain", optimizer="lars", weight_decay=1e-4,
+def make_task(train_mode="pretrain", optimizer="lars", weight_decay=1e-4,
                    **kwargs):
-    """The training objective a run would compile (temperature 0.5)."""
-    kwargs.setdefault("temperature", 0.5)
-    return _objectives.Objective(
-        train_mode, weight_decay=optim.weight_decay_policy(optimizer, weight_decay),
+    """The training task a run would compile (pretrain: temperature 0.5)."""
+    if train_mode == "pretrain":
+        kwargs.setdefault("temperature", 0.5)
+    return _tasks.get(train_mode)(
+        weight_decay=optim.weight_decay_policy(optimizer, weight_decay),
         **kwargs)
 
 
 def compile_model(model, train_mode="pretrain", optimizer="lars",
-                  learning_rate=0.1, weight_decay=1e-4, objective=None,
+                  learning_rate=0.1, weight_decay=1e-4, task=None,
                   **compile_kwargs):
-    """Compiles `model` with an objective and builds its optimizer."""
-    if objective is None:
-        objective = make_objective(train_mode, optimizer, weight_decay)
+    """Compiles `model` with a task and builds its optimizer."""
+    if task is None:
+        task = make_task(train_mode, optimizer, weight_decay)
     model.compile(optimizer=optim.build_optimizer(
         optimizer, learning_rate, weight_decay=weight_decay),
-        objective=objective, **compile_kwargs)
+        task=task, **compile_kwargs)
     model.optimizer.build(model.trainable_variables)
     return model
 
@@ -60,25 +62,25 @@ def make_model(train_mode="pretrain", num_classes=3, image_size=IMAGE,
     """A built (and by default compiled) SimCLRModel from `model_cfg(**cfg)`."""
     keras.utils.set_random_seed(seed)
     model = build.build_model(model_cfg(**cfg), num_classes=num_classes,
-                              train_mode=train_mode, image_size=image_size)
+                              task=train_mode, image_size=image_size)
     if compile:
         compile_model(model, train_mode, optimizer, weight_decay=weight_decay)
     return model
 
 
 def supervised_loss_and_metrics(labels, logits):
-    """(loss, metrics) of the supervised objective on one batch."""
-    return _objectives.supervised(labels, logits)
+    """(loss, metrics) of the supervised head's loss on one batch."""
+    return _task_base.supervised_loss(labels, logits)
 
 
 def compute_gradients(model, data):
-    """(loss, metrics, grads) of one batch by the model's own objective."""
+    """(loss, metrics, grads) of one batch by the model's own task."""
     return model.loss_and_gradients(data)
 
 
 def evaluate_model(model, dataset, global_step):
     """The result dict ("eval/label_top_1_accuracy", ...) of one pass."""
-    return _evaluate.evaluate_model(model, dataset, global_step)
+    return _evaluator.evaluate_model(model, dataset, global_step)
 
 
 def random_images(n, size=IMAGE, channels=3, seed=0):

@@ -20,15 +20,15 @@ def test_original_checkpoint_teacher_gives_the_originals_logits():
     # Inference-mode logits of the original code's own model.
     assert relative_error(logits.numpy(), reference["logits_sup/infer"]) <= 1e-4
 
-    objective = harness.make_objective("distill", optimizer="momentum",
-                                       teacher=teacher)
+    task = harness.make_task("distill", optimizer="momentum",
+                             teacher=teacher)
     student = harness.make_model("distill", num_classes=10, image_size=32,
                                  compile=False)
     with tf.GradientTape(persistent=True) as tape:
         tape.watch(images)
         outputs = student(images, training=True)
-        loss, metrics = objective(outputs, tf.zeros([len(images)], tf.int64),
-                                  images)
+        batch = {"image": images, "label": tf.zeros([len(images)], tf.int64)}
+        loss, metrics = task.compute_loss(student, batch, outputs)
         teacher_logits = teacher(images)
     assert np.isfinite(float(loss)) and float(metrics["distill_loss"]) > 0
     # The teacher is a constant of the loss: no gradient flows back through

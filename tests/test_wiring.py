@@ -105,11 +105,11 @@ def test_distillation_teacher_is_frozen_and_gets_no_gradient(tmp_path):
     teacher_vars = [teacher.module.kernel]
     before = [v.numpy().copy() for v in teacher_vars]
 
-    objective = harness.make_objective("distill", optimizer="momentum",
-                                       teacher=teacher)
+    task = harness.make_task("distill", optimizer="momentum",
+                             teacher=teacher)
     model = harness.make_model("distill", num_classes=4, compile=False)
     harness.compile_model(model, "distill", "momentum", learning_rate=1.0,
-                          objective=objective)
+                          task=task)
     data = {"image": harness.random_images(8, seed=6),
             "label": tf.zeros([8], tf.int64)}
     # The teacher is not part of the student: its variables are not trained.
@@ -118,7 +118,7 @@ def test_distillation_teacher_is_frozen_and_gets_no_gradient(tmp_path):
     # And no gradient flows into it through the distillation loss.
     with tf.GradientTape() as tape:
         outputs = model(data["image"], training=True)
-        loss, _ = objective(outputs, data["label"], data["image"])
+        loss, _ = task.compute_loss(model, data, outputs)
     grads = tape.gradient(loss, teacher_vars + model.trainable_variables)
     assert all(g is None for g in grads[:len(teacher_vars)])
     assert any(g is not None for g in grads[len(teacher_vars):])
