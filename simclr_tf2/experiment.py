@@ -78,6 +78,17 @@ class Experiment:
             train.train_epochs, train.train_steps)
         self.checkpoint_steps = train.checkpoint_steps or max(1, round(
             train.checkpoint_epochs * self.num_train_examples / batch))
+        per_call = self.config.runtime.steps_per_execution
+        if per_call > 1 and (self.total_steps % per_call
+                             or self.checkpoint_steps % per_call):
+            # Keras ends a fit epoch only between executions, so a run or
+            # checkpoint interval that is not a multiple would overshoot.
+            raise errors.ConfigError(
+                f"--steps_per_execution={per_call} must divide the run's "
+                f"{self.total_steps} steps and its checkpoint interval of "
+                f"{self.checkpoint_steps} steps; set --train_steps and "
+                f"--checkpoint_steps to multiples of {per_call}, or use "
+                "--steps_per_execution=1.")
 
     def _label_subset(self):
         """Example ids of the labelled subset to fine-tune on, or None.

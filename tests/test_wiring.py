@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from simclr_tf2.errors import ConfigError
 from simclr_tf2.evaluator import Evaluator
 from simclr_tf2.teacher import Teacher
 from simclr_tf2.trainer import Trainer
@@ -47,17 +48,15 @@ def test_steps_per_execution_step_arithmetic_and_warmup_learning_rate(tmp_path):
     np.testing.assert_allclose(float(schedule(3)), peak * 3 / 45, rtol=1e-6)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "train_steps=5 with steps_per_execution=2 trains and checkpoints step 6 "
-    "(logs 'step 6/5'): fit epochs of checkpoint_steps are cut only at "
-    "execution boundaries; StopAtStep cannot stop mid-execution"))
-def test_steps_per_execution_never_trains_past_train_steps(tmp_path):
-    lines = []
-    experiment = tiny_experiment(tmp_path, lines, train_steps=5,
-                                 checkpoint_steps=2, steps_per_execution=2)
-    Trainer(experiment).train()
-    assert experiment.global_step == 5
-    assert max(_checkpoint_steps(tmp_path)) == 5
+def test_steps_per_execution_that_would_overshoot_is_refused(tmp_path):
+    # Keras ends fit epochs only between executions: 5 steps in blocks of 2
+    # would train and checkpoint step 6. The plan refuses it in one line.
+    with pytest.raises(ConfigError, match="must divide the run's 5 steps"):
+        tiny_experiment(tmp_path, [], train_steps=5, checkpoint_steps=2,
+                        steps_per_execution=2)
+    with pytest.raises(ConfigError, match="checkpoint interval of 3 steps"):
+        tiny_experiment(tmp_path, [], train_steps=6, checkpoint_steps=3,
+                        steps_per_execution=2)
 
 
 def test_pretraining_without_linear_eval_head_end_to_end(tmp_path):
