@@ -10,6 +10,7 @@ import tensorflow as tf
 from tensorflow.core.protobuf import trackable_object_graph_pb2
 
 from export import saved_model
+from simclr_tf2 import checkpoint_pin
 from simclr_tf2 import checkpoints
 from simclr_tf2.models import build
 
@@ -73,8 +74,16 @@ def restore_model(config, checkpoint):
       checkpoints.CheckpointMismatchError: no checkpoint, or one that does
         not fit the architecture in flags.json.
     """
-    path = checkpoints.resolve_checkpoint_path(checkpoint)
-    num_classes = num_classes_in_checkpoint(path)
+    # [rotation] held while read: a trainer may be rotating the checkpoints.
+    with checkpoint_pin.pinned(checkpoint) as pin:
+        return _restore_pinned(config, pin)
+
+
+def _restore_pinned(config, pin):
+    """`restore_model` from a `checkpoint_pin.Pin`."""
+    readable = checkpoints.resolve_checkpoint_path(pin.readable)
+    path = pin.path  # its name in the model_dir, for messages and the export info
+    num_classes = num_classes_in_checkpoint(readable)
     train_mode = config.train.train_mode
     if train_mode == "distill":
         train_mode = "finetune"  # Same network; the teacher is not needed.
@@ -86,5 +95,5 @@ def restore_model(config, checkpoint):
         model = build.build_model(config.model, num_classes=num_classes,
                                   train_mode=train_mode,
                                   image_size=config.data.image_size)
-    checkpoints.init_from_checkpoint(model, path, include_supervised_head=True)
-    return model, _global_step(path), path
+    checkpoints.init_from_pinned(model, pin, include_supervised_head=True)
+    return model, _global_step(readable), path
