@@ -11,6 +11,7 @@ from simclr_tf2 import checkpoints
 from simclr_tf2 import errors
 from simclr_tf2 import evaluate
 from simclr_tf2 import knn
+from simclr_tf2 import signals
 from simclr_tf2.data import pipeline
 from simclr_tf2.data import registry
 from simclr_tf2.experiment import recorded_final_step
@@ -61,8 +62,11 @@ class Evaluator:
         if evaluation.knn_eval:
             result["eval/knn_top_1_accuracy"] = self.knn_accuracy(dataset)
         name = evaluation.eval_name
-        evaluate.write_result(exp.write_dir, result,
-                              exp.summary_writer(f"eval_{name}" if name else "eval"))
+        # [preemption] result_<step>.json and result.json are written as a
+        # pair; a SIGTERM / SIGINT in between waits until both are there.
+        with signals.deferred():
+            evaluate.write_result(exp.write_dir, result,
+                                  exp.summary_writer(f"eval_{name}" if name else "eval"))
         self.printer(evaluate.format_result(result))
         return result
 
