@@ -28,6 +28,10 @@ Where TF's handler does not apply we use the single-process path above:
   worker at its next step and the cluster's collectives fail, which ends
   the other workers with an error; they resume from the chief's last
   checkpoint.
+
+The signals reach this callback only when the process called
+`signals.install()` (run.py does, first thing); a notebook or another
+program that trains with `Trainer` calls it to get the same behaviour.
 """
 
 import os
@@ -71,6 +75,7 @@ class SaveOnSignal(keras.callbacks.Callback):
         self.summary_writer = summary_writer
         self._handler = None
         self._handler_dir = None
+        self._saved_by_tf_handler = None
 
     def on_train_begin(self, logs=None):
         if _is_multi_worker(self.strategy):
@@ -105,8 +110,9 @@ class SaveOnSignal(keras.callbacks.Callback):
         if self.summary_writer is not None:
             self.summary_writer.flush()
         self._close_tf_handler()
-        raise signals.Interrupted(signals.received() or 15, saved=path,
-                                  step=_step(self.model))
+        # A worker stopped by a peer's signal reports it as SIGTERM.
+        raise signals.Interrupted(signals.received() or signal.SIGTERM,
+                                  saved=path, step=_step(self.model))
 
     def _start_tf_handler(self):
         """TF's PreemptionCheckpointHandler, agreeing on the step across workers.
