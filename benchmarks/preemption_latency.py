@@ -6,7 +6,7 @@
 Starts `python run.py <args after -->` with a fresh model_dir per round
 (the given --model_dir plus _<round>), waits for its progress line of step
 `--after_step` (use --log_every_steps=1 in the run's flags to see every
-step), sends the signal and measures the wall time until the process has
+step), sends the signal (at once, or with --mid_step half a step later) and measures the wall time until the process has
 exited. Also records the exit status, the step named in the stop line, the
 last logged step and the median wall time between progress lines (one
 step, or one logging period). Prints one JSON object per round and writes
@@ -41,8 +41,12 @@ def cpu_model():
     return "unknown"
 
 
-def one_round(run_args, after_step, signum):
-    """Runs, signals after `after_step` and times the exit; returns a dict."""
+def one_round(run_args, after_step, signum, mid_step=False):
+    """Runs, signals after `after_step` and times the exit; returns a dict.
+
+    With `mid_step`, the signal is sent half a step (the median time between
+    progress lines so far) after the line, so that it lands inside a step.
+    """
     proc = subprocess.Popen(
         [sys.executable, "-u", os.path.join(ROOT, "run.py"), *run_args],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
@@ -55,6 +59,9 @@ def one_round(run_args, after_step, signum):
         times.append(time.monotonic())
         steps.append(int(found.group(1)))
         if steps[-1] >= after_step:
+            gaps = [b - a for a, b in zip(times, times[1:])]
+            if mid_step and gaps:
+                time.sleep(statistics.median(gaps) / 2)
             sent = time.monotonic()
             proc.send_signal(signum)
             break
@@ -68,6 +75,7 @@ def one_round(run_args, after_step, signum):
     gaps = [b - a for a, b in zip(times, times[1:])]
     return {
         "signal": signal.Signals(signum).name,
+        "sent_after_step_line_s": round(sent - times[-1], 2) if sent else None,
         "signal_to_exit_s": round(exited - sent, 2) if sent else None,
         "exit_status": proc.returncode,
         "saved_step": int(saved.group(1)) if saved else None,
@@ -83,6 +91,8 @@ def main():
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--after_step", type=int, default=3)
     parser.add_argument("--signal", default="SIGTERM", choices=["SIGTERM", "SIGINT"])
+    parser.add_argument("--mid_step", action="store_true",
+                        help="signal half a step after the progress line")
     parser.add_argument("--out", default=None)
     parser.add_argument("run_args", nargs="+", help="run.py flags (after --)")
     args = parser.parse_args()
@@ -94,7 +104,8 @@ def main():
         shutil.rmtree(directory, ignore_errors=True)
         run_args = [a for a in args.run_args if not a.startswith("--model_dir=")]
         row = one_round(run_args + [f"--model_dir={directory}"],
-                        args.after_step, getattr(signal, args.signal))
+                        args.after_step, getattr(signal, args.signal),
+                        args.mid_step)
         print(json.dumps(row), flush=True)
         rows.append(row)
     report = {"cpu": cpu_model(), "command": ["python", "run.py", *args.run_args],
