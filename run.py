@@ -9,6 +9,12 @@ own); this file parses them, turns them into a `simclr_tf2.config.RunConfig`
 `export` package as its exporter.
 User errors end with one line on stderr and exit status 1 (set
 SIMCLR_TF2_TRACEBACK=1 to see the Python traceback instead).
+SIGTERM (a preempted machine) or SIGINT (Ctrl-C) during training: the step
+in flight finishes, a checkpoint of it is saved, one line names it, and the
+exit status is 75 (EX_TEMPFAIL); the same command resumes. Elsewhere (start,
+evaluation, export) the work stops with nothing partial written, status
+128 + signal number (130 SIGINT, 143 SIGTERM). A second signal ends the
+process at once (128 + signal number); the previous checkpoint stays whole.
 """
 
 import os
@@ -25,6 +31,7 @@ from absl import logging  # noqa: E402
 import flags as simclr_flags  # noqa: E402  (registers the flags)
 from simclr_tf2 import cli  # noqa: E402
 from simclr_tf2 import errors  # noqa: E402
+from simclr_tf2 import signals  # noqa: E402
 
 FLAGS = absl_flags.FLAGS
 
@@ -92,6 +99,7 @@ def _parse_flags(argv):
 
 
 def entry_point():
+    signals.install()  # [preemption] before the slow TF import: see simclr_tf2/signals.py
     logging.set_verbosity(logging.WARNING)
     try:
         cli.report_user_errors(lambda: app.run(main, flags_parser=_parse_flags))

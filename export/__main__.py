@@ -5,7 +5,9 @@
 Rebuilds the model from DIR/flags.json, restores the checkpoint (the latest
 in DIR by default) and writes the export atomically. User errors (no
 flags.json, no or mismatching checkpoint, existing export_dir) print one
-line on stderr and exit with status 1.
+line on stderr and exit with status 1. SIGTERM or SIGINT stops the export
+with nothing written (the temporary directory is removed) and exit status
+128 + signal number (130 SIGINT, 143 SIGTERM).
 """
 
 import os
@@ -21,6 +23,7 @@ from absl import logging  # noqa: E402
 from simclr_tf2 import cli  # noqa: E402
 from simclr_tf2 import errors  # noqa: E402
 from simclr_tf2 import rundir  # noqa: E402
+from simclr_tf2 import signals  # noqa: E402
 
 FLAGS = flags.FLAGS
 
@@ -111,6 +114,9 @@ def _parse_flags(argv):
 
 
 def entry_point():
+    # [preemption] SIGTERM / SIGINT stop the export with nothing partial
+    # written (exit status 128 + signal number); see simclr_tf2/signals.py.
+    signals.install()
     logging.set_verbosity(logging.WARNING)
     cli.report_user_errors(lambda: app.run(main, flags_parser=_parse_flags))
 

@@ -7,6 +7,7 @@ absent when the run had no head), so the dataset need not be available.
 """
 
 from export import saved_model
+from simclr_tf2 import checkpoint_pin
 from simclr_tf2 import checkpoints
 from simclr_tf2 import tasks
 from simclr_tf2.models import build
@@ -46,8 +47,16 @@ def restore_model(config, checkpoint):
       checkpoints.CheckpointMismatchError: no checkpoint, or one that does
         not fit the architecture in flags.json.
     """
-    path = checkpoints.resolve_checkpoint_path(checkpoint)
-    num_classes = num_classes_in_checkpoint(path)
+    # [rotation] held while read: a trainer may be rotating the checkpoints.
+    with checkpoint_pin.pinned(checkpoint) as pin:
+        return _restore_pinned(config, pin)
+
+
+def _restore_pinned(config, pin):
+    """`restore_model` from a `checkpoint_pin.Pin`."""
+    readable = checkpoints.resolve_checkpoint_path(pin.readable)
+    path = pin.path  # its name in the model_dir, for messages and the export info
+    num_classes = num_classes_in_checkpoint(readable)
     task = tasks.get(config.train.train_mode)
     if task.requires_classes and not num_classes:
         raise checkpoints.CheckpointMismatchError(
@@ -57,5 +66,5 @@ def restore_model(config, checkpoint):
         model = build.build_model(config.model, num_classes=num_classes,
                                   task=task,
                                   image_size=config.data.image_size)
-    checkpoints.init_from_checkpoint(model, path, include_supervised_head=True)
-    return model, _global_step(path), path
+    checkpoints.init_from_pinned(model, pin, include_supervised_head=True)
+    return model, _global_step(readable), path

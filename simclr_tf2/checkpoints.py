@@ -8,6 +8,8 @@ a crash of the machine the newest checkpoint can still be truncated:
 `restore_latest` then falls back to the newest readable one. A write that
 fails (`save`: full disk, permissions) removes its partial files and stops
 the run with one line; the earlier checkpoints stay as they were.
+A checkpoint a trainer deletes (rotation) while another process reads the
+same model_dir is read again from the newest one (checkpoint_pin.py).
 """
 
 import glob
@@ -17,6 +19,7 @@ import shutil
 
 import tensorflow as tf
 
+from simclr_tf2 import checkpoint_pin
 from simclr_tf2 import rundir
 from simclr_tf2.errors import CheckpointMismatchError  # noqa: F401  (re-exported)
 from simclr_tf2.errors import DamagedCheckpointError
@@ -156,8 +159,11 @@ def damage(path):
     return None
 
 
-def restore(checkpoint, path, what):
+def restore(checkpoint, path, what, name=None):
     """Reads `path` into `checkpoint`, requiring every object to be found.
+
+    `name` is the checkpoint's name in messages (default: `path`; a pinned
+    checkpoint is read from a private link, see checkpoint_pin.py).
 
     Raises:
       CheckpointMismatchError: one line naming the mismatch and the fix.
@@ -169,6 +175,7 @@ def restore(checkpoint, path, what):
         status.assert_existing_objects_matched()
     except (AssertionError, ValueError, IndexError, tf.errors.OpError) as err:
         reason = damage(path)
+        path = name or path
         if reason:
             error = DamagedCheckpointError(
                 f"checkpoint {path} is damaged ({reason}); pass an older "
@@ -204,6 +211,9 @@ def restore_latest(checkpoint, model_dir, newest=None):
     with one warning naming it; its files are not deleted (the resumed run's
     own save of that step replaces them later). Every
     worker of a multi-worker run resumes from the chief's model_dir.
+    A checkpoint deleted while it is read (a trainer rotating the
+    checkpoints of the model_dir an evaluator watches) is not an error: the
+    listing is read again and the newest checkpoint taken (bounded retries).
 
     Returns:
       The restored checkpoint path, or None for a fresh run.
@@ -212,14 +222,33 @@ def restore_latest(checkpoint, model_dir, newest=None):
       DamagedCheckpointError: every listed checkpoint is damaged.
       CheckpointMismatchError: the newest readable one does not fit.
     """
+    # [rotation] a checkpoint deleted by a trainer while it was being read:
+    # list again (bounded; see checkpoint_pin.py).
+    for attempt in range(checkpoint_pin.RETRIES + 1):
+        try:
+            return _restore_newest_readable(checkpoint, model_dir, newest)
+        except checkpoint_pin.VanishedError:
+            if attempt == checkpoint_pin.RETRIES:
+                raise
+    return None
+
+
+def _restore_newest_readable(checkpoint, model_dir, newest):
+    """`restore_latest` on one listing of `model_dir/checkpoint`."""
     paths = listed_checkpoints(model_dir)
     if newest in paths:
         paths = paths[paths.index(newest):]
     for path in paths:
+        # Read in place, not pinned: `checkpoint` holds the optimizer, whose
+        # slot variables may be created (and restored from `path`) later.
+        # An open file stays readable when the trainer deletes it, so only a
+        # deletion before the read opens it fails; then list again.
         try:
             restore(checkpoint, path, "model")
             return path
         except DamagedCheckpointError as err:
+            if _rotated_away(model_dir, path):
+                raise checkpoint_pin.VanishedError(f"{path} was deleted") from err
             logger.warning("checkpoint %s is damaged (%s); trying the one "
                            "before it (the damaged files are not deleted; a "
                            "later save of the same step replaces them).",
@@ -231,6 +260,16 @@ def restore_latest(checkpoint, model_dir, newest=None):
             "move them (and the 'checkpoint' file) away to start afresh, or "
             "use another --model_dir.")
     return None
+
+
+def _rotated_away(model_dir, path):
+    """Whether a trainer deleted checkpoint `path` (rotation), not damage.
+
+    CheckpointManager drops a checkpoint from `model_dir/checkpoint` before
+    it deletes its files, so a missing file that is still listed is damage.
+    """
+    return (not tf.io.gfile.exists(path + ".index")
+            and path not in listed_checkpoints(model_dir))
 
 
 def init_from_checkpoint(model, path, include_supervised_head=False):
@@ -247,12 +286,21 @@ def init_from_checkpoint(model, path, include_supervised_head=False):
     Returns:
       The resolved checkpoint path.
     """
-    path = resolve_checkpoint_path(path)
+    # [rotation] held while read: a trainer may be rotating `path`'s
+    # checkpoints. Pinning is safe here: every object read exists already
+    # (model_trackable lists built variables), so nothing is restored later.
+    with checkpoint_pin.pinned(path) as pin:
+        return init_from_pinned(model, pin, include_supervised_head)
+
+
+def init_from_pinned(model, pin, include_supervised_head=False):
+    """`init_from_checkpoint` from a `checkpoint_pin.Pin`; returns its path."""
+    readable = resolve_checkpoint_path(pin.readable)
     parts = MODEL_PARTS if include_supervised_head else MODEL_PARTS[:2]
     partial = tf.train.Checkpoint(model=model_trackable(model, parts))
-    restore(partial, path, "encoder")
-    _check_variable_counts(path, model, parts)
-    return path
+    restore(partial, readable, "encoder", name=pin.path)
+    _check_variable_counts(readable, model, parts, name=pin.path)
+    return pin.path
 
 
 def _saved_part_sizes(path):
@@ -263,12 +311,13 @@ def _saved_part_sizes(path):
             if graph.node(f"model/{part}/variables") is not None}
 
 
-def _check_variable_counts(path, model, parts):
+def _check_variable_counts(path, model, parts, name=None):
     """Fails when a part of the checkpoint has a different variable count.
 
     (Shape differences are caught by the restore itself.)
     """
     saved = _saved_part_sizes(path)
+    path = name or path
     for part in parts:
         layer = getattr(model, part, None)
         if layer is None:

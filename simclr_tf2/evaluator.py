@@ -14,6 +14,7 @@ from simclr_tf2 import checkpoints
 from simclr_tf2 import errors
 from simclr_tf2 import knn
 from simclr_tf2 import rundir
+from simclr_tf2 import signals
 from simclr_tf2.data import pipeline
 from simclr_tf2.data import registry
 
@@ -103,8 +104,11 @@ class Evaluator:
         if evaluation.knn_eval:
             result["eval/knn_top_1_accuracy"] = self.knn_accuracy(dataset)
         name = evaluation.eval_name
-        write_result(exp.write_dir, result,
-                     exp.summary_writer(rundir.eval_summaries(name)))
+        # [preemption] result_<step>.json and result.json are written as a
+        # pair; a SIGTERM / SIGINT in between waits until both are there.
+        with signals.deferred():
+            write_result(exp.write_dir, result,
+                         exp.summary_writer(rundir.eval_summaries(name)))
         self.printer(format_result(result))
         return result
 

@@ -12,6 +12,8 @@ Layout of a model_dir (CONTRACT.md section 3), all names defined here:
     saved_model/<step>/           exports; assets.extra/simclr_export.json
     train/, eval/, eval_<name>/   TensorBoard summaries
     .worker_<i>/                  a non-chief worker's private copy
+    .reading-*/                   hard links of a checkpoint being read while
+                                  a trainer rotates them (checkpoint_pin.py)
 
 The original SimCLR TF2 code uses the same names for flags.json and
 saved_model/, so readers of its model_dirs use these constants too.
@@ -33,6 +35,8 @@ LABEL_SUBSET = "label_subset.txt"
 SAVED_MODEL_DIR = "saved_model"
 # Inside an export directory: what the export was made from.
 EXPORT_INFO = os.path.join("assets.extra", "simclr_export.json")
+# Prefix of a reader's private links to a checkpoint (checkpoint_pin.py).
+PIN_PREFIX = ".reading-"
 TRAIN_SUMMARIES = "train"
 EVAL_SUMMARIES = "eval"
 
@@ -45,6 +49,11 @@ def result_json(step):
 def eval_summaries(eval_name=""):
     """Summary directory of an evaluation (--eval_name): eval or eval_<name>."""
     return f"{EVAL_SUMMARIES}_{eval_name}" if eval_name else EVAL_SUMMARIES
+
+
+def checkpoint_name(step):
+    """Prefix of the checkpoint of `step` in a model_dir: ckpt-<step>."""
+    return f"ckpt-{int(step)}"
 
 
 def worker_dir(model_dir, task_id):

@@ -4,6 +4,7 @@ import os
 
 import tensorflow as tf
 
+from simclr_tf2 import checkpoint_pin
 from simclr_tf2 import rundir
 from simclr_tf2.data.source import DataError
 
@@ -60,4 +61,14 @@ def load_teacher(path, image_size):
     teacher = original_hooks.teacher_from_original(path, image_size)
     if teacher is not None:
         return teacher
-    return Teacher(resolve_teacher_path(path), image_size)
+    # [rotation] a model_dir whose trainer replaces saved_model/<step>/
+    # (--keep_hub_module_max): an export deleted while loading is a race,
+    # not the user's error; take the newest again (bounded).
+    for attempt in range(checkpoint_pin.RETRIES + 1):
+        export = resolve_teacher_path(path)
+        try:
+            return Teacher(export, image_size)
+        except (OSError, ValueError, tf.errors.OpError):
+            if export == path or tf.io.gfile.exists(export) \
+                    or attempt == checkpoint_pin.RETRIES:
+                raise

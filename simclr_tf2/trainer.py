@@ -11,7 +11,9 @@ import tensorflow as tf
 
 from simclr_tf2 import callbacks as callbacks_lib
 from simclr_tf2 import checkpoints
+from simclr_tf2 import preemption
 from simclr_tf2 import rundir
+from simclr_tf2 import signals
 from simclr_tf2.data import pipeline
 from simclr_tf2.original import hooks as original_hooks  # [original]
 
@@ -86,12 +88,18 @@ class Trainer:
             f"({exp.num_train_examples} in the split), "
             f"{exp.strategy.num_replicas_in_sync} replica(s), "
             f"checkpoint every {exp.checkpoint_steps} steps")
-        exp.model.fit(
-            dataset, initial_epoch=initial_epoch,
-            epochs=initial_epoch + epochs_left,
-            steps_per_epoch=exp.checkpoint_steps, verbose=0,
-            callbacks=self._callbacks(writer))
-        self.record_training_done()
+        # [preemption] SIGTERM / SIGINT: SaveOnSignal saves the step reached.
+        with signals.deferred():
+            exp.model.fit(
+                dataset, initial_epoch=initial_epoch,
+                epochs=initial_epoch + epochs_left,
+                steps_per_epoch=exp.checkpoint_steps, verbose=0,
+                callbacks=self._callbacks(writer))
+            self.record_training_done()
+            if signals.received() is not None:  # during the final save
+                raise signals.Interrupted(
+                    signals.received(), saved=exp.manager.latest_checkpoint,
+                    step=exp.global_step)
 
     def _callbacks(self, writer):
         exp, train = self.experiment, self.config.train
@@ -101,6 +109,8 @@ class Trainer:
             callbacks_lib.ProgressLogger(
                 exp.total_steps, train.train_batch_size,
                 train.log_every_steps, writer, self.printer),
+            # [preemption] after the NaN guard, so a diverged step is never saved.
+            preemption.SaveOnSignal(exp.manager, exp.strategy, writer),
         ]
         if train.knn_eval_every_steps and exp.num_classes and self.knn_accuracy:
             callbacks.append(callbacks_lib.PeriodicKnnEval(

@@ -1,0 +1,355 @@
+"""SIGTERM / SIGINT keep the step reached; readers survive a rotating trainer.
+
+End-to-end tests run run.py / `python -m export` as subprocesses on a tiny
+model and signal them at chosen moments (see simclr_tf2/signals.py,
+preemption.py and checkpoint_pin.py).
+"""
+
+import glob
+import json
+import os
+import queue
+import re
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from simclr_tf2 import checkpoint_pin
+from simclr_tf2 import checkpoints
+from tests.test_multiworker import _free_ports
+from tests.test_run import ROOT, TINY
+
+STEP_LINE = re.compile(r"^step (\d+)/")
+SAVED_LINE = re.compile(r"checkpoint (\S+) \(step (\d+)\) saved")
+
+
+class Run:
+    """A run.py (or export) subprocess whose stdout lines are read as they come."""
+
+    def __init__(self, args, module=None, env=None):
+        command = ([sys.executable, "-u", "-m", module] if module else
+                   [sys.executable, "-u", os.path.join(ROOT, "run.py")])
+        self.proc = subprocess.Popen(
+            command + list(args), cwd=ROOT, text=True,
+            env=dict(os.environ, PYTHONPATH=ROOT, **(env or {})),
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        self.lines, self._queue = [], queue.Queue()
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self):
+        for line in self.proc.stdout:
+            self._queue.put(line.rstrip("\n"))
+        self._queue.put(None)
+
+    def wait_for(self, pattern, timeout=240):
+        """Blocks until a stdout line matches `pattern`; returns the match."""
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            try:
+                line = self._queue.get(timeout=1)
+            except queue.Empty:
+                continue
+            if line is None:
+                break
+            self.lines.append(line)
+            found = re.search(pattern, line)
+            if found:
+                return found
+        self.proc.kill()
+        raise AssertionError(f"no line matching {pattern!r}; stderr: "
+                             f"{self.proc.stderr.read()[-3000:]}")
+
+    def finish(self, timeout=240):
+        """Waits for the exit; returns (status, stderr) with stdout collected."""
+        _, err = self.proc.communicate(timeout=timeout)
+        while True:
+            line = self._queue.get(timeout=10)
+            if line is None:
+                return self.proc.returncode, err
+            self.lines.append(line)
+
+    def last_logged_step(self):
+        steps = [int(m.group(1)) for m in map(STEP_LINE.match, self.lines) if m]
+        return max(steps, default=0)
+
+
+def _train_args(model_dir, *extra, steps=30):
+    return ["--mode=train_then_eval", f"--train_steps={steps}",
+            "--eval_steps=1", f"--model_dir={model_dir}", *TINY, *extra]
+
+
+def _assert_saved_stop(run, status, err, signum):
+    """Exit 75, one stop line naming a checkpoint at/after the last logged step."""
+    assert status == 75, err[-3000:]
+    assert "Traceback" not in err, err[-3000:]
+    saved = SAVED_LINE.search(err)
+    assert saved and f"stopped by {signal.Signals(signum).name}" in err, err
+    path, step = saved.group(1), int(saved.group(2))
+    assert step >= run.last_logged_step() and step >= 1
+    reader = tf.train.load_checkpoint(path)
+    assert int(reader.get_tensor(
+        "global_step/.ATTRIBUTES/VARIABLE_VALUE")) == step
+    assert checkpoints.damage(path) is None
+    return path, step
+
+
+def _rerun_finishes(model_dir, steps=30, *extra):
+    proc = subprocess.run(
+        [sys.executable, os.path.join(ROOT, "run.py"),
+         *_train_args(model_dir, *extra, steps=steps)],
+        cwd=ROOT, capture_output=True, text=True, timeout=300,
+        env=dict(os.environ, PYTHONPATH=ROOT))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "resumed from" in proc.stdout
+    result = json.load(open(os.path.join(model_dir, "result.json")))
+    assert result["global_step"] == float(steps)
+
+
+def test_sigterm_mid_training_saves_the_step_and_the_rerun_finishes(tmp_path):
+    model_dir = str(tmp_path / "run")
+    run = Run(_train_args(model_dir, "--checkpoint_steps=1000"))
+    run.wait_for(r"^step 3/")
+    run.proc.send_signal(signal.SIGTERM)
+    status, err = run.finish()
+    _, step = _assert_saved_stop(run, status, err, signal.SIGTERM)
+    assert step < 30  # stopped early, not at the end
+    assert not os.path.exists(os.path.join(model_dir, "result.json"))
+    _rerun_finishes(model_dir, 30, "--checkpoint_steps=1000")
+
+
+def test_sigint_mid_training_saves_the_step(tmp_path):
+    model_dir = str(tmp_path / "run")
+    run = Run(_train_args(model_dir, "--checkpoint_steps=1000",
+                          "--steps_per_execution=2", steps=200))
+    run.wait_for(r"^step 4/")
+    run.proc.send_signal(signal.SIGINT)
+    status, err = run.finish()
+    path, step = _assert_saved_stop(run, status, err, signal.SIGINT)
+    assert step % 2 == 0  # honoured at the end of a steps_per_execution block
+    assert tf.train.latest_checkpoint(model_dir) == path
+
+
+def _signal_script(body):
+    """Runs `body` after signals.install() in a fresh Python (no TensorFlow)."""
+    code = "import os, signal, time\nfrom simclr_tf2 import signals\n" \
+           "signals.install()\n" + textwrap.dedent(body)
+    return subprocess.run([sys.executable, "-c", code], cwd=ROOT,
+                          capture_output=True, text=True, timeout=60,
+                          env=dict(os.environ, PYTHONPATH=ROOT))
+
+
+def test_signal_is_recorded_inside_deferred_and_a_second_one_exits_at_once():
+    proc = _signal_script("""
+        with signals.deferred():
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(0.2)
+            assert signals.received() == signal.SIGTERM
+            print("recorded", flush=True)
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(5)
+        print("not reached", flush=True)
+    """)
+    assert proc.stdout.split() == ["recorded"], proc.stderr
+    assert proc.returncode == 130
+    assert "second SIGINT" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_signal_outside_deferred_raises_interrupted():
+    proc = _signal_script("""
+        try:
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(5)
+        except signals.Interrupted as stop:
+            print(signals.exit_status(stop), signals.stop_message(stop))
+    """)
+    assert proc.stdout.startswith("143 stopped by SIGTERM before anything"), \
+        proc.stdout + proc.stderr
+
+
+def _tiny_manager(model_dir, max_to_keep=1):
+    step = tf.Variable(0, dtype=tf.int64)
+    weights = tf.Variable(tf.zeros([64]))
+    checkpoint = tf.train.Checkpoint(global_step=step, weights=weights)
+    manager = tf.train.CheckpointManager(checkpoint, model_dir, max_to_keep)
+    return step, weights, manager
+
+
+def test_pinned_checkpoint_survives_rotation(tmp_path):
+    step, weights, manager = _tiny_manager(str(tmp_path))
+    weights.assign(tf.fill([64], 1.0))
+    manager.save(checkpoint_number=1)
+    with checkpoint_pin.pinned(str(tmp_path)) as pin:
+        assert pin.path.endswith("ckpt-1") and pin.readable != pin.path
+        weights.assign(tf.fill([64], 2.0))
+        manager.save(checkpoint_number=2)  # deletes ckpt-1
+        assert not glob.glob(str(tmp_path / "ckpt-1.*"))
+        reader = tf.train.load_checkpoint(pin.readable)
+        np.testing.assert_array_equal(
+            reader.get_tensor("weights/.ATTRIBUTES/VARIABLE_VALUE"), 1.0)
+    assert not glob.glob(str(tmp_path / ".reading-*"))
+
+
+def test_pinned_takes_the_newest_again_when_the_chosen_one_vanishes(
+        tmp_path, monkeypatch):
+    _, _, manager = _tiny_manager(str(tmp_path))
+    manager.save(checkpoint_number=1)
+    real_link = checkpoint_pin._link
+
+    def link_after_a_save(prefix):  # the trainer saves between choice and read
+        if prefix.endswith("ckpt-1"):
+            manager.save(checkpoint_number=2)
+        return real_link(prefix)
+
+    monkeypatch.setattr(checkpoint_pin, "_link", link_after_a_save)
+    with checkpoint_pin.pinned(str(tmp_path)) as pin:
+        assert pin.path.endswith("ckpt-2")
+    # A named ckpt-N prefix is the user's choice: no retry.
+    with checkpoint_pin.pinned(str(tmp_path / "ckpt-1")) as pin:
+        assert pin.readable == pin.path  # missing: the reader reports it
+
+
+def test_restore_latest_lists_again_when_the_checkpoint_was_rotated(
+        tmp_path, monkeypatch):
+    step, _, manager = _tiny_manager(str(tmp_path))
+    step.assign(1)
+    manager.save(checkpoint_number=1)
+    real_restore = checkpoints.restore
+    calls = []
+
+    def restore_after_a_save(checkpoint, path, what, name=None):
+        calls.append(path)
+        if len(calls) == 1:  # the trainer rotates before the read opens it
+            step.assign(2)
+            manager.save(checkpoint_number=2)
+        return real_restore(checkpoint, path, what, name)
+
+    monkeypatch.setattr(checkpoints, "restore", restore_after_a_save)
+    target_step, _, target = _tiny_manager(str(tmp_path / "unused"))
+    restored = checkpoints.restore_latest(target._checkpoint, str(tmp_path))
+    assert restored.endswith("ckpt-2") and int(target_step.numpy()) == 2
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("moment", ["first_tracing", "periodic_save"])
+def test_signal_at_other_moments_keeps_the_step(tmp_path, moment):
+    model_dir = str(tmp_path / "run")
+    if moment == "first_tracing":
+        run = Run(_train_args(model_dir, "--checkpoint_steps=1000"))
+        run.wait_for(r"^training steps")  # printed just before fit traces
+        time.sleep(0.5)
+    else:
+        run = Run(_train_args(model_dir, "--checkpoint_steps=1"))
+        run.wait_for(r"^step 3/")  # a save follows every step
+    run.proc.send_signal(signal.SIGTERM)
+    status, err = run.finish()
+    _assert_saved_stop(run, status, err, signal.SIGTERM)
+    _rerun_finishes(model_dir, 30, "--checkpoint_steps=1000")
+
+
+@pytest.mark.slow
+def test_second_signal_during_the_save_keeps_the_previous_checkpoint(tmp_path):
+    model_dir = str(tmp_path / "run")
+    run = Run(_train_args(model_dir, "--checkpoint_steps=1", steps=200))
+    run.wait_for(r"^step 4/")
+    run.proc.send_signal(signal.SIGTERM)
+    time.sleep(0.02)
+    run.proc.send_signal(signal.SIGINT)
+    status, err = run.finish()
+    assert status in (75, 130), err[-3000:]
+    assert "Traceback" not in err
+    latest = tf.train.latest_checkpoint(model_dir)
+    assert latest and checkpoints.damage(latest) is None
+    _rerun_finishes(model_dir, 200, "--checkpoint_steps=1000")
+
+
+def _worker_run(model_dir, workers, index):
+    tf_config = {"cluster": {"worker": workers},
+                 "task": {"type": "worker", "index": index}}
+    return Run(_train_args(model_dir, "--checkpoint_steps=1000", steps=400),
+               env={"TF_CONFIG": json.dumps(tf_config)})
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("signalled", [0, 1])
+def test_two_workers_save_the_same_step_when_one_is_signalled(tmp_path, signalled):
+    model_dir = str(tmp_path / "multi")
+    workers = [f"127.0.0.1:{p}" for p in _free_ports(2)]
+    runs = [_worker_run(model_dir, workers, i) for i in range(2)]
+    try:
+        runs[0].wait_for(r"^step 3/", timeout=400)
+        runs[signalled].proc.send_signal(signal.SIGTERM)
+        finished = [run.finish(timeout=300) for run in runs]
+    finally:
+        for run in runs:
+            run.proc.kill()
+    steps = []
+    for (status, err) in finished:
+        assert status == 75, err[-3000:]
+        assert "Traceback" not in err
+        steps.append(int(SAVED_LINE.search(err).group(2)))
+    assert steps[0] == steps[1] >= runs[0].last_logged_step()
+    assert tf.train.latest_checkpoint(model_dir).endswith(f"ckpt-{steps[0]}")
+    worker_dir = os.path.join(model_dir, ".worker_1")
+    assert tf.train.latest_checkpoint(worker_dir).endswith(f"ckpt-{steps[0]}")
+
+
+@pytest.mark.slow
+def test_export_and_eval_read_a_checkpoint_of_a_rotating_trainer(tmp_path):
+    model_dir = str(tmp_path / "run")
+    trainer = Run(["--mode=train", "--train_steps=100000",
+                   "--checkpoint_steps=1", "--keep_checkpoint_max=1",
+                   f"--model_dir={model_dir}", *TINY])
+    try:
+        trainer.wait_for(r"^step 3/")
+        for attempt in range(2):
+            out = str(tmp_path / f"export_{attempt}")
+            proc = subprocess.run(
+                [sys.executable, "-m", "export", f"--model_dir={model_dir}",
+                 f"--export_dir={out}"], cwd=ROOT, capture_output=True,
+                text=True, timeout=300, env=dict(os.environ, PYTHONPATH=ROOT))
+            assert proc.returncode == 0, proc.stderr[-3000:]
+            info = json.load(open(os.path.join(out, "assets.extra", "simclr_export.json")))
+            assert info["global_step"] >= 3
+        proc = subprocess.run(
+            [sys.executable, os.path.join(ROOT, "run.py"), "--mode=eval",
+             "--train_steps=1", "--eval_steps=1", f"--model_dir={model_dir}",
+             *TINY], cwd=ROOT, capture_output=True, text=True, timeout=300,
+            env=dict(os.environ, PYTHONPATH=ROOT))
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        assert json.load(open(os.path.join(model_dir, "result.json")))[
+            "global_step"] >= 3
+    finally:
+        trainer.proc.send_signal(signal.SIGTERM)
+        status, err = trainer.finish()
+    assert status == 75, err[-3000:]
+    assert not glob.glob(os.path.join(model_dir, ".reading-*"))
+
+
+@pytest.mark.slow
+def test_signal_during_export_leaves_no_partial_export(tmp_path):
+    model_dir = str(tmp_path / "run")
+    proc = subprocess.run(
+        [sys.executable, os.path.join(ROOT, "run.py"), "--mode=train",
+         "--train_steps=2", f"--model_dir={model_dir}", *TINY],
+        cwd=ROOT, capture_output=True, text=True, timeout=300,
+        env=dict(os.environ, PYTHONPATH=ROOT))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = tmp_path / "exports" / "model"
+    out.parent.mkdir()
+    export = Run([f"--model_dir={model_dir}", f"--export_dir={out}"],
+                 module="export")
+    time.sleep(12)  # TF imported, the model being built or saved
+    export.proc.send_signal(signal.SIGTERM)
+    status, err = export.finish()
+    if status == 0:
+        pytest.skip("the export finished before the signal")
+    assert status == 143, err[-3000:]
+    assert "Traceback" not in err and "stopped by SIGTERM" in err
+    assert os.listdir(out.parent) == []
