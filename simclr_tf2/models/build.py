@@ -3,13 +3,20 @@
 import tensorflow as tf
 
 from simclr_tf2.errors import ConfigError
+from simclr_tf2.models import backbones
 from simclr_tf2.models import heads
 from simclr_tf2.models import resnet
 from simclr_tf2.models.simclr_model import SimCLRModel
 
 
 def build_encoder(model_cfg):
-    """ResNet encoder from a ModelConfig-like object (attribute access)."""
+    """The encoder of a ModelConfig-like object (attribute access).
+
+    The original's ResNet for backbone "resnet"; otherwise a Keras
+    Applications CNN wrapped by `backbones.BackboneEncoder`.
+    """
+    if getattr(model_cfg, "backbone", backbones.RESNET) != backbones.RESNET:
+        return backbones.from_model_config(model_cfg)
     return resnet.ResNet(
         depth=model_cfg.resnet_depth,
         width_multiplier=model_cfg.width_multiplier,
@@ -76,6 +83,8 @@ def build_model(model_cfg, *, num_classes, train_mode, image_size):
         ft_proj_selector=model_cfg.ft_proj_selector, name="simclr")
     model(tf.zeros([1, image_size, image_size, 3]), training=False)
     if train_mode != "pretrain":
-        resnet.set_fine_tune_after_block(encoder,
-                                         model_cfg.fine_tune_after_block)
+        freeze = (resnet.set_fine_tune_after_block
+                  if isinstance(encoder, resnet.ResNet)
+                  else backbones.set_fine_tune_after_block)
+        freeze(encoder, model_cfg.fine_tune_after_block)
     return model
