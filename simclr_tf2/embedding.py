@@ -1,0 +1,352 @@
+"""Embeddings of many images from an export: streamed to .npy + index.csv, searched by cosine.
+
+An embedding directory holds:
+  embeddings.npy  float32 [N, D], one row per readable image (h or z).
+  index.csv       row,file,label (folders) or row,id,label (datasets).
+  skipped.txt     files that could not be read or decoded, one per line.
+  embed_info.json the export, output key and image side used.
+
+Writing streams batches through tf.data into a memory-mapped .npy file, so
+memory is bounded by a batch (plus the list of file names) whatever the
+number of images. Search and precision@k read the .npy memory-mapped and
+compare in chunks.
+"""
+
+import csv
+import json
+import os
+import sys
+import time
+
+import numpy as np
+import tensorflow as tf
+from numpy.lib import format as npy_format
+
+from simclr_tf2.analysis.features import export_image_size
+from simclr_tf2.data import augment
+from simclr_tf2.data.folder import IMAGE_EXTENSIONS, decode_or_skip
+from simclr_tf2.errors import ConfigError
+
+EMBEDDINGS = "embeddings.npy"
+INDEX = "index.csv"
+SKIPPED = "skipped.txt"
+INFO = "embed_info.json"
+# --output name -> the export's output key.
+OUTPUT_KEYS = {"h": "final_avg_pool", "z": "proj_head_output"}
+_CHUNK = 2048  # Rows compared at once by search and precision@k.
+
+
+def latest_export(path):
+    """An export directory: `path` itself or a model_dir's newest saved_model/<step>/.
+
+    Raises:
+      ConfigError: neither, with the command that writes an export.
+    """
+    if os.path.isfile(os.path.join(path, "saved_model.pb")):
+        return path
+    root = os.path.join(path, "saved_model")
+    steps = [int(d) for d in (os.listdir(root) if os.path.isdir(root) else [])
+             if d.isdigit()
+             and os.path.isfile(os.path.join(root, d, "saved_model.pb"))]
+    if not steps:
+        raise ConfigError(
+            f"--model={path} is neither an export nor a model_dir with an "
+            f"export under saved_model/<step>/; run `python -m export "
+            f"--model_dir={path}` first.")
+    return os.path.join(root, str(max(steps)))
+
+
+def list_images(folder):
+    """Image files under `folder`, recursively, in sorted order.
+
+    Returns:
+      (paths, labels): absolute paths, and each file's top-level sub-folder
+      name under `folder` ("" for files directly in it).
+
+    Raises:
+      ConfigError: no such folder, or no image file in it.
+    """
+    root = os.path.abspath(os.path.expanduser(folder))
+    if not os.path.isdir(root):
+        raise ConfigError(f"--images={folder} is not a directory.")
+    paths, labels = [], []
+    for directory, subdirs, files in os.walk(root):
+        subdirs.sort()
+        rel = os.path.relpath(directory, root)
+        label = "" if rel == "." else rel.split(os.sep)[0]
+        for name in sorted(files):
+            if name.lower().endswith(IMAGE_EXTENSIONS):
+                paths.append(os.path.join(directory, name))
+                labels.append(label)
+    if not paths:
+        raise ConfigError(
+            f"no image files ({' '.join(IMAGE_EXTENSIONS)}) under {root}.")
+    return paths, labels
+
+
+def folder_batches(paths, image_size, batch_size):
+    """Batches of a file list; unreadable files come back with ok=False.
+
+    Returns:
+      tf.data.Dataset of {"image": float32 [b, S, S, 3], "row": int64 [b]
+      (position in `paths`), "ok": bool [b]}.
+    """
+    refs = tf.data.Dataset.from_tensor_slices(
+        {"path": tf.constant(paths, tf.string),
+         "row": tf.range(len(paths), dtype=tf.int64)})
+    # In order; each file gives exactly one element (see decode_or_skip).
+    dataset = refs.interleave(decode_or_skip, cycle_length=tf.data.AUTOTUNE,
+                              num_parallel_calls=tf.data.AUTOTUNE,
+                              deterministic=True)
+
+    def preprocess(ex):
+        image = tf.cond(
+            ex["ok"], lambda: augment.preprocess_for_eval(ex["image"], image_size),
+            lambda: tf.zeros([image_size, image_size, 3]))
+        return {"image": image, "row": ex["row"], "ok": ex["ok"]}
+
+    return (dataset.map(preprocess, num_parallel_calls=tf.data.AUTOTUNE)
+            .batch(batch_size).prefetch(tf.data.AUTOTUNE))
+
+
+def source_batches(source, split, image_size, batch_size):
+    """Batches of a dataset split with evaluation preprocessing.
+
+    Returns:
+      tf.data.Dataset of {"image": float32 [b, S, S, 3], "id": int64 [b],
+      "label": int64 [b]}.
+    """
+    def preprocess(ex):
+        return {"image": augment.preprocess_for_eval(ex["image"], image_size),
+                "id": ex["id"], "label": ex["label"]}
+
+    return (source.split(split).map(preprocess,
+                                    num_parallel_calls=tf.data.AUTOTUNE)
+            .batch(batch_size).prefetch(tf.data.AUTOTUNE))
+
+
+class Progress:
+    """One status line on stderr: rewritten in place on a terminal, else every ~10%."""
+
+    def __init__(self, total, stream=sys.stderr):
+        self.total, self.stream = total, stream
+        self.start, self.shown = time.time(), -1
+        self.tty = getattr(stream, "isatty", lambda: False)()
+
+    def update(self, done, final=False):
+        tenth = done * 10 // max(self.total, 1)
+        if not (self.tty or final or tenth > self.shown):
+            return
+        self.shown = tenth
+        rate = done / max(time.time() - self.start, 1e-9)
+        line = f"embedded {done}/{self.total} images ({rate:.0f} img/s)"
+        end = "\n" if final or not self.tty else ""
+        print(("\r" if self.tty else "") + line, end=end, file=self.stream,
+              flush=True)
+
+
+class EmbeddingWriter:
+    """Streams rows to embeddings.npy (memory-mapped) and index.csv.
+
+    Args:
+      out_dir: destination directory (created).
+      capacity: most rows that will be written (the .npy is sized for it
+        when the first batch arrives and cut to the rows written at close).
+      key_name: the index's second column, "file" or "id".
+    """
+
+    def __init__(self, out_dir, capacity, key_name):
+        os.makedirs(out_dir, exist_ok=True)
+        self.out_dir, self.capacity, self.rows = out_dir, capacity, 0
+        self.array = None
+        self._index_file = open(os.path.join(out_dir, INDEX), "w", newline="")
+        self._index = csv.writer(self._index_file)
+        self._index.writerow(["row", key_name, "label"])
+
+    def add(self, vectors, keys, labels):
+        """Appends float [b, D] rows with their index entries."""
+        if self.array is None:
+            self.array = npy_format.open_memmap(
+                os.path.join(self.out_dir, EMBEDDINGS), mode="w+",
+                dtype=np.float32, shape=(self.capacity, vectors.shape[1]))
+        self.array[self.rows:self.rows + len(vectors)] = vectors
+        for key, label in zip(keys, labels):
+            self._index.writerow([self.rows, key, label])
+            self.rows += 1
+
+    def close(self):
+        """Flushes; returns (rows, dim)."""
+        self._index_file.close()
+        if self.array is None:
+            raise ConfigError("no image could be read; nothing was embedded.")
+        dim = self.array.shape[1]
+        self.array.flush()
+        del self.array
+        if self.rows < self.capacity:
+            truncate_npy(os.path.join(self.out_dir, EMBEDDINGS), self.rows, dim)
+        return self.rows, dim
+
+
+def truncate_npy(path, rows, dim):
+    """Cuts a C-order float32 [capacity, dim] .npy file to its first rows.
+
+    The header keeps its length (padded with spaces, which numpy allows),
+    so the data stays in place and only the file's tail is dropped.
+    """
+    with open(path, "r+b") as f:
+        version = npy_format.read_magic(f)
+        if version != (1, 0):
+            raise ValueError(f"{path}: unexpected .npy version {version}")
+        npy_format.read_array_header_1_0(f)
+        offset = f.tell()
+        header = repr({"descr": "<f4", "fortran_order": False,
+                       "shape": (rows, dim)})
+        size = offset - 10  # magic (6) + version (2) + header length (2)
+        f.seek(10)
+        f.write(header.ljust(size - 1).encode("latin1") + b"\n")
+        f.truncate(offset + rows * dim * 4)
+
+
+def load_export(model):
+    """(export dir, loaded module, image side) for --model."""
+    path = latest_export(model)
+    return path, tf.saved_model.load(path), export_image_size(path)
+
+
+def forward_fn(module, output):
+    """A tf.function images [b, S, S, 3] -> float32 [b, D] of `output`."""
+    key = OUTPUT_KEYS[output]
+
+    @tf.function
+    def forward(images):
+        outputs = module(images, trainable=False)
+        if key not in outputs:
+            raise ConfigError(
+                f"the export has no {key!r} output (--output={output}); it "
+                f"has {sorted(outputs)}.")
+        return tf.cast(outputs[key], tf.float32)
+
+    return forward
+
+
+def embed_folder(forward, paths, labels, image_size, out_dir, batch_size=256,
+                 progress=None):
+    """Embeds image files; returns (rows, dim, skipped paths)."""
+    writer = EmbeddingWriter(out_dir, len(paths), "file")
+    skipped, done = [], 0
+    for batch in folder_batches(paths, image_size, batch_size):
+        ok = batch["ok"].numpy()
+        rows = batch["row"].numpy()
+        skipped += [paths[r] for r in rows[~ok]]
+        if ok.any():
+            vectors = forward(batch["image"]).numpy()[ok]
+            writer.add(vectors, [paths[r] for r in rows[ok]],
+                       [labels[r] for r in rows[ok]])
+        done += len(rows)
+        if progress:
+            progress.update(done)
+    rows, dim = writer.close()
+    with open(os.path.join(out_dir, SKIPPED), "w") as f:
+        f.writelines(p + "\n" for p in skipped)
+    return rows, dim, skipped
+
+
+def embed_source(forward, source, split, image_size, out_dir, batch_size=256,
+                 progress=None):
+    """Embeds a dataset split; returns (rows, dim, skipped paths)."""
+    names = source.info.class_names
+    writer = EmbeddingWriter(out_dir, source.num_examples(split), "id")
+    for batch in source_batches(source, split, image_size, batch_size):
+        labels = batch["label"].numpy()
+        writer.add(forward(batch["image"]).numpy(), batch["id"].numpy(),
+                   [names[l] if 0 <= l < len(names) else (l if l >= 0 else "")
+                    for l in labels])
+        if progress:
+            progress.update(writer.rows)
+    rows, dim = writer.close()
+    skipped = list(getattr(source, "skipped_files", []))
+    with open(os.path.join(out_dir, SKIPPED), "w") as f:
+        f.writelines(p + "\n" for p in skipped)
+    return rows, dim, skipped
+
+
+def write_info(out_dir, **info):
+    with open(os.path.join(out_dir, INFO), "w") as f:
+        json.dump(info, f, indent=1)
+
+
+def read_index(index_dir):
+    """(embeddings memmap [N, D], index rows as dicts, info dict)."""
+    path = os.path.join(index_dir, EMBEDDINGS)
+    if not os.path.isfile(path):
+        raise ConfigError(f"--index={index_dir} holds no {EMBEDDINGS}; write "
+                          "one with --model=... --images=... --out=DIR.")
+    with open(os.path.join(index_dir, INDEX), newline="") as f:
+        index = list(csv.DictReader(f))
+    info_path = os.path.join(index_dir, INFO)
+    info = json.load(open(info_path)) if os.path.isfile(info_path) else {}
+    return np.load(path, mmap_mode="r"), index, info
+
+
+def _unit(rows):
+    rows = np.asarray(rows, np.float32)
+    return rows / np.maximum(np.linalg.norm(rows, axis=1, keepdims=True), 1e-12)
+
+
+def nearest(embeddings, queries, k, exclude_self_from=None):
+    """Top-k cosine neighbours of each query among the rows of `embeddings`.
+
+    Args:
+      embeddings: float [N, D] (a memmap is read in chunks).
+      queries: float [Q, D].
+      k: neighbours per query (at most N).
+      exclude_self_from: if an int s, query q is row s + q of `embeddings`
+        and never its own neighbour.
+
+    Returns:
+      (rows int64 [Q, k], similarities float32 [Q, k]), best first.
+    """
+    queries = _unit(queries)
+    k = min(k, len(embeddings))
+    best_sims = np.full((len(queries), 0), -np.inf, np.float32)
+    best_rows = np.zeros((len(queries), 0), np.int64)
+    for start in range(0, len(embeddings), _CHUNK):
+        sims = queries @ _unit(embeddings[start:start + _CHUNK]).T
+        if exclude_self_from is not None:
+            q = np.arange(len(queries))
+            own = exclude_self_from + q - start
+            hit = (own >= 0) & (own < sims.shape[1])
+            sims[q[hit], own[hit]] = -np.inf
+        rows = np.broadcast_to(np.arange(start, start + sims.shape[1]), sims.shape)
+        best_sims = np.concatenate([best_sims, sims], axis=1)
+        best_rows = np.concatenate([best_rows, rows], axis=1)
+        keep = np.argsort(-best_sims, axis=1, kind="stable")[:, :k]
+        best_sims = np.take_along_axis(best_sims, keep, 1)
+        best_rows = np.take_along_axis(best_rows, keep, 1)
+    return best_rows, best_sims
+
+
+def precision_at_k(embeddings, labels, k):
+    """Mean fraction of each labelled row's k nearest others sharing its label.
+
+    Args:
+      embeddings: float [N, D].
+      labels: N labels (strings; "" = unlabelled, not scored as a query).
+      k: neighbours per row.
+
+    Returns:
+      (precision in [0, 1], number of rows scored).
+    """
+    labels = np.asarray(labels)
+    hits, scored = 0.0, 0
+    for start in range(0, len(embeddings), _CHUNK):
+        queries = np.asarray(embeddings[start:start + _CHUNK])
+        rows, _ = nearest(embeddings, queries, k, exclude_self_from=start)
+        own = labels[start:start + len(queries)]
+        mask = own != ""
+        same = labels[rows] == own[:, None]
+        hits += same[mask].mean(axis=1).sum()
+        scored += int(mask.sum())
+    if not scored:
+        raise ConfigError("precision@k needs labels; the index has none.")
+    return hits / scored, scored
