@@ -29,8 +29,9 @@ def parser():
         prog=PROG, description=__doc__.split("\n")[0],
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="\n".join(__doc__.split("\n")[2:]))
-    p.add_argument("--model", help="An export (a directory with saved_model.pb) "
-                   "or a model_dir (its newest saved_model/<step>/ is used).")
+    p.add_argument("--model", help="An export (a directory with saved_model.pb), "
+                   "a model_dir (its newest saved_model/<step>/ is used) or a "
+                   ".keras file of a SimCLRModel.")
     p.add_argument("--images", help="Folder of .jpg/.jpeg/.png/.bmp/.gif "
                    "files, searched recursively.")
     p.add_argument("--dataset", help="A dataset name as for run.py --dataset "
@@ -93,8 +94,12 @@ def run(args):
 
 
 def write(args, embedding):
+    from simclr_tf2.errors import ConfigError
     path, module, image_size = embedding.load_export(args.model)
     image_size = args.image_size or image_size
+    if not image_size:
+        raise ConfigError(f"--model={args.model} does not record its input "
+                          "side; give --image_size.")
     forward = embedding.forward_fn(module, args.output)
     if args.images:
         paths, labels = embedding.list_images(args.images)

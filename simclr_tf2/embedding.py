@@ -208,7 +208,19 @@ def truncate_npy(path, rows, dim):
 
 
 def load_export(model):
-    """(export dir, loaded module, image side) for --model."""
+    """(path, callable, image side or None) for --model.
+
+    `model` is an export, a model_dir holding one, or a `.keras` file of a
+    SimCLRModel (whose side is the one it was built at). The callable maps
+    (images, trainable=False) to the dict of named outputs.
+    """
+    if model.endswith(".keras") and os.path.isfile(model):
+        import keras
+        # Registers SimCLRModel, ResNet, BackboneEncoder... for loading.
+        from simclr_tf2.models import build  # noqa: F401
+        net = keras.saving.load_model(model)
+        shape = (net.get_build_config() or {}).get("input_shape") or [None] * 4
+        return model, lambda x, trainable: net(x, training=trainable), shape[1]
     path = latest_export(model)
     return path, tf.saved_model.load(path), export_image_size(path)
 

@@ -153,3 +153,27 @@ def test_precision_at_k():
     # 0 and 1 find each other and row 3; row 2 finds rows 3 and 1.
     assert embedding.precision_at_k(vectors, ["a", "a", "b", ""], 2) == (
         pytest.approx(1 / 3), 3)
+
+
+def test_keras_file_with_a_custom_encoder_is_embedded(folder, tmp_path, capsys):
+    """The library-only route: a SimCLRModel saved as .keras, no export."""
+    import keras
+    from simclr_tf2.models import backbones, heads
+    from simclr_tf2.models.simclr_model import SimCLRModel
+    inputs = keras.Input([None, None, 3])
+    features = keras.layers.Conv2D(5, 3, name="c")(inputs)
+    model = SimCLRModel(
+        backbones.BackboneEncoder(keras.Model(inputs, features)),
+        heads.ProjectionHead(mode="linear", num_layers=1, out_dim=4))
+    model(tf.zeros([1, IMAGE, IMAGE, 3]))
+    path = str(tmp_path / "m.keras")
+    model.save(path)
+    out = tmp_path / "emb"
+    embed.main([f"--model={path}", f"--images={folder}", f"--out={out}"])
+    capsys.readouterr()
+    vectors = np.load(out / embedding.EMBEDDINGS)
+    index = read_csv(out / embedding.INDEX)
+    image = tf.io.decode_png(tf.io.read_file(index[3]["file"]), channels=3)
+    want = model(augment.preprocess_for_eval(image, IMAGE)[None])
+    np.testing.assert_allclose(vectors[3], want["final_avg_pool"][0], rtol=1e-5,
+                               atol=1e-6)
