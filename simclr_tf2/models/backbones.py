@@ -177,8 +177,18 @@ def application_name(backbone):
     return name
 
 
-def _with_batch_norm(app, momentum, synchronized):
-    """The same (unbuilt-weights) application with other BN settings."""
+def with_batch_norm(app, momentum, synchronized):
+    """A functional model rebuilt (fresh weights) with other BN settings.
+
+    Args:
+      app: a functional `keras.Model` (e.g. a Keras Applications CNN).
+      momentum: every BatchNormalization layer's momentum.
+      synchronized: every BatchNormalization layer's `synchronized` (batch
+        statistics over all replicas).
+
+    Returns:
+      A new model of the same architecture and newly initialised weights.
+    """
     config = app.get_config()
     for layer in config["layers"]:
         if layer["class_name"] == "BatchNormalization":
@@ -215,7 +225,7 @@ def keras_application(name, *, batch_norm_decay=None, global_bn=False,
         include_top=False, weights=None, input_shape=(None, None, 3),
         **app_kwargs)
     if batch_norm_decay is not None or global_bn:
-        app = _with_batch_norm(
+        app = with_batch_norm(
             app, 0.99 if batch_norm_decay is None else batch_norm_decay,
             bool(global_bn))
     return BackboneEncoder(app, input_mode=mode, min_image_size=min_size,
