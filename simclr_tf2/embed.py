@@ -26,7 +26,8 @@ PROG = "python -m simclr_tf2.embed"
 
 def parser():
     p = argparse.ArgumentParser(
-        prog=PROG, description=__doc__.split("\n")[0],
+        prog=PROG, description="Embeds images with a trained SimCLR model "
+        "and searches them by cosine similarity.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="\n".join(__doc__.split("\n")[2:]))
     p.add_argument("--model", help="An export (a directory with saved_model.pb), "
@@ -43,7 +44,8 @@ def parser():
     p.add_argument("--output", choices=["h", "z"], default="h",
                    help="h: the representation (final_avg_pool); z: the "
                    "projection head's output (proj_head_output).")
-    p.add_argument("--batch_size", type=int, default=256)
+    p.add_argument("--batch_size", type=int, default=256,
+                   help="Images per forward pass.")
     p.add_argument("--image_size", type=int, default=0,
                    help="Input side; 0: the side the export was trained at.")
     p.add_argument("--index", help="An --out directory to search or score "
