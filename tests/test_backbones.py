@@ -265,3 +265,21 @@ def test_backbone_trains_under_two_replicas_with_synchronised_bn(
         a.assign(b.numpy())
     want = encoder_1(x, training=True)["final_avg_pool"]
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
+
+
+def test_export_module_saves_dropout_random_state(tmp_path):
+    """Dropout's seed state is no weight, yet the training trace needs it."""
+    inputs = keras.Input([None, None, 3])
+    x = keras.layers.Conv2D(4, 3, name="c")(inputs)
+    x = keras.layers.Dropout(0.5, noise_shape=(None, 1, 1, 1), name="drop")(x)
+    model = simclr(backbones.BackboneEncoder(keras.Model(inputs, x)))
+    model(images(), training=False)
+    config = RunConfig.from_flat(dict(image_size=IMAGE))
+    path = saved_model.export_model(model, config, str(tmp_path / "export"))
+    loaded = tf.saved_model.load(path)
+    x = tf.constant(images(n=32))  # P(no image dropped) = 2**-32.
+    np.testing.assert_allclose(loaded(x, trainable=False)["final_avg_pool"],
+                               model(x, training=False)["final_avg_pool"],
+                               rtol=1e-5, atol=1e-6)
+    dropped = loaded(x, trainable=True)["final_avg_pool"].numpy()
+    assert (np.abs(dropped).sum(axis=1) == 0).any()  # Some images dropped.
