@@ -167,7 +167,8 @@ def application_name(backbone):
     """NAME of "keras_applications:NAME", checked.
 
     Raises:
-      ConfigError: not "resnet" / "keras_applications:<known NAME>".
+      ConfigError: anything but "keras_applications:<a key of APPLICATIONS>"
+        (the message lists the keys).
     """
     name = backbone[len(PREFIX):] if backbone.startswith(PREFIX) else None
     if name not in APPLICATIONS:
