@@ -130,14 +130,16 @@ class Progress:
 
     def __init__(self, total, stream=sys.stderr):
         self.total, self.stream = total, stream
-        self.start, self.shown = time.time(), -1
+        self.start, self.shown, self.last = time.time(), -1, None
         self.tty = getattr(stream, "isatty", lambda: False)()
 
     def update(self, done, final=False):
         tenth = done * 10 // max(self.total, 1)
+        if final and not self.tty and done == self.last:
+            return  # The last line already says it.
         if not (self.tty or final or tenth > self.shown):
             return
-        self.shown = tenth
+        self.shown, self.last = tenth, done
         rate = done / max(time.time() - self.start, 1e-9)
         line = f"embedded {done}/{self.total} images ({rate:.0f} img/s)"
         end = "\n" if final or not self.tty else ""
