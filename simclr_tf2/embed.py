@@ -11,7 +11,8 @@ Precision@k of same-label neighbours of an index:
 
 DIR receives embeddings.npy (float32 [N, D]; h by default, z with
 --output=z), index.csv (row, file or id, label), skipped.txt (unreadable
-files) and embed_info.json. See simclr_tf2/embedding.py.
+files) and embed_info.json. See simclr_tf2/embedding.py (writing) and
+simclr_tf2/retrieval.py (search).
 """
 
 import argparse
@@ -86,8 +87,9 @@ def run(args):
         raise ConfigError("--query and --eval_precision_at need --index=DIR "
                           "(a directory written with --out).")
     if args.eval_precision_at:
-        vectors, index, _ = embedding.read_index(index_dir)
-        value, scored = embedding.precision_at_k(
+        from simclr_tf2 import retrieval
+        vectors, index, _ = retrieval.read_index(index_dir)
+        value, scored = retrieval.precision_at_k(
             vectors, [row["label"] for row in index], args.eval_precision_at)
         print(f"precision@{args.eval_precision_at} of same-label neighbours: "
               f"{value:.4f} ({scored} labelled rows of {len(index)})")
@@ -133,8 +135,9 @@ def write(args, embedding):
 
 
 def query(args, embedding, index_dir):
+    from simclr_tf2 import retrieval
     from simclr_tf2.errors import ConfigError
-    vectors, index, info = embedding.read_index(index_dir)
+    vectors, index, info = retrieval.read_index(index_dir)
     model = args.model or info.get("model")
     if not model:
         raise ConfigError("--query needs --model (the index records none).")
@@ -144,7 +147,7 @@ def query(args, embedding, index_dir):
     batch = next(iter(embedding.folder_batches([args.query], image_size, 1)))
     if not batch["ok"].numpy()[0]:
         raise ConfigError(f"--query={args.query} cannot be read as an image.")
-    rows, sims = embedding.nearest(vectors, forward(batch["image"]).numpy(),
+    rows, sims = retrieval.nearest(vectors, forward(batch["image"]).numpy(),
                                    args.k)
     key = "file" if "file" in index[0] else "id"
     print(f"{len(rows[0])} nearest of {len(index)} to {args.query}:")

@@ -10,6 +10,7 @@ import tensorflow as tf
 from export import saved_model
 from simclr_tf2 import embed
 from simclr_tf2 import embedding
+from simclr_tf2 import retrieval
 from simclr_tf2.config import RunConfig
 from simclr_tf2.data import augment
 from simclr_tf2.errors import ConfigError
@@ -134,10 +135,10 @@ def test_truncate_npy_keeps_leading_rows(tmp_path):
 
 
 def test_nearest_matches_brute_force_across_chunks(monkeypatch):
-    monkeypatch.setattr(embedding, "_CHUNK", 3)
+    monkeypatch.setattr(retrieval, "_CHUNK", 3)
     rng = np.random.default_rng(0)
     bank = rng.normal(size=(10, 4)).astype(np.float32)
-    rows, sims = embedding.nearest(bank, bank[2:5], 4, exclude_self_from=2)
+    rows, sims = retrieval.nearest(bank, bank[2:5], 4, exclude_self_from=2)
     unit = bank / np.linalg.norm(bank, axis=1, keepdims=True)
     full = unit[2:5] @ unit.T
     full[np.arange(3), np.arange(2, 5)] = -np.inf
@@ -147,11 +148,11 @@ def test_nearest_matches_brute_force_across_chunks(monkeypatch):
 
 def test_precision_at_k():
     vectors = np.array([[1, 0], [0.9, 0.1], [0, 1], [0.1, 0.9]], np.float32)
-    assert embedding.precision_at_k(vectors, ["a", "a", "b", "b"], 1) == (1.0, 4)
-    assert embedding.precision_at_k(vectors, ["a", "b", "a", "b"], 1) == (0.0, 4)
+    assert retrieval.precision_at_k(vectors, ["a", "a", "b", "b"], 1) == (1.0, 4)
+    assert retrieval.precision_at_k(vectors, ["a", "b", "a", "b"], 1) == (0.0, 4)
     # Unlabelled rows are neighbours (never a match) but not queries: rows
     # 0 and 1 find each other and row 3; row 2 finds rows 3 and 1.
-    assert embedding.precision_at_k(vectors, ["a", "a", "b", ""], 2) == (
+    assert retrieval.precision_at_k(vectors, ["a", "a", "b", ""], 2) == (
         pytest.approx(1 / 3), 3)
 
 
