@@ -135,6 +135,12 @@ class SimCLRHubModule(tf.Module):
                                       input_signature=spec)
         self.variables = [_tf_variable(v) for v in model.weights]
         self.trainable_variables = [_tf_variable(v) for v in trainable]
+        # Random-number state (Dropout / stochastic depth in Keras
+        # Applications backbones): no weight, but the training-mode trace
+        # reads it, so the SavedModel must hold it.
+        weights = {id(v) for v in model.weights}
+        self._random_state = [_tf_variable(v) for v in model.variables
+                              if id(v) not in weights]
         self.regularization_losses = []
         if weight_decay:
             # Every non-BN weight, as for SGD/Adam fine-tuning (LARS-style

@@ -16,7 +16,7 @@ from simclr_tf2.config import RunConfig
 # Flags that fix the shape of the encoder and projection head: when
 # --checkpoint names a model_dir of ours, those the user did not set are
 # taken from its flags.json, so the checkpoint fits the model built here.
-ARCHITECTURE_FLAGS = ("resnet_depth", "width_multiplier", "cifar_stem",
+ARCHITECTURE_FLAGS = ("backbone", "resnet_depth", "width_multiplier", "cifar_stem",
                       "sk_ratio", "se_ratio", "proj_head_mode",
                       "num_proj_layers", "proj_out_dim")
 
@@ -47,7 +47,34 @@ def effective_values(flag_values):
             # [original] an original SimCLR --checkpoint sets the architecture flags not given.
             from simclr_tf2.original import hooks as original_hooks
             original_hooks.fill_architecture_flags(values, origin)
+    _check_backbone(values, origin, flag_values)
     return values, origin
+
+
+# Flags that shape only the built-in ResNet.
+RESNET_FLAGS = ("resnet_depth", "width_multiplier", "sk_ratio", "se_ratio",
+                "cifar_stem")
+
+
+def _check_backbone(values, origin, flag_values):
+    """One line for ResNet flags given with another --backbone.
+
+    A dataset recipe's ResNet shape is ignored there; a value set on the
+    command line (other than the flag's default) would be silently unused.
+    """
+    backbone = values.get("backbone", "resnet")
+    if backbone == "resnet":
+        return
+    # TensorFlow loads only for non-default backbones.
+    from simclr_tf2.models import backbones
+    backbones.check_image_size(backbone, values["image_size"])
+    for name in RESNET_FLAGS:
+        if (origin.get(name) == "flag"
+                and values[name] != flag_values[name].default):
+            raise ConfigError(
+                f"--{name} shapes the built-in ResNet and has no effect with "
+                f"--backbone={backbone}; drop --{name}.")
+    backbones.check_fine_tune_after_block(values["fine_tune_after_block"])
 
 
 def _fill_from_own_model_dir(values, origin):

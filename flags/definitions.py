@@ -186,3 +186,10 @@ flags.DEFINE_integer(
     "knn_max_bank", DEFAULTS["knn_max_bank"],
     "kNN evaluation embeds at most this many train examples as its bank (a "
     "random subset fixed by --seed when the train split is larger; 0: all).")
+flags.DEFINE_string(
+    "backbone", "resnet",
+    "Encoder: 'resnet' (the original SimCLR ResNet; --resnet_depth, "
+    "--width_multiplier, --sk_ratio, --se_ratio, --cifar_stem shape it) or "
+    "'keras_applications:NAME', a Keras Applications CNN built with "
+    "weights=None (e.g. ResNet50V2, EfficientNetV2B0, MobileNetV3Small, "
+    "ConvNeXtTiny); its only encoder output is final_avg_pool. See docs/library.md.")

@@ -70,6 +70,8 @@ class DataConfig(_Section):
 @dataclasses.dataclass(frozen=True)
 class ModelConfig(_Section):
     """The architecture: encoder, heads, what is fine-tuned."""
+    # "resnet" or "keras_applications:NAME" (models/backbones.py).
+    backbone: str = "resnet"
     resnet_depth: int = 50
     width_multiplier: float = 1.0
     cifar_stem: bool = False  # Resolved (see resolve_cifar_stem).

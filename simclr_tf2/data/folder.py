@@ -89,7 +89,7 @@ def _load_image(path: tf.Tensor) -> tf.Tensor:
                               expand_animations=False, dtype=tf.uint8)
 
 
-def _decode_or_skip(ref: dict) -> tf.data.Dataset:
+def decode_or_skip(ref: dict) -> tf.data.Dataset:
     """One example as a 1-element dataset, with 'ok' False if it failed to decode."""
     def decode(r):
         return dict(r, image=_load_image(r["path"]), ok=tf.constant(True))
@@ -192,7 +192,7 @@ class FolderSource(Source):
         del splits  # A path says where its image is.
         # In-order parallel decoding; each reference gives exactly one element.
         dataset = refs.interleave(
-            _decode_or_skip, cycle_length=tf.data.AUTOTUNE,
+            decode_or_skip, cycle_length=tf.data.AUTOTUNE,
             num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
 
         def readable(example):

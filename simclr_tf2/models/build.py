@@ -4,13 +4,20 @@ import tensorflow as tf
 
 from simclr_tf2 import tasks
 from simclr_tf2.errors import ConfigError
+from simclr_tf2.models import backbones
 from simclr_tf2.models import heads
 from simclr_tf2.models import resnet
 from simclr_tf2.models.simclr_model import SimCLRModel
 
 
 def build_encoder(model_cfg):
-    """ResNet encoder from a ModelConfig-like object (attribute access)."""
+    """The encoder of a ModelConfig-like object (attribute access).
+
+    The original's ResNet for backbone "resnet"; otherwise a Keras
+    Applications CNN wrapped by `backbones.BackboneEncoder`.
+    """
+    if getattr(model_cfg, "backbone", backbones.RESNET) != backbones.RESNET:
+        return backbones.from_model_config(model_cfg)
     return resnet.ResNet(
         depth=model_cfg.resnet_depth,
         width_multiplier=model_cfg.width_multiplier,
@@ -66,5 +73,8 @@ def build_model(model_cfg, *, num_classes, task, image_size):
     model(tf.zeros([1, image_size, image_size, 3]), training=False)
     frozen_after = task.frozen_after_block(model_cfg)
     if frozen_after is not None:
-        resnet.set_fine_tune_after_block(encoder, frozen_after)
+        freeze = (resnet.set_fine_tune_after_block
+                  if isinstance(encoder, resnet.ResNet)
+                  else backbones.set_fine_tune_after_block)
+        freeze(encoder, frozen_after)
     return model
