@@ -187,7 +187,7 @@ flags.DEFINE_integer(
     "kNN evaluation embeds at most this many train examples as its bank (a "
     "random subset fixed by --seed when the train split is larger; 0: all).")
 flags.DEFINE_string(
-    "backbone", "resnet",
+    "backbone", DEFAULTS["backbone"],
     "Encoder: 'resnet' (the original SimCLR ResNet; --resnet_depth, "
     "--width_multiplier, --sk_ratio, --se_ratio, --cifar_stem shape it) or "
     "'keras_applications:NAME', a Keras Applications CNN built with "

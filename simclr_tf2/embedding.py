@@ -21,6 +21,7 @@ import numpy as np
 import tensorflow as tf
 from numpy.lib import format as npy_format
 
+from simclr_tf2 import rundir
 from simclr_tf2.analysis.features import export_image_size
 from simclr_tf2.data import augment
 from simclr_tf2.data.folder import IMAGE_EXTENSIONS, decode_or_skip
@@ -42,16 +43,13 @@ def latest_export(path):
     """
     if os.path.isfile(os.path.join(path, "saved_model.pb")):
         return path
-    root = os.path.join(path, "saved_model")
-    steps = [int(d) for d in (os.listdir(root) if os.path.isdir(root) else [])
-             if d.isdigit()
-             and os.path.isfile(os.path.join(root, d, "saved_model.pb"))]
-    if not steps:
+    export = rundir.latest_export(path)
+    if export is None:
         raise ConfigError(
             f"--model={path} is neither an export nor a model_dir with an "
-            f"export under saved_model/<step>/; run `python -m export "
-            f"--model_dir={path}` first.")
-    return os.path.join(root, str(max(steps)))
+            f"export under {rundir.SAVED_MODEL_DIR}/<step>/; run `python -m "
+            f"export --model_dir={path}` first.")
+    return export
 
 
 def list_images(folder):
