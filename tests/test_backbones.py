@@ -181,7 +181,7 @@ def test_build_model_dispatches_and_freezes_for_linear_eval():
     cfg = ModelConfig(backbone="keras_applications:MobileNetV3Small",
                       proj_out_dim=4, num_proj_layers=1,
                       fine_tune_after_block=4)
-    model = build.build_model(cfg, num_classes=3, train_mode="finetune",
+    model = build.build_model(cfg, num_classes=3, task="finetune",
                               image_size=32)
     assert isinstance(model.encoder, backbones.BackboneEncoder)
     assert not model.encoder.trainable_weights
@@ -196,7 +196,7 @@ def test_export_module_of_a_backbone_serves_its_pooled_output():
         backbone="keras_applications:MobileNetV3Small", image_size=32,
         proj_out_dim=4, num_proj_layers=1))
     model = build.build_model(config.model, num_classes=3,
-                              train_mode="pretrain", image_size=32)
+                              task="pretrain", image_size=32)
     module = saved_model.build_module(model, 32)
     x = images(size=32)
     got = module(tf.constant(x), trainable=False)

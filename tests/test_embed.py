@@ -29,7 +29,7 @@ def exported(tmp_path_factory):
         model_dir=str(model_dir)))
     tf.keras.utils.set_random_seed(0)
     model = build.build_model(config.model, num_classes=10,
-                              train_mode="pretrain", image_size=IMAGE)
+                              task="pretrain", image_size=IMAGE)
     saved_model.export_to_model_dir(model, config, 3)
     return model_dir
 
