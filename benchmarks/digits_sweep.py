@@ -31,7 +31,9 @@ BIG = ["--train_batch_size=4096"]
 # list is the current digits recipe; explicit values reproduce the earlier
 # recipe (lr rule: no short-run cap, 5 warmup epochs) for comparison.
 OLD = ["--crop_min_area=0.08", "--color_jitter_strength=0.5",
-       "--temperature=0.5", "--warmup_epochs=5", "--train_epochs=60"]
+       "--temperature=0.5", "--warmup_epochs=5", "--train_epochs=60",
+       "--optimizer=lars", "--learning_rate=0.0625", "--image_size=16",
+       "--checkpoint_epochs=10"]
 VARIANTS = {
     "untrained": ["--train_steps=1", "--learning_rate=0"],
     "old_recipe": OLD,
@@ -43,6 +45,25 @@ VARIANTS = {
     "adam_crop0.4_t0.2_8px_e150": OLD + [
         "--optimizer=adam", "--learning_rate=1.25e-4", "--crop_min_area=0.4",
         "--temperature=0.2", "--image_size=8", "--train_epochs=150"],
+    "adam_lr2x_crop0.4_t0.1_8px_e150": OLD + [
+        "--optimizer=adam", "--learning_rate=2.5e-4", "--crop_min_area=0.4",
+        "--temperature=0.1", "--image_size=8", "--train_epochs=150"],
+    "adam_crop0.6_t0.2_8px_e150": OLD + [
+        "--optimizer=adam", "--learning_rate=1.25e-4", "--crop_min_area=0.6",
+        "--temperature=0.2", "--image_size=8", "--train_epochs=150"],
+    "adam_crop0.4_t0.2_8px_e150_color1": OLD + [
+        "--optimizer=adam", "--learning_rate=1.25e-4", "--crop_min_area=0.4",
+        "--temperature=0.2", "--image_size=8", "--train_epochs=150",
+        "--color_jitter_strength=1.0"],
+    "b4096_adam_crop0.4_t0.2_8px_e150": BIG + OLD + [
+        "--optimizer=adam", "--learning_rate=1.25e-4", "--crop_min_area=0.4",
+        "--temperature=0.2", "--image_size=8", "--train_epochs=150"],
+    "b4096_s0": BIG,
+    "recipe_s0": [],
+    "recipe_s1": ["--seed=1"],
+    "recipe_s2": ["--seed=2"],
+    "b4096_s1": BIG + ["--seed=1"],
+    "b4096_s2": BIG + ["--seed=2"],
 }
 
 
@@ -100,6 +121,8 @@ def run_variant(name, flags, out):
     row = {"run": name, "flags": " ".join(flags), "returncode": proc.returncode,
            "wall_s": round(seconds, 1),
            "command": "python run.py --mode=train_then_eval " + " ".join(flags)}
+    cpu = re.findall(r"(?:User|System) time \(seconds\): ([\d.]+)", text)
+    row["cpu_s"] = round(sum(map(float, cpu)), 1) if cpu else None
     rss = re.search(r"Maximum resident set size \(kbytes\): (\d+)", text)
     row["peak_rss_gb"] = round(int(rss.group(1)) / 1e6, 2) if rss else None
     info = parse_log(text)
@@ -114,6 +137,37 @@ def run_variant(name, flags, out):
         if rates:
             row["median_images_per_s"] = sorted(rates)[len(rates) // 2]
     return row
+
+
+# The old recipe's main job (337 steps) takes about 120 s of wall time on a
+# quiet 2-core machine and 160 CPU s (user + system, /usr/bin/time); on a
+# shared machine CPU seconds stay put while wall time stretches, so a run's
+# quiet wall time is estimated as cpu_s * QUIET_WALL_PER_CPU_S.
+QUIET_WALL_PER_CPU_S = 120 / 160
+
+
+def markdown(rows):
+    """The sweep as a markdown table, baselines first."""
+    raw = rows.get("raw_pixels", {})
+    lines = [f"Raw pixels in [0, 1]: L-BFGS logistic regression "
+             f"{raw.get('linear_top1', float('nan')):.3f}, weighted cosine "
+             f"kNN-10 {raw.get('knn10_top1', float('nan')):.3f}, kNN-200 "
+             f"{raw.get('knn200_top1', float('nan')):.3f}.", "",
+             "| run | flags added to `python run.py --mode=train_then_eval` "
+             "| steps | linear top-1 | kNN-200 top-1 | wall s (shared) "
+             "| CPU s | est. quiet wall s | peak RSS GB |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for name, row in rows.items():
+        if name == "raw_pixels" or row.get("linear_top1") is None:
+            continue
+        quiet = (round(row["cpu_s"] * QUIET_WALL_PER_CPU_S)
+                 if row.get("cpu_s") else "")
+        lines.append(
+            f"| {name} | `{row['flags'] or '(none)'}` | {row.get('steps')} | "
+            f"{row['linear_top1']:.3f} | {row['knn200_top1']:.3f} | "
+            f"{row['wall_s']} | {row.get('cpu_s', '')} | {quiet} | "
+            f"{row.get('peak_rss_gb', '')} |")
+    return "\n".join(lines) + "\n"
 
 
 def main():
@@ -141,6 +195,9 @@ def main():
             json.dump({"rows": rows, "cpu": _cpu()}, f, indent=1)
     with open(path, "w") as f:
         json.dump({"rows": rows, "cpu": _cpu()}, f, indent=1)
+    with open(os.path.join(out, "sweep.md"), "w") as f:
+        f.write(markdown(rows))
+    print(markdown(rows))
 
 
 def _cpu():
