@@ -153,7 +153,7 @@ def markdown(rows):
              f"{raw.get('linear_top1', float('nan')):.3f}, weighted cosine "
              f"kNN-10 {raw.get('knn10_top1', float('nan')):.3f}, kNN-200 "
              f"{raw.get('knn200_top1', float('nan')):.3f}.", "",
-             "| run | flags added to `python run.py --mode=train_then_eval` "
+             "| run | flags of `python run.py --mode=train_then_eval` "
              "| steps | linear top-1 | kNN-200 top-1 | wall s (shared) "
              "| CPU s | est. quiet wall s | peak RSS GB |",
              "|---|---|---|---|---|---|---|---|---|"]
@@ -162,8 +162,17 @@ def markdown(rows):
             continue
         quiet = (round(row["cpu_s"] * QUIET_WALL_PER_CPU_S)
                  if row.get("cpu_s") else "")
+        flags = row["flags"]
+        old = " ".join(OLD)
+        shown = (f"old recipe + `{flags[len(old):].strip()}`"
+                 if flags.startswith(old) and flags != old else
+                 "old recipe (`OLD` in this script)" if flags == old else
+                 f"`{flags}`" if flags else "(none: the recipe)")
+        if flags.startswith("--train_batch_size=4096 " + old):
+            shown = ("`--train_batch_size=4096` + old recipe + `"
+                     + flags[len("--train_batch_size=4096 " + old):].strip() + "`")
         lines.append(
-            f"| {name} | `{row['flags'] or '(none)'}` | {row.get('steps')} | "
+            f"| {name} | {shown} | {row.get('steps')} | "
             f"{row['linear_top1']:.3f} | {row['knn200_top1']:.3f} | "
             f"{row['wall_s']} | {row.get('cpu_s', '')} | {quiet} | "
             f"{row.get('peak_rss_gb', '')} |")
