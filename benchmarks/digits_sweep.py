@@ -58,6 +58,7 @@ VARIANTS = {
     "b4096_adam_crop0.4_t0.2_8px_e150": BIG + OLD + [
         "--optimizer=adam", "--learning_rate=1.25e-4", "--crop_min_area=0.4",
         "--temperature=0.2", "--image_size=8", "--train_epochs=150"],
+    "b4096_lr2x_of_recipe": BIG + ["--learning_rate=5e-4"],
     "b4096_s0": BIG,
     "recipe_s0": [],
     "recipe_s1": ["--seed=1"],
