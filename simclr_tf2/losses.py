@@ -87,7 +87,7 @@ def _view_logits(hidden, hidden_norm, temperature, strategy):
 
 
 def add_contrastive_loss(hidden, hidden_norm=True, temperature=1.0,
-                         strategy=None):
+                         strategy=None, *, example_ids=None):
     """NT-Xent loss of SimCLR (normalized, temperature-scaled cross entropy).
 
     Every example of view 1 classifies its view-2 partner among all 2N_g - 1
@@ -103,16 +103,30 @@ def add_contrastive_loss(hidden, hidden_norm=True, temperature=1.0,
       temperature: softmax temperature tau (> 0).
       strategy: a `tf.distribute.Strategy` to gather negatives from every
         replica (call from inside `strategy.run`), or None.
+      example_ids: optional [N] int ids of this replica's examples (the
+        dataset's example index). A batch larger than the training split
+        holds several copies of an image; with ids, every view of another
+        copy (either augmentation, any replica) is an extra positive of the
+        anchor instead of a negative: the target is uniform over the
+        anchor's positives, i.e. SupCon's L_sup_out with the id as label.
+        With all ids distinct the loss equals the one without ids. None:
+        plain NT-Xent, every other example a negative.
 
     Returns:
       loss: scalar float32.
       logits_con: [N, N_g] logits of view 1 against view 2 of the global batch.
-      labels_con: [N, 2 N_g] one-hot targets; the positive of local row i is
-        column replica_id * N + i.
+      labels_con: [N, 2 N_g] targets; without copies, the one-hot of local
+        row i's positive, column replica_id * N + i.
     """
     logits_ab, logits_a, logits_b, self_mask = _view_logits(
         hidden, hidden_norm, temperature, strategy)
-    labels = tf.concat([self_mask, tf.zeros_like(self_mask)], axis=1)
+    if example_ids is None:
+        labels = tf.concat([self_mask, tf.zeros_like(self_mask)], axis=1)
+    else:
+        ids = tf.cast(example_ids, tf.int64)
+        ids_all = cross_replica_concat(ids, strategy)
+        labels = _targets_from_matches(
+            tf.equal(ids[:, None], ids_all[None, :]), self_mask)
     loss_a = tf.nn.softmax_cross_entropy_with_logits(labels, logits_a)
     loss_b = tf.nn.softmax_cross_entropy_with_logits(labels, logits_b)
     loss = tf.reduce_mean(loss_a) + tf.reduce_mean(loss_b)
@@ -139,8 +153,23 @@ def supervised_contrastive_targets(labels, labels_all, self_mask):
     """
     labels = tf.cast(labels, tf.int32)[:, None]
     labels_all = tf.cast(labels_all, tf.int32)[None, :]
-    same = tf.cast(tf.logical_and(tf.equal(labels, labels_all), labels >= 0),
-                   tf.float32)
+    return _targets_from_matches(
+        tf.logical_and(tf.equal(labels, labels_all), labels >= 0), self_mask)
+
+
+def _targets_from_matches(matches, self_mask):
+    """Targets uniform over an anchor's own other view and every match.
+
+    Args:
+      matches: [N, N_g] bool, True where global example j shares the local
+        anchor's label (or id); the anchor's own row may be either.
+      self_mask: [N, N_g] one-hot of each local example's global index.
+
+    Returns:
+      [N, 2 N_g] float32 rows summing to 1, columns (other view | same view);
+      the anchor's own view never is a target.
+    """
+    same = tf.cast(matches, tf.float32)
     other_view = tf.maximum(same, self_mask)
     same_view = same * (1.0 - self_mask)
     positives = tf.concat([other_view, same_view], axis=1)

@@ -205,3 +205,14 @@ def test_unreadable_files_are_skipped_counted_and_reported_once(tmp_path,
     assert len(reports) == 2
     labels = np.concatenate([b["label"] for b in batches])
     assert np.bincount(labels).tolist() == [12, 12, 12]
+
+
+def test_a_batch_larger_than_the_split_says_how_many_copies(caplog):
+    digits = open_source("digits")  # 1437 train examples
+    with caplog.at_level("WARNING"):
+        pipeline.build_train_dataset(digits, "train", 4096, "pretrain", 8)
+    assert "each batch holds 2.85 copies of every image" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        pipeline.build_train_dataset(digits, "train", 1024, "pretrain", 8)
+    assert "copies" not in caplog.text

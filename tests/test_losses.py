@@ -153,3 +153,93 @@ def test_distillation_loss_matches_numpy():
     # Equal logits: the loss is the teacher's entropy, its minimum.
     same = losses.distillation_loss(teacher, teacher, temperature).numpy()
     assert np.all(same <= got.numpy() + 1e-6)
+
+
+def numpy_nt_xent_with_ids(hidden, ids, temperature):
+    """NT-Xent over all 2N anchors where views of the same id are positives.
+
+    Anchor i's positives are every other view k whose example id equals its
+    own (its partner view, and both views of any copy); the loss averages
+    -log softmax over the positives (SupCon's L_sup_out), original reduction.
+    """
+    z = hidden.astype(np.float64)
+    z = z / np.linalg.norm(z, axis=1, keepdims=True)
+    two_n = z.shape[0]
+    view_ids = np.concatenate([ids, ids])
+    sim = z @ z.T / temperature
+    per_anchor = []
+    for i in range(two_n):
+        others = [k for k in range(two_n) if k != i]
+        row = sim[i, others]
+        log_denominator = row.max() + np.log(np.exp(row - row.max()).sum())
+        positives = [k for k in others if view_ids[k] == view_ids[i]]
+        per_anchor.append(np.mean([log_denominator - sim[i, k]
+                                   for k in positives]))
+    return 2.0 * np.mean(per_anchor)
+
+
+def test_distinct_example_ids_give_plain_nt_xent():
+    rng = np.random.default_rng(11)
+    hidden = tf.constant(rng.normal(size=(10, 6)).astype(np.float32))
+    plain, logits, labels = losses.add_contrastive_loss(hidden, temperature=0.5)
+    with_ids, logits_ids, labels_ids = losses.add_contrastive_loss(
+        hidden, temperature=0.5, example_ids=tf.constant([4, 0, 9, 2, 7]))
+    np.testing.assert_allclose(with_ids.numpy(), plain.numpy(), rtol=1e-6)
+    np.testing.assert_array_equal(labels_ids.numpy(), labels.numpy())
+    np.testing.assert_array_equal(logits_ids.numpy(), logits.numpy())
+
+
+def test_a_copy_of_the_image_is_a_positive_not_a_negative():
+    # Examples 0 and 2 are two copies of image 7 (a batch larger than the
+    # split); 1 and 3 are distinct images.
+    rng = np.random.default_rng(12)
+    hidden = rng.normal(size=(8, 6)).astype(np.float32)
+    ids = np.array([7, 3, 7, 5])
+    loss, _, labels = losses.add_contrastive_loss(
+        tf.constant(hidden), temperature=0.5, example_ids=tf.constant(ids))
+    np.testing.assert_allclose(
+        loss.numpy(), numpy_nt_xent_with_ids(hidden, ids, 0.5), rtol=1e-5)
+    # Not the plain loss, which counts the copy as a negative.
+    assert abs(loss.numpy() - numpy_nt_xent(hidden, 0.5)) > 1e-3
+    # Anchor 0 (view 1): its partner (col 0), the copy's view 2 (col 2) and
+    # the copy's view 1 (col 4 + 2) share the target; nothing else does.
+    expected_row0 = np.zeros(8)
+    expected_row0[[0, 2, 6]] = 1 / 3
+    np.testing.assert_allclose(labels.numpy()[0], expected_row0)
+    np.testing.assert_allclose(labels.numpy()[1], np.eye(8)[1])
+
+
+def test_example_ids_across_two_replicas_match_single_device(
+        two_replica_strategy):
+    strategy = two_replica_strategy
+    rng = np.random.default_rng(13)
+    global_n, half = 6, 3
+    view1 = rng.normal(size=(global_n, 5)).astype(np.float32)
+    view2 = rng.normal(size=(global_n, 5)).astype(np.float32)
+    # Image 1 has a copy on each replica, image 4 two on replica 1.
+    ids = np.array([1, 0, 2, 4, 1, 4], np.int64)
+    full = np.concatenate([view1, view2])
+    ref_loss, _, _ = losses.add_contrastive_loss(
+        tf.constant(full), temperature=0.2, example_ids=tf.constant(ids))
+    np.testing.assert_allclose(
+        ref_loss.numpy(), numpy_nt_xent_with_ids(full, ids, 0.2), rtol=1e-5)
+
+    def value_fn(ctx):
+        r = ctx.replica_id_in_sync_group
+        part = slice(r * half, (r + 1) * half)
+        return (tf.constant(np.concatenate([view1[part], view2[part]])),
+                tf.constant(ids[part]))
+
+    local = strategy.experimental_distribute_values_from_function(value_fn)
+
+    @tf.function
+    def step(values):
+        hidden, local_ids = values
+        loss, _, _ = losses.add_contrastive_loss(
+            hidden, temperature=0.2, strategy=strategy,
+            example_ids=local_ids)
+        return loss
+
+    loss = strategy.run(step, args=(local,))
+    mean_loss = strategy.reduce(tf.distribute.ReduceOp.MEAN, loss, axis=None)
+    np.testing.assert_allclose(mean_loss.numpy(), ref_loss.numpy(), rtol=1e-5)

@@ -305,3 +305,25 @@ def test_weight_decay_loss():
     np.testing.assert_allclose(adam.numpy(), momentum.numpy())
     assert float(optim.weight_decay_loss(variables, 0.0, "momentum")) == 0.0
     assert float(optim.weight_decay_loss(variables[:4], 1e-2, "lars")) == 0.0
+
+
+def test_short_runs_get_a_warmup_of_steps_not_epochs():
+    # Batch 4096 on 1,437 digits: 5 epochs are 2 steps of a 22-step run;
+    # the floor gives min(10, 25% of 22) = 5.
+    assert optim.warmup_and_total_steps(1437, 4096, 5, 60) == (5, 22)
+    # A long run keeps its epoch warmup; a tiny one at most a quarter.
+    assert optim.warmup_and_total_steps(1437, 256, 5, 60) == (28, 337)
+    assert optim.warmup_and_total_steps(1437, 4096, 5, 60, train_steps=8) == (
+        2, 8)
+    # No warmup asked: none given.
+    assert optim.warmup_and_total_steps(1437, 4096, 0, 60) == (0, 22)
+
+
+def test_batches_larger_than_the_split_scale_like_the_split():
+    assert optim.scaling_batch_size(4096, 1437) == 1437
+    assert optim.scaling_batch_size(256, 1437) == 256
+    assert optim.scaling_batch_size(256, 0) == 256
+    big = optim.build_learning_rate_schedule(
+        0.1, "sqrt", batch_size=4096, num_examples=1437, warmup_epochs=0,
+        train_epochs=60)
+    assert big.base_learning_rate == pytest.approx(0.1 * math.sqrt(1437))

@@ -270,3 +270,23 @@ def test_train_step_asks_the_task_and_runs_after_step_each_step():
     assert int(task.steps.numpy()) == 3
     assert task.seen_ids is not None  # The whole batch reached the loss.
     assert model.optimizer.iterations.numpy() == 3
+
+
+def test_pretrain_loss_counts_a_copy_of_the_image_as_positive_not_negative():
+    # A batch larger than the split holds copies: examples 0 and 2 are the
+    # same image (id 7). The task hands the batch's ids to NT-Xent.
+    rng = np.random.default_rng(3)
+    z = tf.constant(rng.normal(size=(8, 5)), tf.float32)
+    labels = tf.constant([-1, -1, -1, -1], tf.int64)
+    ids = tf.constant([7, 8, 7, 9], tf.int64)
+    task = tasks.PretrainTask(temperature=0.5)
+    loss, _ = task.compute_loss(None, {"label": labels, "id": ids},
+                                {tasks.Z: z})
+    with_ids = losses.add_contrastive_loss(z, temperature=0.5,
+                                           example_ids=ids)[0]
+    as_negative = losses.add_contrastive_loss(z, temperature=0.5)[0]
+    np.testing.assert_allclose(float(loss), float(with_ids), rtol=1e-6)
+    assert abs(float(loss) - float(as_negative)) > 1e-3
+    # Without an "id" key (a user's own batches) it is plain NT-Xent.
+    plain, _ = task.compute_loss(None, {"label": labels}, {tasks.Z: z})
+    np.testing.assert_allclose(float(plain), float(as_negative), rtol=1e-6)

@@ -43,6 +43,19 @@ def derive_seeds(seed, start_step=0):
     return int(order), int(aug)
 
 
+def copies_note(global_batch_size, num_examples):
+    """One line saying how many copies of each image a batch holds.
+
+    Epochs stream through one after another, so a batch of B > N examples
+    holds B / N copies of every image on average (an image near an epoch
+    boundary may get one more or one fewer).
+    """
+    return (f"train_batch_size {global_batch_size} is larger than the "
+            f"{num_examples} training examples: each batch holds "
+            f"{global_batch_size / num_examples:.2f} copies of every image on "
+            "average, each in its own augmentations.")
+
+
 def build_train_dataset(source, split, global_batch_size, task,
                         image_size, color_jitter_strength=1.0, use_blur=True,
                         seed=0, cache=False, example_ids=None,
@@ -82,9 +95,7 @@ def build_train_dataset(source, split, global_batch_size, task,
             decoded_buffer_size(source.info.image_shape, num_examples),
             seed=order_seed, reshuffle_each_iteration=True)
     if global_batch_size > num_examples:
-        logging.warning(
-            "train_batch_size %d is larger than the %d training examples: "
-            "examples repeat within a batch.", global_batch_size, num_examples)
+        logging.warning("%s", copies_note(global_batch_size, num_examples))
     dataset = dataset.repeat()
     seeds = tf.data.Dataset.random(seed=augment_seed).batch(2)
     transform = tasks.get(task).train_transform(

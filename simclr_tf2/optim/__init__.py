@@ -12,6 +12,7 @@ from simclr_tf2.optim.lars import variable_path
 from simclr_tf2.optim.schedule import WarmupCosineDecay
 from simclr_tf2.optim.schedule import build_learning_rate_schedule
 from simclr_tf2.optim.schedule import scale_learning_rate
+from simclr_tf2.optim.schedule import scaling_batch_size
 from simclr_tf2.optim.schedule import warmup_and_total_steps
 
 __all__ = [
@@ -24,6 +25,7 @@ __all__ = [
     "build_optimizer",
     "scale_for_replicas",
     "scale_learning_rate",
+    "scaling_batch_size",
     "variable_path",
     "warmup_and_total_steps",
     "weight_decay_loss",

@@ -4,12 +4,27 @@ SimCLR scales a base learning rate with the batch size (linear:
 `0.3 * B / 256`; square root: `0.075 * sqrt(B)`, better for small batches
 with LARS; both give 4.8 at B = 4096), warms up linearly for some epochs and
 then decays to zero with a cosine, without restarts.
+
+Two rules keep short runs and batches larger than the dataset trainable, and
+leave long runs on big datasets (the paper's settings) unchanged:
+
+- The batch size the rate is scaled with is at most the number of training
+  examples: a larger batch holds copies of the same images, which average
+  into the same gradient and give no licence for a larger step.
+- Warmup lasts at least `MIN_WARMUP_STEPS` steps, but at most
+  `MAX_WARMUP_FRACTION` of the run: a warmup given in epochs is under two
+  steps when one step covers several epochs (batch 4096 on 1,437 images),
+  too short for momentum and batch-norm statistics to settle.
 """
 
 import math
 
 import keras
 from keras import ops
+
+# Warmup floor in steps, and the largest share of a run it may take.
+MIN_WARMUP_STEPS = 10
+MAX_WARMUP_FRACTION = 0.25
 
 
 def scale_learning_rate(base_learning_rate, batch_size, scaling):
@@ -50,15 +65,36 @@ def warmup_and_total_steps(
 
     Returns:
         `(warmup_steps, total_steps)` as Python ints, with
-        `warmup_steps = round(warmup_epochs * num_examples / batch_size)` and
         `total_steps = train_steps or ceil(num_examples * train_epochs /
-        batch_size)`.
+        batch_size)` and `warmup_steps = round(warmup_epochs * num_examples
+        / batch_size)`, raised (never lowered) to
+        `min(MIN_WARMUP_STEPS, floor(MAX_WARMUP_FRACTION * total_steps))`
+        when `warmup_epochs` > 0.
     """
-    total_steps = train_steps or math.ceil(
+    total_steps = int(train_steps or math.ceil(
         num_examples * train_epochs / batch_size
-    )
+    ))
     warmup_steps = int(round(warmup_epochs * num_examples / batch_size))
-    return warmup_steps, int(total_steps)
+    if warmup_epochs > 0:
+        floor = min(MIN_WARMUP_STEPS,
+                    int(MAX_WARMUP_FRACTION * total_steps))
+        warmup_steps = max(warmup_steps, floor)
+    return warmup_steps, total_steps
+
+
+def scaling_batch_size(batch_size, num_examples):
+    """The batch size the learning rate is scaled with: at most the split.
+
+    Args:
+        batch_size: Global training batch size.
+        num_examples: Training examples per epoch (0 or None: unknown).
+
+    Returns:
+        `min(batch_size, num_examples)`, or `batch_size` when unknown.
+    """
+    if not num_examples:
+        return batch_size
+    return min(batch_size, num_examples)
 
 
 @keras.saving.register_keras_serializable(package="simclr_tf2")
@@ -134,10 +170,12 @@ def build_learning_rate_schedule(
         train_steps: Total steps; overrides `train_epochs` when > 0.
 
     Returns:
-        A `WarmupCosineDecay`.
+        A `WarmupCosineDecay` peaking at the base rate scaled with
+        `scaling_batch_size(batch_size, num_examples)`.
     """
     peak = scale_learning_rate(
-        base_learning_rate, batch_size, learning_rate_scaling
+        base_learning_rate, scaling_batch_size(batch_size, num_examples),
+        learning_rate_scaling
     )
     warmup_steps, total_steps = warmup_and_total_steps(
         num_examples, batch_size, warmup_epochs, train_epochs, train_steps

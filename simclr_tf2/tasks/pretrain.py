@@ -15,23 +15,31 @@ from simclr_tf2.errors import ConfigError
 from simclr_tf2.tasks import base
 
 
-def _nt_xent(hidden, labels, *, hidden_norm, temperature, strategy):
-    del labels  # An example's only positive is its other view.
+def _nt_xent(hidden, labels, *, hidden_norm, temperature, strategy,
+             example_ids=None):
+    # An example's positive is its other view, plus both views of any other
+    # copy of the same image in the batch (example_ids; see losses).
+    del labels
     return losses.add_contrastive_loss(hidden, hidden_norm=hidden_norm,
                                        temperature=temperature,
-                                       strategy=strategy)
+                                       strategy=strategy,
+                                       example_ids=example_ids)
 
 
-def _supcon(hidden, labels, *, hidden_norm, temperature, strategy):
-    # Every other view with the anchor's label is a positive (-1: none).
+def _supcon(hidden, labels, *, hidden_norm, temperature, strategy,
+            example_ids=None):
+    # Every other view with the anchor's label is a positive (-1: none);
+    # copies of an image share its label, so ids add nothing.
+    del example_ids
     return losses.add_supervised_contrastive_loss(
         hidden, labels, hidden_norm=hidden_norm, temperature=temperature,
         strategy=strategy)
 
 
 # name -> fn(hidden [2N, P], labels [N], *, hidden_norm, temperature,
-# strategy) -> (loss, logits_con [N, N_g], labels_con [N, 2N_g]); `hidden`
-# stacks view 1 of the N examples, then view 2. A new contrastive loss is
+# strategy, example_ids [N] or None) -> (loss, logits_con [N, N_g],
+# labels_con [N, 2N_g]); `hidden` stacks view 1 of the N examples, then
+# view 2. A new contrastive loss is
 # one entry here (selected by --contrastive_loss).
 CONTRASTIVE_LOSSES = {"nt_xent": _nt_xent, "supcon": _supcon}
 
@@ -114,7 +122,8 @@ class PretrainTask(base.Task):
         loss, logits_con, labels_con = CONTRASTIVE_LOSSES[self.contrastive_loss](
             outputs[base.Z], labels, hidden_norm=self.hidden_norm,
             temperature=self.temperature,
-            strategy=tf.distribute.get_strategy())
+            strategy=tf.distribute.get_strategy(),
+            example_ids=batch.get("id"))
         accuracy, entropy = losses.contrastive_metrics(logits_con, labels_con)
         metrics = {"contrast_loss": loss, "contrast_acc": accuracy,
                    "contrast_entropy": entropy}
