@@ -87,6 +87,14 @@ def test_bad_elements_and_batch_size_are_value_errors():
                             image_size=SIDE, batch_size=0)
 
 
+def test_float_images_above_one_are_refused():
+    images = _images().astype(np.float32)  # [0, 255], not [0, 1].
+    batches = contrastive_batches(tf.data.Dataset.from_tensor_slices(images),
+                                  image_size=SIDE, batch_size=4)
+    with pytest.raises(tf.errors.InvalidArgumentError, match="by 255"):
+        next(iter(batches))
+
+
 def _tiny_encoder():
     inputs = keras.Input([None, None, 3])
     x = keras.layers.Conv2D(8, 3, strides=2, activation="relu")(inputs)

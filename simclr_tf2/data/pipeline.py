@@ -149,6 +149,14 @@ def _as_example(element, index):
         image, label = element
     else:
         image, label = element, tf.constant(-1, tf.int64)
+    if image.dtype.is_floating:
+        # Floats in [0, 255] (image_dataset_from_directory) would be clipped
+        # to a white image by the augmentation; fail instead.
+        with tf.control_dependencies([tf.debugging.assert_less_equal(
+                tf.reduce_max(image), tf.cast(1.0, image.dtype),
+                message="contrastive_batches: float images must be in "
+                        "[0, 1]; divide images in [0, 255] by 255 first.")]):
+            image = tf.identity(image)
     return {"image": image, "label": tf.cast(label, tf.int64),
             "id": tf.cast(index, tf.int64)}
 
