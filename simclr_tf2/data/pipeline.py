@@ -4,6 +4,8 @@ Every source yields dicts {"image": uint8 [H, W, C], "label": int64, "id":
 int64}; this module turns them into {"image": float32 [B, S, S, 3 or 6],
 "label": int64 [B], "id": int64 [B]} training batches (the task of the
 train mode augments each example) and {"image", "label"} eval batches.
+`contrastive_batches` makes the same pretraining batches from a user's own
+tf.data.Dataset of images (library use, no Source needed).
 
 Order: every epoch is a new seeded permutation of the whole split, drawn by
 the source before images are decoded (`Source.shuffled`), so batches mix the
@@ -96,7 +98,31 @@ def build_train_dataset(source, split, global_batch_size, task,
             seed=order_seed, reshuffle_each_iteration=True)
     if global_batch_size > num_examples:
         logging.warning("%s", copies_note(global_batch_size, num_examples))
-    dataset = dataset.repeat()
+    return augment_and_batch(
+        dataset.repeat(), global_batch_size, task, image_size,
+        color_jitter_strength, use_blur, crop_min_area, augment_seed)
+
+
+def augment_and_batch(dataset, global_batch_size, task, image_size,
+                      color_jitter_strength, use_blur, crop_min_area,
+                      augment_seed):
+    """Seeded per-example training augmentation, then fixed-size batches.
+
+    The step shared by `build_train_dataset` and `contrastive_batches`.
+
+    Args:
+      dataset: examples {"image": [H, W, C], "label": int64, "id": int64}.
+      global_batch_size: examples per batch (remainder dropped).
+      task: a `tasks.Task` (class or object) or registry name; its
+        `train_transform` augments each example.
+      image_size, color_jitter_strength, use_blur, crop_min_area: see
+        `build_train_dataset`.
+      augment_seed: seeds the stream of per-example [2] seeds.
+
+    Returns:
+      tf.data.Dataset of {"image": float32 [B, S, S, 6 or 3], "label": int64
+      [B], "id": int64 [B]}, prefetched, auto-sharded by DATA.
+    """
     seeds = tf.data.Dataset.random(seed=augment_seed).batch(2)
     transform = tasks.get(task).train_transform(
         image_size, color_jitter_strength, use_blur, crop_min_area)
@@ -109,6 +135,102 @@ def build_train_dataset(source, split, global_batch_size, task,
     options.experimental_distribute.auto_shard_policy = (
         tf.data.experimental.AutoShardPolicy.DATA)
     return dataset.with_options(options).prefetch(AUTOTUNE)
+
+
+def _as_example(element, index):
+    """A user's dataset element -> {"image", "label" int64, "id" int64}.
+
+    Accepts an image tensor, an (image, label) pair, or a dict with "image"
+    and optional "label" / "id"; a missing label is -1 (unlabeled) and a
+    missing id is the element's position in the dataset.
+    """
+    if isinstance(element, dict):
+        if "image" not in element:
+            raise ValueError(
+                "contrastive_batches needs dict elements with an 'image' key; "
+                f"got keys {sorted(element)}.")
+        image = element["image"]
+        label = element.get("label", tf.constant(-1, tf.int64))
+        index = element.get("id", index)
+    elif isinstance(element, (tuple, list)):
+        if len(element) != 2:
+            raise ValueError(
+                "contrastive_batches takes (image, label) pairs; got a tuple "
+                f"of {len(element)} elements.")
+        image, label = element
+    else:
+        image, label = element, tf.constant(-1, tf.int64)
+    if image.dtype.is_floating:
+        # Floats in [0, 255] (image_dataset_from_directory) would be clipped
+        # to a white image by the augmentation; fail instead.
+        with tf.control_dependencies([tf.debugging.assert_less_equal(
+                tf.reduce_max(image), tf.cast(1.0, image.dtype),
+                message="contrastive_batches: float images must be in "
+                        "[0, 1]; divide images in [0, 255] by 255 first.")]):
+            image = tf.identity(image)
+    return {"image": image, "label": tf.cast(label, tf.int64),
+            "id": tf.cast(index, tf.int64)}
+
+
+def _image_rank(spec):
+    """Rank of the images in a dataset's element_spec (None: unknown)."""
+    if isinstance(spec, dict):
+        spec = spec.get("image")
+    elif isinstance(spec, (tuple, list)) and spec:
+        spec = spec[0]
+    return getattr(getattr(spec, "shape", None), "rank", None)
+
+
+def contrastive_batches(dataset, *, image_size, batch_size, seed=0,
+                        shuffle_buffer=1024, color_jitter_strength=1.0,
+                        use_blur=True, crop_min_area=0.08):
+    """SimCLR pretraining batches from any `tf.data.Dataset` of images.
+
+    Each image gets the pretraining augmentation of `tasks.PretrainTask`
+    (two independently cropped, flipped, colour-distorted, blurred views),
+    seeded per example from one stream as in `build_train_dataset`, so the
+    batches are the same for the same `seed`. The dataset is repeated
+    forever: give `fit` its `steps_per_epoch`.
+
+    Args:
+      dataset: a `tf.data.Dataset` whose elements are images [H, W, C]
+        (C in {1, 3}; uint8, or float in [0, 1]), (image, label) pairs, or
+        dicts with "image" and optional "label" and "id" (int). Images may
+        differ in size. A batched dataset (images [b, H, W, C]) is unbatched
+        first.
+      image_size: side S of the square views.
+      batch_size: global examples per batch (split over a strategy's
+        replicas by `fit`); the remainder of each pass is dropped.
+      seed: seeds the shuffle and the augmentation.
+      shuffle_buffer: examples mixed by a shuffle before batching (0: the
+        dataset's own order). A buffer covering the whole dataset gives a
+        new permutation every pass.
+      color_jitter_strength: colour distortion strength s.
+      use_blur: random Gaussian blur (p = 0.5).
+      crop_min_area: smallest area fraction of a random crop.
+
+    Returns:
+      An infinite tf.data.Dataset of {"image": float32 [B, S, S, 6] (view 1
+      in channels 0:3, view 2 in 3:6), "label": int64 [B] (-1 when the
+      dataset has no labels), "id": int64 [B]}: what
+      `SimCLRModel.fit` takes when compiled with `tasks.PretrainTask`.
+
+    Raises:
+      ValueError: elements of another structure, batch_size < 1.
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}.")
+    if _image_rank(dataset.element_spec) == 4:
+        dataset = dataset.unbatch()  # E.g. keras.utils.image_dataset_from_directory.
+    dataset = dataset.enumerate().map(
+        lambda index, element: _as_example(element, index),
+        num_parallel_calls=AUTOTUNE, deterministic=True)
+    if shuffle_buffer > 0:
+        dataset = dataset.shuffle(shuffle_buffer, seed=seed,
+                                  reshuffle_each_iteration=True)
+    return augment_and_batch(
+        dataset.repeat(), batch_size, tasks.PretrainTask, image_size,
+        color_jitter_strength, use_blur, crop_min_area, seed)
 
 
 def build_eval_dataset(source, split, batch_size, image_size, cache=False,

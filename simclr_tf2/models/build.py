@@ -78,3 +78,37 @@ def build_model(model_cfg, *, num_classes, task, image_size):
                   else backbones.set_fine_tune_after_block)
         freeze(encoder, frozen_after)
     return model
+
+
+def simclr_model(encoder, *, proj_out_dim=128, num_proj_layers=2,
+                 proj_head_mode="nonlinear", batch_norm_decay=0.9,
+                 global_bn=False, image_size=None):
+    """A SimCLRModel for pretraining around any encoder (library use).
+
+    Args:
+      encoder: a layer mapping float [B, H, W, 3] in [0, 1] to a dict with
+        "final_avg_pool" [B, D]: a `backbones.BackboneEncoder` around any
+        `keras.Model` (`backbones.keras_application(NAME)` for a Keras
+        Applications CNN), or the built-in `resnet.ResNet`.
+      proj_out_dim: width P of z.
+      num_proj_layers: layers of the projection head g (2: SimCLR v1, 3: v2).
+      proj_head_mode: "nonlinear", "linear" or "none".
+      batch_norm_decay: momentum of the projection head's batch norm.
+      global_bn: synchronise the projection head's BN across replicas.
+      image_size: if given, the variables are created on a [1, S, S, 3]
+        input now (needed before `strategy.scope()` ends, and for `summary`).
+
+    Returns:
+      An uncompiled SimCLRModel with no supervised head; compile it with
+      `tasks.PretrainTask(...)` and a `optim` optimizer, then `fit` it on
+      `data.pipeline.contrastive_batches(...)`.
+    """
+    projection_head = heads.ProjectionHead(
+        mode=proj_head_mode, num_layers=num_proj_layers, out_dim=proj_out_dim,
+        batch_norm_decay=batch_norm_decay, global_bn=global_bn,
+        name="projection_head")
+    model = SimCLRModel(encoder, projection_head,
+                        stop_gradient_to_head=True, name="simclr")
+    if image_size is not None:
+        model(tf.zeros([1, image_size, image_size, 3]), training=False)
+    return model
