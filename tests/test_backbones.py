@@ -283,3 +283,18 @@ def test_export_module_saves_dropout_random_state(tmp_path):
                                rtol=1e-5, atol=1e-6)
     dropped = loaded(x, trainable=True)["final_avg_pool"].numpy()
     assert (np.abs(dropped).sum(axis=1) == 0).any()  # Some images dropped.
+
+
+def test_lars_neither_decays_nor_adapts_a_keras_application_s_norm_layers():
+    # Keras Applications name their batch norm "..._bn" and "bn", not
+    # "batch_normalization": the exclusions must still find every one.
+    import re
+    from simclr_tf2.optim import factory
+    encoder = backbones.keras_application("MobileNetV3Small")
+    paths = [v.path for v in encoder.trainable_weights]
+    excluded = {p for p in paths
+                if any(re.search(x, p) for x in factory.EXCLUDE_FROM_WEIGHT_DECAY)}
+    vectors = {v.path for v in encoder.trainable_weights if len(v.shape) <= 1}
+    assert vectors and excluded == vectors  # BN gamma/beta and biases only
+    assert not factory._decayed_by_loss(
+        next(p for p in paths if p.endswith("_bn/gamma")), optimizer_decays=False)

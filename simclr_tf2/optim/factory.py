@@ -6,14 +6,21 @@ decayed through the loss instead (`weight_decay_loss`). With momentum or Adam
 all decay goes through the loss.
 """
 
+import re
+
 import keras
 import tensorflow as tf
 
 from simclr_tf2.optim.lars import LARS
 from simclr_tf2.optim.lars import variable_path
 
+# Variable-path patterns (regular expressions) of normalisation parameters:
+# the original ResNet's batch norm, and the names Keras Applications give
+# theirs ("conv_bn/gamma", "bn/beta", ConvNeXt's layer norm and layer scale).
+NORMALIZATION_PATTERNS = ("batch_normalization", r"(^|[/_])bn/(gamma|beta)$",
+                          "layernorm", "layer_scale")
 # Variable-path patterns that LARS neither decays nor adapts.
-EXCLUDE_FROM_WEIGHT_DECAY = ("batch_normalization", "bias", "head_supervised")
+EXCLUDE_FROM_WEIGHT_DECAY = NORMALIZATION_PATTERNS + ("bias", "head_supervised")
 
 OPTIMIZER_NAMES = ("lars", "momentum", "adam")
 
@@ -60,7 +67,7 @@ def _decayed_by_loss(path, optimizer_decays):
     if optimizer_decays:
         # LARS decays the rest itself and skips the supervised head.
         return "head_supervised" in path and "bias" not in path
-    return "batch_normalization" not in path
+    return not any(re.search(p, path) for p in NORMALIZATION_PATTERNS)
 
 
 def _l2_loss(variables, weight_decay, optimizer_decays):
@@ -84,7 +91,7 @@ def weight_decay_loss(variables, weight_decay, optimizer_name):
             `weight_decay * sum(sum(v ** 2) / 2)` over the chosen variables.
         optimizer_name: `"lars"`: only the supervised head's kernels (LARS
             decays every other variable itself). Otherwise: every variable
-            whose path does not contain `"batch_normalization"`, biases
+            that is not a normalisation parameter (`NORMALIZATION_PATTERNS`), biases
             included.
 
     Returns:
