@@ -128,15 +128,11 @@ class SimCLRHubModule(tf.Module):
             paths=([v.path for v in model.weights], [v.path for v in trainable]))
         # One trace per BN mode, shared by every __call__ keyword variant and
         # by the serving signatures (they call these as graph functions).
-        # autograph=False: the forward pass has no tensor-dependent Python
-        # control flow (Keras layers need none), and autograph's conversion
-        # of `outputs` failed intermittently in long processes ("tf__outputs()
-        # takes from 1 to 3 positional arguments but 4 were given").
         spec = [tf.TensorSpec([None, None, None, 3], tf.float32)]
         self._net.infer = tf.function(lambda x: self.outputs(x, False),
-                                      input_signature=spec, autograph=False)
+                                      input_signature=spec)
         self._net.train = tf.function(lambda x: self.outputs(x, True),
-                                      input_signature=spec, autograph=False)
+                                      input_signature=spec)
         self.variables = [_tf_variable(v) for v in model.weights]
         self.trainable_variables = [_tf_variable(v) for v in trainable]
         # Random-number state (Dropout / stochastic depth in Keras
