@@ -79,11 +79,13 @@ class KeyBuffer(keras.layers.Layer):
         position = tf.convert_to_tensor(self.position)
         slots = (position + tf.range(count, dtype=tf.int64)) % self.size
         keep = tf.minimum(count, self.size)
-        slots = slots[count - keep:, None]
-        self.keys.assign(tf.tensor_scatter_nd_update(
-            tf.convert_to_tensor(self.keys), slots, keys[count - keep:]))
-        self.labels.assign(tf.tensor_scatter_nd_update(
-            tf.convert_to_tensor(self.labels), slots, labels[count - keep:]))
+        slots = slots[count - keep:]
+        # Row scatter, not a whole-buffer assign: writes K rows instead of
+        # copying all M (a 64K x 128 buffer is 32 MB per step).
+        self.keys.value.scatter_update(
+            tf.IndexedSlices(keys[count - keep:], slots))
+        self.labels.value.scatter_update(
+            tf.IndexedSlices(labels[count - keep:], slots))
         self.position.assign((position + count) % self.size)
         self.filled.assign(tf.minimum(
             tf.convert_to_tensor(self.filled) + count, self.size))
