@@ -310,3 +310,26 @@ def test_bad_sizes_and_momentum_are_refused():
     encoder, head = _tiny_networks()
     with pytest.raises(ValueError, match="momentum"):
         memory.MemoryNetwork(encoder, head, momentum=1.5)
+
+
+def test_checkpoint_restores_buffer_position_and_ema(tmp_path):
+    rng = np.random.default_rng(9)
+    encoder, head = _tiny_networks()
+    mem = memory.MemoryNetwork.from_networks(encoder, head, (8, 8, 3))
+    buffer, _, _ = _filled_buffer([5, 5, 5], rng, labelled=True)
+    path = tf.train.Checkpoint(
+        memory=memory.memory_trackable(mem, buffer)).save(
+            str(tmp_path / "ckpt"))
+
+    fresh_encoder, fresh_head = _tiny_networks()
+    restored_mem = memory.MemoryNetwork.from_networks(
+        fresh_encoder, fresh_head, (8, 8, 3))
+    restored_buffer = memory.KeyBuffer(SIZE, DIM)
+    tf.train.Checkpoint(
+        memory=memory.memory_trackable(restored_mem, restored_buffer)).restore(
+            path).assert_consumed()
+    for got, want in zip(restored_buffer.weights + restored_mem.weights,
+                         buffer.weights + mem.weights):
+        np.testing.assert_array_equal(got.numpy(), want.numpy(),
+                                      err_msg=want.path)
+    assert int(restored_buffer.position.numpy()) == 3
