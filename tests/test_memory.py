@@ -1,5 +1,6 @@
 """Tests of simclr_tf2.memory: the loss against numpy, the key buffer and the EMA copy."""
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -333,3 +334,92 @@ def test_checkpoint_restores_buffer_position_and_ema(tmp_path):
         np.testing.assert_array_equal(got.numpy(), want.numpy(),
                                       err_msg=want.path)
     assert int(restored_buffer.position.numpy()) == 3
+
+
+def _train_with_memory(strategy, batches, initial, steps):
+    """A minimal training loop with the memory; returns its state.
+
+    The order a training step with the memory follows: forward, keys, loss
+    against the buffer, optimizer step, EMA update, enqueue of the global
+    batch's keys.
+    """
+    with strategy.scope():
+        encoder = ResNet(depth=18, width_multiplier=0.125, cifar_stem=True,
+                         global_bn=True, name="resnet")
+        head = ProjectionHead(num_layers=2, out_dim=4, global_bn=True,
+                              name="projection_head")
+        head(encoder(tf.zeros([1, 8, 8, 3]))["final_avg_pool"])
+        for variable, value in zip(encoder.weights + head.weights, initial):
+            variable.assign(value)
+        mem = memory.MemoryNetwork.from_networks(encoder, head, (8, 8, 3),
+                                                 momentum=0.9)
+        buffer = memory.KeyBuffer(10, 4)
+        variables = encoder.trainable_weights + head.trainable_weights
+        optimizer = keras.optimizers.SGD(0.02)
+        optimizer.build(variables)
+    replicas = strategy.num_replicas_in_sync
+
+    def replica_step(view1, view2):
+        images = tf.concat([view1, view2], axis=0)
+        with tf.GradientTape() as tape:
+            features = encoder(images, training=True)["final_avg_pool"]
+            queries = head(features, training=True)[-1]
+            keys = mem(images)
+            past, _, valid = buffer()
+            loss, _, _ = memory.memory_contrastive_loss(
+                queries, keys, past, valid, temperature=0.5,
+                strategy=strategy)
+            scaled = loss / replicas  # Keras sums the replicas' gradients.
+        optimizer.apply_gradients(
+            zip(tape.gradient(scaled, variables), variables))
+        mem.update(encoder, head)
+        key1, key2 = tf.split(keys, 2)
+        buffer.enqueue(tf.concat(
+            [losses.cross_replica_concat(k, strategy) for k in (key1, key2)],
+            axis=0))
+        return loss
+
+    step = tf.function(lambda a, b: strategy.run(replica_step, args=(a, b)))
+    half = batches[0][0].shape[0] // replicas
+    step_losses = []
+    for view1, view2 in batches[:steps]:
+        local = [strategy.experimental_distribute_values_from_function(
+            lambda ctx, v=v: tf.constant(
+                v[ctx.replica_id_in_sync_group * half:
+                  (ctx.replica_id_in_sync_group + 1) * half]))
+            for v in (view1, view2)]
+        loss = step(*local)
+        step_losses.append(
+            strategy.reduce("MEAN", loss, axis=None).numpy())
+    first = lambda v: strategy.experimental_local_results(  # noqa: E731
+        v.value)[0].numpy()
+    every = lambda v: [c.numpy() for c in  # noqa: E731
+                       strategy.experimental_local_results(v.value)]
+    return dict(
+        loss=np.array(step_losses),
+        weights=[first(v) for v in encoder.weights + head.weights],
+        ema=[every(v) for v in mem.weights],
+        buffer=[every(v) for v in buffer.weights])
+
+
+@pytest.mark.slow
+def test_training_loop_on_two_replicas_equals_one_device(two_replica_strategy):
+    """3 steps: loss, weights, EMA weights and buffer match one device."""
+    rng = np.random.default_rng(11)
+    batches = [tuple(rng.uniform(size=(4, 8, 8, 3)).astype(np.float32)
+                     for _ in range(2)) for _ in range(3)]
+    encoder, head = _tiny_networks()
+    initial = [v.numpy() for v in encoder.weights + head.weights]
+    one = _train_with_memory(tf.distribute.get_strategy(), batches, initial, 3)
+    two = _train_with_memory(two_replica_strategy, batches, initial, 3)
+    np.testing.assert_allclose(two["loss"], one["loss"], rtol=1e-4)
+    assert not np.allclose(one["loss"][0], one["loss"][2])  # it trains
+    for got, want in zip(two["weights"], one["weights"]):
+        np.testing.assert_allclose(got, want, rtol=1e-3, atol=1e-5)
+    for got, want in zip(two["ema"] + two["buffer"],
+                         one["ema"] + one["buffer"]):
+        assert len(got) == 2  # one copy per replica, the same values
+        np.testing.assert_array_equal(got[0], got[1])
+        np.testing.assert_allclose(got[0], want[0], rtol=1e-3, atol=1e-5)
+    # 3 steps x 8 keys into 10 slots: wrapped to position 4.
+    assert int(one["buffer"][2][0]) == 4
