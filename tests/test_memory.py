@@ -182,15 +182,16 @@ def _local_rows(array, replica, half, global_n):
 
 
 def test_two_replicas_equal_one_device(two_replica_strategy):
-    """Loss, query gradient and buffer after 3 steps match one device."""
+    """Loss, query gradient and labelled buffer after 3 steps match one device."""
     strategy = two_replica_strategy
     global_n, half, size, steps = 6, 3, 16, 3
     rng = np.random.default_rng(7)
     batches = [(rng.normal(size=(2 * global_n, DIM)).astype(np.float32),
-                rng.normal(size=(2 * global_n, DIM)).astype(np.float32))
+                rng.normal(size=(2 * global_n, DIM)).astype(np.float32),
+                rng.integers(0, 5, size=global_n).astype(np.int32))
                for _ in range(steps)]
 
-    def one_step(buffer, queries, keys, strategy=None):
+    def one_step(buffer, queries, keys, labels, strategy=None):
         with tf.GradientTape() as tape:
             tape.watch(queries)
             keys_buf, _, valid = buffer()
@@ -198,23 +199,23 @@ def test_two_replicas_equal_one_device(two_replica_strategy):
                 queries, keys, keys_buf, valid, temperature=0.5,
                 strategy=strategy)
             scaled = loss / (strategy.num_replicas_in_sync if strategy else 1)
-        key1, key2 = tf.split(keys, 2)
-        buffer.enqueue(tf.concat(
-            [losses.cross_replica_concat(k, strategy) for k in (key1, key2)],
-            axis=0))
+        buffer.enqueue_batch(keys, labels, strategy)
         return loss, tape.gradient(scaled, queries)
 
     reference = memory.KeyBuffer(size, DIM)
-    ref = [one_step(reference, tf.constant(q), tf.constant(k))
-           for q, k in batches]
+    ref = [one_step(reference, *map(tf.constant, b)) for b in batches]
     with strategy.scope():
         mirrored = memory.KeyBuffer(size, DIM)
-    step = tf.function(lambda q, k: one_step(mirrored, q, k, strategy))
-    for (queries, keys), (ref_loss, ref_grad) in zip(batches, ref):
+    step = tf.function(lambda *a: one_step(mirrored, *a, strategy=strategy))
+    for (queries, keys, labels), (ref_loss, ref_grad) in zip(batches, ref):
         local = [strategy.experimental_distribute_values_from_function(
             lambda ctx, a=a: tf.constant(_local_rows(
                 a, ctx.replica_id_in_sync_group, half, global_n)))
             for a in (queries, keys)]
+        local.append(strategy.experimental_distribute_values_from_function(
+            lambda ctx, a=labels: tf.constant(
+                a[ctx.replica_id_in_sync_group * half:
+                  (ctx.replica_id_in_sync_group + 1) * half])))
         loss, grad = strategy.run(step, args=tuple(local))
         mean_loss = strategy.reduce("MEAN", loss, axis=None)
         np.testing.assert_allclose(mean_loss.numpy(), ref_loss.numpy(),
@@ -223,11 +224,20 @@ def test_two_replicas_equal_one_device(two_replica_strategy):
             [g.numpy() for g in strategy.experimental_local_results(grad)],
             ref_grad.numpy(), half, global_n)
     # 3 steps x 12 keys in 16 slots: wrapped, every replica holds the same.
-    for variable in (mirrored.keys, mirrored.position, mirrored.filled):
+    for variable in mirrored.weights:
         for copy in strategy.experimental_local_results(variable.value):
             np.testing.assert_array_equal(
                 copy.numpy(), getattr(reference, variable.name).numpy())
     assert int(reference.position.numpy()) == (3 * 2 * global_n) % size
+
+
+def test_enqueue_batch_writes_view1_then_view2_with_labels():
+    keys = np.arange(8 * DIM, dtype=np.float32).reshape(8, DIM)
+    buffer = memory.KeyBuffer(SIZE, DIM)
+    buffer.enqueue_batch(tf.constant(keys), tf.constant([3, -1, 0, 2]))
+    np.testing.assert_array_equal(buffer.keys.numpy()[:8], keys)
+    np.testing.assert_array_equal(buffer.labels.numpy(),
+                                  [3, -1, 0, 2] * 2 + [-1] * (SIZE - 8))
 
 
 def _tiny_networks():
@@ -373,10 +383,7 @@ def _train_with_memory(strategy, batches, initial, steps):
         optimizer.apply_gradients(
             zip(tape.gradient(scaled, variables), variables))
         mem.update(encoder, head)
-        key1, key2 = tf.split(keys, 2)
-        buffer.enqueue(tf.concat(
-            [losses.cross_replica_concat(k, strategy) for k in (key1, key2)],
-            axis=0))
+        buffer.enqueue_batch(keys, strategy=strategy)
         return loss
 
     step = tf.function(lambda a, b: strategy.run(replica_step, args=(a, b)))

@@ -3,6 +3,8 @@
 import keras
 import tensorflow as tf
 
+from simclr_tf2.losses import cross_replica_concat
+
 # Every replica writes the same all-gathered keys; ONLY_FIRST_REPLICA makes a
 # replica-context assign legal on a MirroredVariable and copies replica 0's
 # value to all devices, so the replicas cannot drift apart.
@@ -89,6 +91,26 @@ class KeyBuffer(keras.layers.Layer):
         self.position.assign((position + count) % self.size)
         self.filled.assign(tf.minimum(
             tf.convert_to_tensor(self.filled) + count, self.size))
+
+    def enqueue_batch(self, keys, labels=None, strategy=None):
+        """Enqueues both views' keys of the whole global batch.
+
+        Order: view-1 keys of every replica in replica order, then view-2
+        keys likewise; each key keeps its example's label.
+
+        Args:
+          keys: [2N, dim] this replica's keys, view-1 rows first.
+          labels: [N] int labels of this replica's examples, or None.
+          strategy: a `tf.distribute.Strategy` (call inside `strategy.run`)
+            or None.
+        """
+        view1, view2 = tf.split(keys, 2, axis=0)
+        gathered = tf.concat([cross_replica_concat(view1, strategy),
+                              cross_replica_concat(view2, strategy)], axis=0)
+        if labels is not None:
+            labels = cross_replica_concat(tf.cast(labels, tf.int32), strategy)
+            labels = tf.concat([labels, labels], axis=0)
+        self.enqueue(gathered, labels)
 
     def call(self, inputs=None):
         """Returns (keys [size, dim], labels [size], valid [size] bool)."""
