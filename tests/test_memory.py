@@ -430,3 +430,12 @@ def test_training_loop_on_two_replicas_equals_one_device(two_replica_strategy):
         np.testing.assert_allclose(got[0], want[0], rtol=1e-3, atol=1e-5)
     # 3 steps x 8 keys into 10 slots: wrapped to position 4.
     assert int(one["buffer"][2][0]) == 4
+
+
+def test_ema_refuses_networks_of_different_shapes():
+    encoder, head = _tiny_networks()
+    mem = memory.MemoryNetwork.from_networks(encoder, head, (8, 8, 3))
+    wider = ProjectionHead(num_layers=2, out_dim=5)
+    wider(tf.zeros([1, encoder.num_features]))
+    with pytest.raises(ValueError, match="same configuration"):
+        mem.update(encoder, wider)

@@ -36,8 +36,14 @@ def _check_pairs(targets, sources):
     for target, source in zip(targets, sources):
         if tuple(target.shape) != tuple(source.shape):
             raise ValueError(
-                f"EMA variable {target.path} has shape {tuple(target.shape)}, "
-                f"its source {source.path} {tuple(source.shape)}.")
+                f"EMA variable {_label(target)} has shape "
+                f"{tuple(target.shape)}, its source {_label(source)} "
+                f"{tuple(source.shape)}; build both from the same "
+                "configuration.")
+
+
+def _label(variable):
+    return getattr(variable, "path", None) or variable.name
 
 
 def _tf_variable(variable):

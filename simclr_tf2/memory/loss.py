@@ -29,15 +29,18 @@ Choices, and why:
   an empty buffer and keys equal to the queries (memory momentum 0 and the
   same BN mode) the value is exactly `add_contrastive_loss`; the memory only
   changes who supplies the candidates and adds the buffer. The anchor's own
-  same-view key (the EMA network's image of the very same crop) is left out:
-  it is a near-copy of the anchor and would be a trivial positive-like
-  negative.
+  same-view key (the EMA network's projection of the very same crop) is left
+  out, as NT-Xent leaves out self-similarity: it is a near-copy of the
+  anchor, and as a negative it would push the anchor away from itself.
 - Keys get no gradient (`tf.stop_gradient` here, whatever the caller did):
   the memory network is updated only by the moving average, as in MoCo.
 - Empty buffer slots are masked (logit - LARGE_NUM), never treated as zero
   vectors: a zero key would be a negative with similarity 0, biasing the
   loss while the buffer fills. So the first step is the in-batch loss and
   the buffer's negatives grow step by step to M.
+- Both views' keys are buffered (`KeyBuffer.enqueue_batch`), 2 N_g per
+  step: every key the memory network computes is used, and `memory_size`
+  counts keys, so the buffer spans memory_size / (2 N_g) steps.
 - Under a strategy, the keys of every replica are all-gathered in replica
   order (`losses.cross_replica_concat`); each replica's anchors are its own
   rows, so the positive of local row i is column replica_id * N + i. The
