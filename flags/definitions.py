@@ -186,3 +186,13 @@ flags.DEFINE_integer(
     "knn_max_bank", DEFAULTS["knn_max_bank"],
     "kNN evaluation embeds at most this many train examples as its bank (a "
     "random subset fixed by --seed when the train split is larger; 0: all).")
+flags.DEFINE_integer(
+    "memory_size", DEFAULTS["memory_size"],
+    "Pretraining only: SimCLRv2's memory. Number of keys (memory-network "
+    "projections of past batches, both views) kept as extra negatives; "
+    "0 turns the memory off (plain NT-Xent/SupCon). The paper uses 65536. "
+    "See docs/memory.md.")
+flags.DEFINE_float(
+    "memory_momentum", DEFAULTS["memory_momentum"],
+    "Decay d of the memory network's moving average, m <- d*m + (1-d)*w "
+    "after every optimizer step, in [0, 1) (used with --memory_size > 0).")
