@@ -270,9 +270,19 @@ def test_ema_copy_and_update_follow_the_formula_for_every_variable():
     for m, w in zip(mem.weights, source):
         np.testing.assert_array_equal(m.numpy(), w.numpy())
     images = tf.random.stateless_uniform([3, 8, 8, 3], seed=[1, 2])
+    # Keys normalise with batch statistics and leave the moving ones alone.
+    stats = [m.numpy() for m in mem.weights]
+    keys = mem(images).numpy()
+    for m, value in zip(mem.weights, stats):
+        np.testing.assert_array_equal(m.numpy(), value, err_msg=m.path)
+    inference = memory.MemoryNetwork.from_networks(
+        encoder, head, (8, 8, 3), batch_statistics=False)
     np.testing.assert_allclose(
-        mem(images).numpy(),
+        inference(images).numpy(),
         head(encoder(images)["final_avg_pool"])[-1].numpy(), atol=1e-6)
+    np.testing.assert_allclose(
+        keys, head(encoder(images, training=True)["final_avg_pool"],
+                   training=True)[-1].numpy(), atol=1e-5)
 
     _perturb([v for v in source if v.trainable], 3)
     _train_mode_pass(encoder, head, 4)  # moves the moving statistics too
@@ -311,7 +321,7 @@ def test_memory_network_has_no_gradient_and_round_trips_its_config():
         keys = mem(images)
     assert tape.gradient(keys, mem.weights)[0] is None
     clone = memory.MemoryNetwork.from_config(mem.get_config())
-    assert clone.momentum == 0.999
+    assert clone.momentum == 0.999 and clone.batch_statistics
     assert clone.encoder.get_config() == encoder.get_config()
 
 

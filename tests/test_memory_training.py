@@ -85,6 +85,18 @@ def test_memory_off_has_no_state_and_memory_on_leaves_the_model_alone():
     assert set(model.task.checkpoint_children()) == {"memory"}
 
 
+def test_reset_copies_weights_loaded_after_build():
+    """--checkpoint loads weights after the memory was built: reset_state
+    makes the memory network a copy of them."""
+    model = memory_model()
+    trained = model.encoder.weights + model.projection_head.weights
+    for v in trained:
+        v.assign(v + 0.5)
+    model.task.reset_state(model)
+    for m, w in zip(model.task.memory.network.weights, trained):
+        np.testing.assert_array_equal(m.numpy(), w.numpy())
+
+
 @pytest.mark.parametrize("contrastive_loss", ["nt_xent", "supcon"])
 def test_train_step_uses_the_buffer_then_updates_ema_and_enqueues(contrastive_loss):
     model = memory_model(contrastive_loss=contrastive_loss)

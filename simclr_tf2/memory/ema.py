@@ -103,10 +103,15 @@ class MemoryNetwork(keras.layers.Layer):
       projection_head: a layer mapping [B, D] to z [B, P], or to a list whose
         last element is z (the project's ProjectionHead).
       momentum: EMA decay d of `update`.
+      batch_statistics: BatchNorm normalises each call's batch with its own
+        statistics (as MoCo's key encoder does), and the forward pass leaves
+        the moving statistics to the EMA (`freeze_moving_statistics`). False:
+        inference mode, the EMA'd moving statistics.
       **kwargs: `keras.layers.Layer` arguments (name).
     """
 
-    def __init__(self, encoder, projection_head, momentum=0.999, **kwargs):
+    def __init__(self, encoder, projection_head, momentum=0.999,
+                 batch_statistics=True, **kwargs):
         kwargs.pop("trainable", None)  # never trained (from_config)
         super().__init__(trainable=False, **kwargs)
         if isinstance(encoder, dict):
@@ -120,10 +125,12 @@ class MemoryNetwork(keras.layers.Layer):
         self.encoder = encoder
         self.projection_head = projection_head
         self.momentum = momentum
+        self.batch_statistics = batch_statistics
 
     @classmethod
     def from_networks(cls, encoder, projection_head, image_shape,
-                      momentum=0.999, name="memory_network"):
+                      momentum=0.999, batch_statistics=True,
+                      name="memory_network"):
         """A memory network equal to the given (built) trained networks.
 
         Call under the strategy's scope so its variables are mirrored.
@@ -135,7 +142,8 @@ class MemoryNetwork(keras.layers.Layer):
           name: layer name.
         """
         memory = cls(clone_layer(encoder), clone_layer(projection_head),
-                     momentum=momentum, name=name)
+                     momentum=momentum, batch_statistics=batch_statistics,
+                     name=name)
         memory(tf.zeros([1, *image_shape]))
         ema_update(memory.weights, _network_weights(encoder, projection_head),
                    0.0)
@@ -143,12 +151,17 @@ class MemoryNetwork(keras.layers.Layer):
 
     def call(self, images):
         """Keys of `images` [B, H, W, 3]: z [B, P] float32, no gradient."""
-        features = self.encoder(images, training=False)
+        mode = self.batch_statistics
+        features = self.encoder(images, training=mode)
         if isinstance(features, dict):
             features = features["final_avg_pool"]
-        z = self.projection_head(features, training=False)
+        z = self.projection_head(features, training=mode)
         if isinstance(z, (list, tuple)):
             z = z[-1]
+        if mode:
+            # Sub-layers are created by the first call (`from_networks`
+            # then copies the trained values over whatever it wrote).
+            freeze_moving_statistics([self.encoder, self.projection_head])
         return tf.stop_gradient(tf.cast(z, tf.float32))
 
     def update(self, encoder, projection_head):
@@ -162,8 +175,33 @@ class MemoryNetwork(keras.layers.Layer):
             encoder=keras.saving.serialize_keras_object(self.encoder),
             projection_head=keras.saving.serialize_keras_object(
                 self.projection_head),
-            momentum=self.momentum)
+            momentum=self.momentum, batch_statistics=self.batch_statistics)
         return config
+
+
+def freeze_moving_statistics(layers):
+    """Sets BatchNorm momentum to 1 in `layers` and their sub-layers, so a
+    training-mode call normalises with batch statistics but writes back
+    moving statistics unchanged (m * 1 + batch * 0 == m exactly)."""
+    for sub in _all_layers(layers):
+        if isinstance(sub, keras.layers.BatchNormalization):
+            sub.momentum = 1.0
+
+
+def _all_layers(layers):
+    """Every layer reachable from `layers`, including those held in lists
+    (which Keras 3's `_flatten_layers` does not report)."""
+    seen, stack = {}, list(layers)
+    while stack:
+        layer = stack.pop()
+        if id(layer) in seen:
+            continue
+        seen[id(layer)] = layer
+        stack.extend(layer._flatten_layers(include_self=False))
+        for value in vars(layer).values():
+            items = value if isinstance(value, (list, tuple)) else [value]
+            stack.extend(v for v in items if isinstance(v, keras.layers.Layer))
+    return list(seen.values())
 
 
 def _network_weights(encoder, projection_head):

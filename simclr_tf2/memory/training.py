@@ -23,6 +23,7 @@ import tensorflow as tf
 
 from simclr_tf2.memory.buffer import KeyBuffer
 from simclr_tf2.memory.ema import MemoryNetwork
+from simclr_tf2.memory.ema import ema_update
 from simclr_tf2.memory.loss import memory_contrastive_loss
 from simclr_tf2.memory.loss import memory_supervised_contrastive_loss
 from simclr_tf2.memory.state import memory_trackable
@@ -74,6 +75,14 @@ class TrainingMemory:
             momentum=self.momentum)
         dim = int(self.network(tf.zeros([1, *image_shape])).shape[-1])
         self.buffer = KeyBuffer(self.size, dim, name="memory_buffer")
+
+    def reset(self, model):
+        """The memory network becomes a copy of `model`'s encoder and head
+        (e.g. once --checkpoint loaded them); the buffer is left as it is
+        (empty in a fresh run). Call in cross-replica context."""
+        ema_update(self.network.weights,
+                   list(model.encoder.weights) + list(model.projection_head.weights),
+                   0.0)
 
     def trackable(self):
         """The checkpoint node of the EMA weights and the buffer."""

@@ -180,6 +180,10 @@ class Task:
           image_shape: (H, W, 3) of one model input image.
         """
 
+    def reset_state(self, model):
+        """Restarts the task's own state from `model`'s current weights
+        (after --checkpoint initialised them in a fresh run)."""
+
     def checkpoint_children(self):
         """{name: trackable} the run's checkpoint holds next to the model
         (the task's own state); empty when the task has none."""

@@ -151,6 +151,10 @@ class PretrainTask(base.Task):
         if self.memory is not None:
             self.memory.build(model, image_shape)
 
+    def reset_state(self, model):
+        if self.memory is not None:
+            self.memory.reset(model)
+
     def checkpoint_children(self):
         return {"memory": self.memory.trackable()} if self.memory else {}
 
