@@ -2,17 +2,19 @@
 
 After every optimizer step each memory variable m follows its trained
 counterpart w: m <- d * m + (1 - d) * w, with d = `momentum` (0.999 in
-SimCLRv2). The memory network runs in inference mode and gets no gradient.
+SimCLRv2). The memory network gets no gradient.
 
-BatchNorm moving statistics are averaged like the weights, not copied. The
-memory network normalises with its moving statistics (inference mode), and
-those should describe activations of the averaged weights: averaging the
-trained network's statistics over the same ~1/(1 - d) steps as the weights
-keeps the two aligned, where copying would pair weights ~1000 steps old with
-statistics of the current weights. (An average of variances is not the
-variance of the averaged network, but for slowly moving weights the two are
-close.) It is also one rule for every variable, which is what a checkpoint
-restores and what the test checks.
+Its BatchNorm normalises each call's batch with that batch's statistics
+(`batch_statistics=True`), as MoCo's key encoder does, and its BN momentum
+is 1, so computing keys never writes the moving statistics: they change
+only through the EMA, averaged like the weights (one rule for every
+variable, which is what a checkpoint restores and what the test checks).
+Inference mode (`batch_statistics=False`) would normalise with those moving
+statistics, but a fresh network's initial statistics (0, 1) do not describe
+its activations: its keys are nearly one vector (mean pairwise cosine 0.987
+for a 1/8-width ResNet-18), and with d = 0.999 the copy stays near its
+initialisation for ~1000 steps; a short Fashion-MNIST run with such keys
+did not learn (docs/memory.md).
 """
 
 import keras
