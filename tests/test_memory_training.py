@@ -10,7 +10,6 @@ import pytest
 import tensorflow as tf
 
 import flags as simclr_flags
-from simclr_tf2 import checkpoints
 from simclr_tf2 import optim
 from simclr_tf2 import tasks
 from simclr_tf2.config import RunConfig
