@@ -86,18 +86,21 @@ def model_config(depth, width, cifar_stem):
 
 
 def build_model(cfg, image_size, precision, micro_batch_size=0,
-                jit_compile=False, steps_per_execution=1):
-    """A compiled pretraining SimCLRModel with LARS, as experiment.Experiment builds it."""
+                jit_compile=False, steps_per_execution=1, memory_size=0):
+    """A compiled pretraining SimCLRModel with LARS, as experiment.Experiment
+    builds it (memory_size > 0: with SimCLRv2's memory, momentum 0.999)."""
     keras.mixed_precision.set_global_policy(precision)
     keras.utils.set_random_seed(0)
     model = build.build_model(
         cfg, num_classes=NUM_CLASSES, task=tasks.PretrainTask,
         image_size=image_size)
     task = tasks.PretrainTask(
-        temperature=0.1, weight_decay=optim.weight_decay_policy("lars", 1e-6))
+        temperature=0.1, weight_decay=optim.weight_decay_policy("lars", 1e-6),
+        memory_size=memory_size)
     model.compile(optimizer=optim.build_optimizer(
         "lars", 0.3, momentum=0.9, weight_decay=1e-6), task=task,
         micro_batch_size=micro_batch_size,
         jit_compile=jit_compile, steps_per_execution=steps_per_execution)
     model.optimizer.build(model.trainable_variables)
+    task.build_state(model, (image_size, image_size, 3))
     return model

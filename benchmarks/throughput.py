@@ -10,6 +10,11 @@ norm, with or without XLA) it times
 * bare: the encoder's forward/backward + LARS on one fixed in-memory batch
   of the same shape ([2B, S, S, 3] views), the compute limit of the device;
 
+* memory (rows of a `<config>+memory<M>` name, SimCLRv2's memory with M
+  buffered keys on in the full step): the memory network's own work per
+  step on a fixed batch (keys of both views, EMA update, enqueue), as a
+  share of the full step;
+
 and reports images/s (examples, each two views), ms/step, full/bare, the
 row's peak RSS (each row runs in a fresh process) and the speed-up of the
 full step over the first variant (by default today's float32 Keras-BN path)
@@ -72,6 +77,9 @@ VARIANTS = {
     "f32_fused_xla": ("float32", True, True),
     "bf16_fused_xla": ("mixed_bfloat16", True, True),
 }
+# Rows with SimCLRv2's memory on: name -> (config, memory_size). A small
+# batch with a buffer 16x its keys, where the memory's extra negatives count.
+MEMORY_CONFIGS = {"fmnist_cpu_budget+memory8192": ("fmnist_cpu_budget", 8192)}
 DEFAULT_VARIANTS = "f32_unfused,f32_fused,bf16_fused,f32_fused_xla,bf16_fused_xla"
 # A child process prints its result dict on a line starting with this.
 RESULT_PREFIX = "CHILD_RESULT "
@@ -125,6 +133,22 @@ def make_bare_step(encoder, batch, image_size, jit_compile):
     return step
 
 
+def make_memory_step(model, batch, image_size):
+    """The memory network's part of a step on a fixed batch: keys of both
+    views [2B, S, S, 3], one EMA update, one enqueue."""
+    views = tf.random.uniform([2 * batch, image_size, image_size, 3])
+    memory = model.task.memory
+
+    @tf.function
+    def step():
+        keys = memory.network(views)
+        memory.network.update(model.encoder, model.projection_head)
+        memory.buffer.enqueue_batch(keys)
+        return tf.reduce_sum(keys)
+
+    return step
+
+
 def bare_step_times(step, steps):
     """(wall, CPU) seconds of each of `steps` synchronised calls of `step`."""
     times = []
@@ -143,7 +167,8 @@ def run_throughput(name, variant, args):
     seconds per step next to wall seconds (load stretches wall time, not
     CPU time).
     """
-    depth, width, stem, size, batch, quick_batch, jitter, blur = CONFIGS[name]
+    config, memory_size = MEMORY_CONFIGS.get(name, (name, 0))
+    depth, width, stem, size, batch, quick_batch, jitter, blur = CONFIGS[config]
     precision, fused, jit = VARIANTS[variant]
     batch = args.batch or (quick_batch if args.quick else batch)
     spe = args.steps_per_execution
@@ -152,20 +177,33 @@ def run_throughput(name, variant, args):
         source, "train", batch, "pretrain", size, color_jitter_strength=jitter,
         use_blur=blur, seed=0)
     model = build_model(model_config(depth, width, stem), size, precision,
-                        jit_compile=jit, steps_per_execution=spe)
+                        jit_compile=jit, steps_per_execution=spe,
+                        memory_size=memory_size)
     bare_step = make_bare_step(model.encoder, batch, size, jit)
+    memory_step = (make_memory_step(model, batch, size) if memory_size
+                   else None)
     fit_step_times(model, dataset, spe * args.warmup, spe)  # Trace, warm up.
     bare_step_times(bare_step, args.warmup + 1)
-    full, bare = [], []
+    full, bare, mem = [], [], []
+    if memory_step:
+        bare_step_times(memory_step, args.warmup + 1)
     per_round = spe * max(1, args.steps // args.rounds // spe)
     for _ in range(args.rounds):
         full += fit_step_times(model, dataset, per_round, spe)
         bare += bare_step_times(bare_step, per_round)
+        if memory_step:
+            mem += bare_step_times(memory_step, per_round)
     timed = per_round * args.rounds
     (full, full_cpu), (bare, bare_cpu) = [
         [float(x) for x in np.median(times, axis=0)] for times in (full, bare)]
+    memory = {}
+    if memory_step:
+        mem_wall, mem_cpu = [float(x) for x in np.median(mem, axis=0)]
+        memory = {"memory_ms_per_step": 1e3 * mem_wall,
+                  "memory_share": mem_wall / full,
+                  "memory_share_cpu": mem_cpu / full_cpu}
     keras.backend.clear_session()
-    return {"config": name, "variant": variant, "precision": precision,
+    return {**memory, "memory_size": memory_size, "config": name, "variant": variant, "precision": precision,
             "fused_bn": fused, "jit_compile": jit, "batch": batch,
             "input": "jpeg" if args.jpeg else "raw", "timed_steps": timed,
             "full_images_per_s": batch / full, "full_ms_per_step": 1e3 * full,
@@ -284,7 +322,9 @@ def parse_args(argv):
     parser.add_argument("--quick", action="store_true",
                         help="small batches and few steps (minutes on 2 cores)")
     parser.add_argument("--out", default="", help="write the results as JSON")
-    parser.add_argument("--configs", default=",".join(CONFIGS))
+    parser.add_argument("--configs", default=",".join(CONFIGS),
+                        help="comma-separated " + ",".join(
+                            [*CONFIGS, *MEMORY_CONFIGS]))
     parser.add_argument("--variants", default=DEFAULT_VARIANTS,
                         help="comma-separated " + ",".join(VARIANTS) + "; "
                         "speed-ups are against the first")

@@ -24,6 +24,9 @@ def summarize(rows):
             "full_images_per_s", "full_ms_per_step", "bare_images_per_s",
             "bare_ms_per_step", "full_over_bare", "full_over_bare_cpu",
             "full_cpu_s_per_step", "peak_rss_mb")}
+        median.update({k: float(np.median([r[k] for r in group]))
+                       for k in ("memory_ms_per_step", "memory_share",
+                                 "memory_share_cpu") if k in group[0]})
         summary.append(dict(group[0], **median, repeats=len(group),
                             speedup=float(np.median(speedups)) if speedups else None,
                             speedup_cpu=(float(np.median(cpu_speedups))
@@ -33,7 +36,7 @@ def summarize(rows):
 
 def print_tables(throughput, memory):
     """Prints the throughput table (medians) and the memory table."""
-    header = (f"{'config':<21}{'variant':<16}{'batch':>6}{'full img/s':>11}"
+    header = (f"{'config':<30}{'variant':<16}{'batch':>6}{'full img/s':>11}"
               f"{'full ms':>9}{'bare img/s':>11}{'full/bare':>10}"
               f"{'CPU f/b':>8}{'peak MB':>9}{'speed-up':>9}{'CPU s':>7}"
               f"{'CPU speed-up':>13}")
@@ -43,11 +46,16 @@ def print_tables(throughput, memory):
     for r in throughput:
         speedup, cpu_speedup = ("-" if x is None else f"{x:.2f}x"
                                 for x in (r["speedup"], r["speedup_cpu"]))
-        print(f"{r['config']:<21}{r['variant']:<16}{r['batch']:>6}"
+        print(f"{r['config']:<30}{r['variant']:<16}{r['batch']:>6}"
               f"{r['full_images_per_s']:>11.1f}{r['full_ms_per_step']:>9.0f}"
               f"{r['bare_images_per_s']:>11.1f}{r['full_over_bare']:>10.2f}"
               f"{r['full_over_bare_cpu']:>8.2f}{r['peak_rss_mb']:>9.0f}"
               f"{speedup:>9}{r['full_cpu_s_per_step']:>7.2f}{cpu_speedup:>13}")
+        if "memory_share" in r:
+            print(f"  memory network (keys, EMA, enqueue): "
+                  f"{r['memory_ms_per_step']:.0f} ms of the step, "
+                  f"{100 * r['memory_share']:.0f}% wall, "
+                  f"{100 * r['memory_share_cpu']:.0f}% CPU")
     if memory:
         print(f"\n{'memory (ResNet-18 32px)':<26}{'batch':>6}{'width':>7}"
               f"{'micro':>7}{'RSS before MB':>15}{'peak RSS MB':>13}"

@@ -132,6 +132,15 @@ def _validate(values):
          or values["contrastive_loss"] == "nt_xent",
          "--contrastive_loss=supcon only applies to --train_mode=pretrain; "
          "drop it for finetune/distill."),
+        # SimCLRv2's memory (docs/memory.md).
+        (values["memory_size"] >= 0,
+         "--memory_size must be >= 0 (0 turns the memory off; the paper "
+         "uses 65536)."),
+        (0.0 <= values["memory_momentum"] < 1.0,
+         "--memory_momentum must be in [0, 1) (the paper uses 0.999)."),
+        (values["train_mode"] == "pretrain" or values["memory_size"] == 0,
+         "--memory_size only applies to --train_mode=pretrain; drop it (or "
+         "set 0) for finetune/distill."),
     ]
     for ok, message in checks:
         if not ok:

@@ -193,3 +193,13 @@ flags.DEFINE_string(
     "'keras_applications:NAME', a Keras Applications CNN built with "
     "weights=None (e.g. ResNet50V2, EfficientNetV2B0, MobileNetV3Small, "
     "ConvNeXtTiny); its only encoder output is final_avg_pool. See docs/library.md.")
+flags.DEFINE_integer(
+    "memory_size", DEFAULTS["memory_size"],
+    "Pretraining only: SimCLRv2's memory. Number of keys (memory-network "
+    "projections of past batches, both views) kept as extra negatives; "
+    "0 turns the memory off (plain NT-Xent/SupCon). The paper uses 65536. "
+    "See docs/memory.md.")
+flags.DEFINE_float(
+    "memory_momentum", DEFAULTS["memory_momentum"],
+    "Decay d of the memory network's moving average, m <- d*m + (1-d)*w "
+    "after every optimizer step, in [0, 1) (used with --memory_size > 0).")

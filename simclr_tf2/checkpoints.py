@@ -61,18 +61,24 @@ def model_trackable(model, parts=MODEL_PARTS):
     return tf.train.Checkpoint(**nodes)
 
 
-def make_manager(model, optimizer, model_dir, max_to_keep):
+def make_manager(model, optimizer, model_dir, max_to_keep, **extra):
     """The run's checkpoint (model, optimizer, global step) and its manager.
 
     The global step is the optimizer's `iterations` counter, saved both
     inside the optimizer and as the top-level `global_step`.
+
+    Args:
+      model, optimizer, model_dir, max_to_keep: as the names say.
+      **extra: further top-level nodes (a task's own state, e.g.
+        memory=...), so that the model's node is the same with or without.
 
     Returns:
       (tf.train.Checkpoint, tf.train.CheckpointManager).
     """
     checkpoint = tf.train.Checkpoint(model=model_trackable(model),
                                      optimizer=optimizer,
-                                     global_step=optimizer.iterations)
+                                     global_step=optimizer.iterations,
+                                     **extra)
     manager = tf.train.CheckpointManager(checkpoint, model_dir,
                                          max_to_keep=max_to_keep)
     return checkpoint, manager

@@ -106,6 +106,9 @@ class LossConfig(_Section):
     contrastive_loss: str = "nt_xent"
     temperature: float = 0.1
     hidden_norm: bool = True
+    # SimCLRv2's memory (simclr_tf2/memory/): buffered keys, 0 = off.
+    memory_size: int = 0
+    memory_momentum: float = 0.999
 
 
 @dataclasses.dataclass(frozen=True)

@@ -61,9 +61,12 @@ class Experiment:
         self._plan_steps()
         with strategy.scope():
             self.model, self.optimizer = self._build()
+            # The task's own state (the pretraining memory), checkpointed
+            # next to the model.
+            self.task.build_state(self.model, (data.image_size,) * 2 + (3,))
         self.checkpoint, self.manager = checkpoints.make_manager(
             self.model, self.optimizer, self.write_dir,
-            train.keep_checkpoint_max)
+            train.keep_checkpoint_max, **self.task.checkpoint_children())
 
     def _plan_steps(self):
         """warmup_steps, total_steps and checkpoint_steps of the run."""

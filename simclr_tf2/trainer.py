@@ -63,6 +63,11 @@ class Trainer:
             # The classifier is not loaded: it keeps its fresh (or zero,
             # --zero_init_logits_layer) initialisation.
             self.printer(f"initialised encoder and projection head from {path}")
+        if not restored and train.checkpoint:
+            # State that follows the weights (the pretraining memory's EMA
+            # copy) starts from the loaded ones, not the random init.
+            with exp.strategy.scope():
+                exp.task.reset_state(exp.model)
 
     def train(self):
         """Trains to `total_steps`, checkpointing every `checkpoint_steps`."""

@@ -170,6 +170,24 @@ class Task:
     def after_step(self, model):
         """Runs after every optimizer step (inside the traced train step)."""
 
+    def build_state(self, model, image_shape):
+        """Creates the task's own variables for a built `model` (e.g. the
+        pretraining memory); called once under the strategy's scope.
+
+        Args:
+          model: the built `SimCLRModel`.
+          image_shape: (H, W, 3) of one model input image.
+        """
+
+    def reset_state(self, model):
+        """Restarts the task's own state from `model`'s current weights
+        (after --checkpoint initialised them in a fresh run)."""
+
+    def checkpoint_children(self):
+        """{name: trackable} the run's checkpoint holds next to the model
+        (the task's own state); empty when the task has none."""
+        return {}
+
     def output_keys(self, has_supervised_head):
         """The model outputs `compute_loss` reads (gradient caching keeps
         only these)."""

@@ -5,6 +5,9 @@ the model sees the 2B views, view 1 rows first, and the contrastive loss
 (`CONTRASTIVE_LOSSES`, chosen by --contrastive_loss) compares their
 projections z. With --lineareval_while_pretraining a linear classifier on
 detached, standardised h is trained at the same time on both views.
+With --memory_size > 0 (SimCLRv2's memory, `memory.TrainingMemory`) the
+contrastive loss compares z with an EMA network's keys and a buffer of
+past keys instead (docs/memory.md).
 """
 
 import tensorflow as tf
@@ -12,6 +15,7 @@ import tensorflow as tf
 from simclr_tf2 import losses
 from simclr_tf2.data import augment
 from simclr_tf2.errors import ConfigError
+from simclr_tf2.memory.training import TrainingMemory
 from simclr_tf2.tasks import base
 
 
@@ -52,6 +56,9 @@ class PretrainTask(base.Task):
       temperature: contrastive softmax temperature.
       hidden_norm: l2-normalise z before the contrastive loss.
       weight_decay: see `base.Task`.
+      memory_size: keys in SimCLRv2's memory buffer; 0 (default) is the
+        plain contrastive loss, without any memory state.
+      memory_momentum: EMA decay of the memory network.
     """
 
     name = "pretrain"
@@ -60,7 +67,8 @@ class PretrainTask(base.Task):
     supports_gradient_caching = True
 
     def __init__(self, *, contrastive_loss="nt_xent", temperature=0.1,
-                 hidden_norm=True, weight_decay=None):
+                 hidden_norm=True, weight_decay=None, memory_size=0,
+                 memory_momentum=0.999):
         super().__init__(weight_decay=weight_decay)
         if contrastive_loss not in CONTRASTIVE_LOSSES:
             raise ValueError(
@@ -69,6 +77,9 @@ class PretrainTask(base.Task):
         self.contrastive_loss = contrastive_loss
         self.temperature = temperature
         self.hidden_norm = hidden_norm
+        self.memory = (TrainingMemory(
+            memory_size, memory_momentum,
+            supervised=contrastive_loss == "supcon") if memory_size else None)
 
     @classmethod
     def from_config(cls, config, teacher=None):
@@ -76,7 +87,9 @@ class PretrainTask(base.Task):
         return cls(contrastive_loss=config.loss.contrastive_loss,
                    temperature=config.loss.temperature,
                    hidden_norm=config.loss.hidden_norm,
-                   weight_decay=base.weight_decay_of(config))
+                   weight_decay=base.weight_decay_of(config),
+                   memory_size=config.loss.memory_size,
+                   memory_momentum=config.loss.memory_momentum)
 
     @classmethod
     def check_data(cls, config, num_classes, dataset_name):
@@ -119,11 +132,18 @@ class PretrainTask(base.Task):
         """Contrastive loss of z [2B, P]; plus, with a head, the cross
         entropy of logits [2B, C] against the labels of both views."""
         labels = batch["label"]
-        loss, logits_con, labels_con = CONTRASTIVE_LOSSES[self.contrastive_loss](
-            outputs[base.Z], labels, hidden_norm=self.hidden_norm,
-            temperature=self.temperature,
-            strategy=tf.distribute.get_strategy(),
-            example_ids=batch.get("id"))
+        if self.memory is not None:
+            loss, logits_con, labels_con = self.memory.loss(
+                self.model_inputs(batch), outputs[base.Z], labels,
+                hidden_norm=self.hidden_norm, temperature=self.temperature,
+                strategy=tf.distribute.get_strategy())
+        else:
+            loss, logits_con, labels_con = CONTRASTIVE_LOSSES[
+                self.contrastive_loss](
+                    outputs[base.Z], labels, hidden_norm=self.hidden_norm,
+                    temperature=self.temperature,
+                    strategy=tf.distribute.get_strategy(),
+                    example_ids=batch.get("id"))
         accuracy, entropy = losses.contrastive_metrics(logits_con, labels_con)
         metrics = {"contrast_loss": loss, "contrast_acc": accuracy,
                    "contrast_entropy": entropy}
@@ -133,6 +153,22 @@ class PretrainTask(base.Task):
             loss += sup_loss
             metrics.update(sup_metrics)
         return loss, metrics
+
+    # ------------------------------------------- SimCLRv2's memory (if on)
+    def build_state(self, model, image_shape):
+        if self.memory is not None:
+            self.memory.build(model, image_shape)
+
+    def reset_state(self, model):
+        if self.memory is not None:
+            self.memory.reset(model)
+
+    def checkpoint_children(self):
+        return {"memory": self.memory.trackable()} if self.memory else {}
+
+    def after_step(self, model):
+        if self.memory is not None:
+            self.memory.after_step(model, tf.distribute.get_strategy())
 
     def metric_names(self, has_supervised_head):
         return (["contrast_loss", "contrast_acc", "contrast_entropy"]
