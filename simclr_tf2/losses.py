@@ -123,7 +123,9 @@ def add_contrastive_loss(hidden, hidden_norm=True, temperature=1.0,
     if example_ids is None:
         labels = tf.concat([self_mask, tf.zeros_like(self_mask)], axis=1)
     else:
-        ids = tf.cast(example_ids, tf.int64)
+        # int32, as for SupCon's labels: MultiWorkerMirroredStrategy's
+        # all_gather fails on int64 ("destinations can not be empty").
+        ids = tf.cast(example_ids, tf.int32)
         ids_all = cross_replica_concat(ids, strategy)
         labels = _targets_from_matches(
             tf.equal(ids[:, None], ids_all[None, :]), self_mask)
