@@ -49,7 +49,10 @@ def test_fixture_outputs_come_from_the_original_savedmodel():
     reference = np.load(os.path.join(fixture("r18_ft"), "outputs.npz"))
     outputs = module(tf.constant(reference["images"]), trainable=False)
     for key in KEYS:
-        np.testing.assert_array_equal(outputs[key].numpy(), reference[f"{key}/infer"])
+        # The same graph and weights; oneDNN may pick another summation
+        # order on another CPU or load, so equality is to float32 rounding.
+        assert relative_error(outputs[key].numpy(),
+                              reference[f"{key}/infer"]) <= 1e-6, key
 
 
 def test_savedmodel_dir_and_ckpt_prefix_load_the_same_weights():
