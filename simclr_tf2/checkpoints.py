@@ -191,8 +191,8 @@ def restore(checkpoint, path, what, name=None):
         raise CheckpointMismatchError(
             f"checkpoint {path} does not match the {what} built from the "
             f"flags ({_reason(err)}); use the same architecture flags "
-            "(resnet_depth, width_multiplier, sk_ratio, proj_head_mode, ...) "
-            "as the run that wrote it.") from err
+            "(resnet_depth, width_multiplier, sk_ratio, proj_head_mode, ...), "
+            "--optimizer and --memory_size as the run that wrote it.") from err
     return status
 
 
