@@ -1,7 +1,6 @@
 """Tests of the projection head, the supervised head and SimCLRModel's steps."""
 
 import json
-import types
 
 import keras
 import numpy as np
@@ -13,19 +12,10 @@ from simclr_tf2 import optim
 from simclr_tf2.models import build
 from simclr_tf2.models import heads
 from simclr_tf2.models.simclr_model import SimCLRModel
+from tests import harness
 
-IMAGE = 16
-
-
-def model_cfg(**overrides):
-    base = dict(resnet_depth=18, width_multiplier=0.125, cifar_stem=True,
-                sk_ratio=0.0, se_ratio=0.0, batch_norm_decay=0.9,
-                global_bn=False, proj_head_mode="nonlinear", proj_out_dim=8,
-                num_proj_layers=2, ft_proj_selector=0,
-                zero_init_logits_layer=False, fine_tune_after_block=-1,
-                lineareval_while_pretraining=True)
-    base.update(overrides)
-    return types.SimpleNamespace(**base)
+IMAGE = harness.IMAGE
+model_cfg = harness.model_cfg
 
 
 def compile_model(model, train_mode="pretrain", optimizer="lars",
