@@ -52,6 +52,26 @@ def test_knn_top1_matches_a_numpy_knn_reading():
         probes.knn_top1(x[:10], y[:10], x[600:], y[600:], k=200)
 
 
+def test_cosine_knn_top1_is_a_similarity_weighted_vote_on_unit_rows():
+    # Three training rows, one query: the two nearest by angle disagree, and
+    # the vote weights exp(cos / 0.07) decide. Scaling a row (pixels vs
+    # features of any norm) must not change the answer.
+    train_x = np.array([[1.0, 0.0], [0.8, 0.6], [0.0, 5.0]])
+    train_y = np.array([0, 1, 1])
+    query = np.array([[0.95, 0.31]])  # cos 0.95 to row 0, 0.95 to row 1 ...
+    sims = (train_x / np.linalg.norm(train_x, axis=1, keepdims=True)) @ (
+        query[0] / np.linalg.norm(query[0]))
+    expected = int(np.argmax([np.exp(sims[[0]] / 0.07).sum(),
+                              np.exp(sims[[1, 2]] / 0.07).sum()]))
+    for k, answer in ((1, int(train_y[np.argmax(sims)])), (3, expected)):
+        got = probes.cosine_knn_top1(train_x, train_y, query, np.array([answer]), k=k)
+        assert got == 1.0
+        assert probes.cosine_knn_top1(100 * train_x, train_y, query,
+                                      np.array([1 - answer]), k=k) == 0.0
+    x, y = _blobs(900, 8, 2, separation=1.0)
+    assert 0.4 < probes.cosine_knn_top1(x[:600], y[:600], x[600:], y[600:], k=10) < 1.0
+
+
 def test_subset_rows_selects_ids_not_positions():
     ids = np.array([10, 11, 12, 13, 14])
     mask = probes.subset_rows(ids, {11, 14, 99})

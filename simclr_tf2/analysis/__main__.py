@@ -1,8 +1,9 @@
 """Command line: `python -m simclr_tf2.analysis {probes,pictures} --help`.
 
-probes    L-BFGS logistic regression (all labels and a label subset) on
-          frozen features of exported encoders and on raw pixels, plus
-          scikit-learn kNN-200 on raw pixels; writes a JSON file.
+probes    L-BFGS logistic regression (all labels and a label subset) and
+          cosine kNN-10 / kNN-200 on frozen features of exported encoders
+          and on raw pixels, plus euclidean kNN-200 on raw pixels; writes a
+          JSON file.
 pictures  augmented_views.png, training_curves.png and tsne.png.
 """
 
@@ -36,7 +37,7 @@ def _parser():
         sub.add_argument("--pretrained", required=True,
                          help="SavedModel export of the pretrained encoder "
                               "(model_dir/saved_model/<step>).")
-        sub.add_argument("--untrained", required=True,
+        sub.add_argument("--untrained", required=(name == "pictures"),
                          help="SavedModel export of a random-init encoder.")
         sub.add_argument("--out", required=True)
     probe_parser = commands.choices["probes"]
@@ -74,7 +75,8 @@ def _extra_exports(values):
 
 
 def run_probes(args):
-    encoders = ([("pretrained", args.pretrained), ("untrained", args.untrained)]
+    encoders = ([("pretrained", args.pretrained)]
+                + ([("untrained", args.untrained)] if args.untrained else [])
                 + _extra_exports(args.extra))
     source = open_source(args.dataset, args.data_dir)
     train_x, train_y, train_ids = features.split_pixels(source, args.train_split)
@@ -107,6 +109,13 @@ def run_probes(args):
             rows.append(_row(f"logreg_{name}_1pct",
                              f"L-BFGS logistic regression, {what}, "
                              f"{int(subset.sum())} labels", top1, seconds))
+            print(rows[-1], flush=True)
+    for name, what, train_in, test_in in inputs:
+        for k in probes.COSINE_KNN_KS:
+            knn, seconds = probes.timed(probes.cosine_knn_top1, train_in, train_y,
+                                        test_in, test_y, k=k)
+            rows.append(_row(f"knn{k}_{name}", f"cosine kNN-{k}, {what}, all labels",
+                             None, seconds, knn_top1=knn))
             print(rows[-1], flush=True)
     knn, seconds = probes.timed(probes.knn_top1, train_x, train_y, test_x, test_y)
     rows.append(_row("knn_pixels", "scikit-learn kNN-200 (euclidean), raw pixels",

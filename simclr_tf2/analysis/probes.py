@@ -14,6 +14,8 @@ from sklearn.neighbors import KNeighborsClassifier
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
+from simclr_tf2 import knn
+
 
 def logistic_regression_top1(train_x, train_y, test_x, test_y, c=1.0,
                              max_iter=1000):
@@ -36,8 +38,35 @@ def logistic_regression_top1(train_x, train_y, test_x, test_y, c=1.0,
 
 def knn_top1(train_x, train_y, test_x, test_y, k=200):
     """Top-1 accuracy of scikit-learn's k-nearest neighbours (euclidean, uniform)."""
-    knn = KNeighborsClassifier(n_neighbors=k, n_jobs=-1).fit(train_x, train_y)
-    return float(np.mean(knn.predict(test_x) == test_y))
+    classifier = KNeighborsClassifier(n_neighbors=k, n_jobs=-1).fit(train_x, train_y)
+    return float(np.mean(classifier.predict(test_x) == test_y))
+
+
+# kNN sizes reported for every input: a small and the usual large one.
+COSINE_KNN_KS = (10, 200)
+
+
+def cosine_knn_top1(train_x, train_y, test_x, test_y, k=200):
+    """Top-1 accuracy of run.py's kNN evaluation on any rows.
+
+    Rows are l2-normalised; each of the k most cosine-similar training rows
+    votes for its label with weight exp(similarity / 0.07) (simclr_tf2.knn).
+    The same probe serves raw pixels and features.
+
+    Args:
+      train_x: float [N, D]; train_y: int [N].
+      test_x: float [M, D]; test_y: int [M].
+      k: neighbours per query.
+
+    Returns:
+      float accuracy on the test set.
+    """
+    def unit(rows):
+        rows = np.asarray(rows, np.float32)
+        return rows / np.maximum(np.linalg.norm(rows, axis=1, keepdims=True), 1e-12)
+    num_classes = int(max(train_y.max(), test_y.max())) + 1
+    return knn.knn_accuracy(unit(train_x), train_y, unit(test_x), test_y,
+                            num_classes, k=k)
 
 
 def subset_rows(ids, subset_ids):
