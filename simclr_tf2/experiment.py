@@ -79,8 +79,9 @@ class Experiment:
         self.warmup_steps, self.total_steps = optim.warmup_and_total_steps(
             self.num_train_examples, batch, self.config.optim.warmup_epochs,
             train.train_epochs, train.train_steps)
+        per_step = optim.scaling_batch_size(batch, self.num_train_examples)
         self.checkpoint_steps = train.checkpoint_steps or max(1, round(
-            train.checkpoint_epochs * self.num_train_examples / batch))
+            train.checkpoint_epochs * self.num_train_examples / per_step))
         per_call = self.config.runtime.steps_per_execution
         if per_call > 1 and (self.total_steps % per_call
                              or self.checkpoint_steps % per_call):

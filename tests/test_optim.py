@@ -308,15 +308,32 @@ def test_weight_decay_loss():
 
 
 def test_short_runs_get_a_warmup_of_steps_not_epochs():
-    # Batch 4096 on 1,437 digits: 5 epochs are 2 steps of a 22-step run;
-    # the floor gives min(10, 25% of 22) = 5.
-    assert optim.warmup_and_total_steps(1437, 4096, 5, 60) == (5, 22)
+    # 20 epochs of 1,437 digits at batch 1024: 5 epochs are 7 steps of a
+    # 29-step run; the floor raises them to min(10, 25% of 29) = 7 -> 7,
+    # and 1 epoch (1 step) to 7.
+    assert optim.warmup_and_total_steps(1437, 1024, 5, 20) == (7, 29)
+    assert optim.warmup_and_total_steps(1437, 1024, 1, 20) == (7, 29)
     # A long run keeps its epoch warmup; a tiny one at most a quarter.
     assert optim.warmup_and_total_steps(1437, 256, 5, 60) == (28, 337)
-    assert optim.warmup_and_total_steps(1437, 4096, 5, 60, train_steps=8) == (
-        2, 8)
+    assert optim.warmup_and_total_steps(1437, 1024, 5, 60, train_steps=8) == (
+        7, 8)
+    assert optim.warmup_and_total_steps(1437, 1024, 2, 60, train_steps=8) == (
+        3, 8)
     # No warmup asked: none given.
-    assert optim.warmup_and_total_steps(1437, 4096, 0, 60) == (0, 22)
+    assert optim.warmup_and_total_steps(1437, 1024, 0, 20) == (0, 29)
+
+
+def test_a_step_covers_at_most_one_epoch():
+    # Batch 4096 on 1,437 digits holds 2.85 copies of each image: 60 epochs
+    # are 60 steps (not ceil(1437 * 60 / 4096) = 22), 5 warmup epochs 5
+    # steps, raised to the floor of 10.
+    assert optim.warmup_and_total_steps(1437, 4096, 5, 60) == (10, 60)
+    assert optim.warmup_and_total_steps(1437, 4096, 0, 60) == (0, 60)
+    # Exactly the split: one step per epoch either way; below it unchanged.
+    assert optim.warmup_and_total_steps(1437, 1437, 0, 60) == (0, 60)
+    assert optim.warmup_and_total_steps(1437, 1436, 0, 60) == (0, 61)
+    # --train_steps still wins.
+    assert optim.warmup_and_total_steps(1437, 4096, 0, 60, train_steps=22) == (0, 22)
 
 
 def test_batches_larger_than_the_split_scale_like_the_split():

@@ -55,7 +55,9 @@ def copies_note(global_batch_size, num_examples):
     return (f"train_batch_size {global_batch_size} is larger than the "
             f"{num_examples} training examples: each batch holds "
             f"{global_batch_size / num_examples:.2f} copies of every image on "
-            "average, each in its own augmentations.")
+            "average, each in its own augmentations; NT-Xent counts them as "
+            "positives of each other, a step counts as one epoch, and the "
+            f"learning rate is scaled as for a batch of {num_examples}.")
 
 
 def build_train_dataset(source, split, global_batch_size, task,
