@@ -117,6 +117,11 @@ flags.DEFINE_float(
     "Smallest fraction of the image area a random training crop keeps "
     "(pretraining and fine-tuning). The paper's 0.08; small images such as "
     "28 px Fashion-MNIST do better with more.")
+flags.DEFINE_boolean(
+    "random_flip", DEFAULTS["random_flip"],
+    "Flip training images left-right at random (pretraining and "
+    "fine-tuning), as the paper does. Off in the digits recipe: a mirrored "
+    "digit can look like another digit.")
 
 # --------------------------------------------------------------------------
 # Flags new in simclr_tf2.

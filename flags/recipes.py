@@ -52,6 +52,7 @@ _DIGITS = {
     "temperature": 0.2,
     "image_size": 8,
     "crop_min_area": 0.4,
+    "random_flip": False,
     "eval_split": "test",
     "eval_batch_size": 360,
     "resnet_depth": 18,

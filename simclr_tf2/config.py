@@ -62,6 +62,7 @@ class DataConfig(_Section):
     color_jitter_strength: float = 1.0
     use_blur: bool = True
     crop_min_area: float = 0.08
+    random_flip: bool = True
     cache_dataset: bool = False
     label_fraction: float = 1.0
     label_subset_file: str | None = None

@@ -43,7 +43,7 @@ class Trainer:
             data.color_jitter_strength, data.use_blur,
             seed=self.config.train.seed, cache=data.cache_dataset,
             example_ids=exp.example_ids, start_step=seed_offset,
-            crop_min_area=data.crop_min_area)
+            crop_min_area=data.crop_min_area, random_flip=data.random_flip)
 
     def restore_or_initialise(self):
         """Resumes the run, or loads --checkpoint into a fresh one."""

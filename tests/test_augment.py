@@ -5,6 +5,7 @@ import pytest
 import scipy.ndimage
 import tensorflow as tf
 
+from simclr_tf2 import tasks
 from simclr_tf2.data import augment
 
 SIZE = 16
@@ -29,7 +30,7 @@ def _over_seeds(fn, num=200):
 
 RANDOM_OPS = {
     "crop": lambda x, s: augment.random_crop_and_resize(x, SIZE, s),
-    "flip": augment.random_flip,
+    "flip": augment.flip_left_right,
     "jitter": lambda x, s: augment.color_jitter(x, 1.0, s),
     "distortion": lambda x, s: augment.color_distortion(x, 0.5, s),
     "blur": augment.random_blur,
@@ -153,11 +154,36 @@ def test_crop_min_area_reaches_the_crop(make_view):
 
 def test_flip_is_left_right_half_the_time():
     image = _colorful(4, 6)
-    outs = _over_seeds(lambda s: augment.random_flip(image, s))
+    outs = _over_seeds(lambda s: augment.flip_left_right(image, s))
     flipped = np.array([np.array_equal(o, image.numpy()[:, ::-1]) for o in outs])
     same = np.array([np.array_equal(o, image.numpy()) for o in outs])
     assert np.all(flipped | same)
     assert 0.35 < flipped.mean() < 0.65
+
+
+def test_random_flip_false_never_mirrors_a_view():
+    # crop_min_area=1.0 keeps the whole image, so with flips a view is the
+    # image or its mirror; without, always the image. Pretraining views,
+    # fine-tuning views and the task transforms all obey the switch.
+    image = _colorful(SIZE, SIZE)
+    mirror = image.numpy()[:, ::-1]
+
+    def mirrored(outs):
+        return np.array([np.abs(o[..., :3] - mirror).max() < 1e-5 for o in outs])
+
+    for flips in (True, False):
+        ops = {
+            "pretrain": lambda s: augment.preprocess_for_pretrain(
+                image, SIZE, s, 0.0, False, 1.0, random_flip=flips),
+            "finetune": lambda s: augment.preprocess_for_finetune(
+                image, SIZE, s, 1.0, random_flip=flips),
+            "task": lambda s: tasks.FinetuneTask.train_transform(
+                SIZE, 0.0, False, 1.0, flips)(
+                    {"image": image, "label": 0, "id": 0}, s)["image"],
+        }
+        for name, op in ops.items():
+            share = mirrored(_over_seeds(op, num=64)).mean()
+            assert (0.25 < share < 0.75) if flips else share == 0.0, (name, flips)
 
 
 # --- color ------------------------------------------------------------------

@@ -136,7 +136,8 @@ def run_pictures(args):
         source, args.train_split, data.image_size,
         os.path.join(args.out, "augmented_views.png"),
         color_jitter_strength=data.color_jitter_strength,
-        use_blur=data.use_blur, crop_min_area=data.crop_min_area)]
+        use_blur=data.use_blur, crop_min_area=data.crop_min_area,
+        random_flip=data.random_flip)]
     written.append(pictures.training_curves(
         args.pretrain_dir, os.path.join(args.out, "training_curves.png")))
     panels = []

@@ -37,15 +37,15 @@ def _save(figure, path):
 
 def augmented_pairs(source, split, image_size, path, num_images=8,
                     color_jitter_strength=0.5, use_blur=False, seed=0,
-                    crop_min_area=0.08):
+                    crop_min_area=0.08, random_flip=True):
     """Draws originals (top row) over two pretraining views each.
 
     Args:
       source: an opened Source; the first `num_images` of `split` are used.
       image_size: side S of the views.
       path: PNG file to write.
-      color_jitter_strength, use_blur, crop_min_area: the run's augmentation
-        settings.
+      color_jitter_strength, use_blur, crop_min_area, random_flip: the
+        run's augmentation settings.
       seed: int; view i of image j uses the stateless seed (seed, j).
 
     Returns:
@@ -58,7 +58,8 @@ def augmented_pairs(source, split, image_size, path, num_images=8,
         original = augment.preprocess_for_eval(example["image"], image_size)
         views = augment.two_views(example["image"], image_size,
                                   tf.constant([seed, column], tf.int64),
-                                  color_jitter_strength, use_blur, crop_min_area)
+                                  color_jitter_strength, use_blur, crop_min_area,
+                                  random_flip)
         panels = [original, views[..., :3], views[..., 3:]]
         for row, panel in enumerate(panels):
             axis = axes[row, column]

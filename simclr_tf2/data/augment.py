@@ -133,7 +133,7 @@ def random_crop_and_resize(image, size, seed, area_range=(0.08, 1.0),
     return _resize(crop, size)
 
 
-def random_flip(image, seed):
+def flip_left_right(image, seed):
     """Flips left-right with probability 0.5.
 
     Args:
@@ -308,7 +308,7 @@ def center_crop(image, size, crop_proportion):
 
 
 def preprocess_for_pretrain(image, image_size, seed, color_jitter_strength=1.0,
-                            use_blur=True, crop_min_area=0.08):
+                            use_blur=True, crop_min_area=0.08, random_flip=True):
     """Makes one SimCLR pretraining view: crop, flip, color, blur.
 
     Args:
@@ -319,6 +319,8 @@ def preprocess_for_pretrain(image, image_size, seed, color_jitter_strength=1.0,
         use_blur: Whether to apply random Gaussian blur (p=0.5).
         crop_min_area: smallest fraction of the image area a random crop
             keeps (the paper's 0.08; larger for small images).
+        random_flip: flip left-right with p = 0.5 (the paper; off for images
+            whose mirror image is another class, such as digits).
 
     Returns:
         Float32 tensor of shape [image_size, image_size, 3] in [0, 1].
@@ -327,7 +329,8 @@ def preprocess_for_pretrain(image, image_size, seed, color_jitter_strength=1.0,
     image = to_float_rgb(image)
     image = random_crop_and_resize(image, image_size, seeds[0],
                                    area_range=(crop_min_area, 1.0))
-    image = random_flip(image, seeds[1])
+    if random_flip:
+        image = flip_left_right(image, seeds[1])
     image = color_distortion(image, color_jitter_strength, seeds[2])
     if use_blur:
         image = random_blur(image, seeds[3])
@@ -335,7 +338,8 @@ def preprocess_for_pretrain(image, image_size, seed, color_jitter_strength=1.0,
     return tf.ensure_shape(image, [image_size, image_size, 3])
 
 
-def preprocess_for_finetune(image, image_size, seed, crop_min_area=0.08):
+def preprocess_for_finetune(image, image_size, seed, crop_min_area=0.08,
+                            random_flip=True):
     """Random crop and flip only, as for fine-tuning (paper Appendix B.5).
 
     Args:
@@ -343,6 +347,7 @@ def preprocess_for_finetune(image, image_size, seed, crop_min_area=0.08):
         image_size: Python int, the output side.
         seed: Int tensor of shape [2].
         crop_min_area: smallest fraction of the image area a crop keeps.
+        random_flip: flip left-right with p = 0.5.
 
     Returns:
         Float32 tensor of shape [image_size, image_size, 3] in [0, 1].
@@ -351,7 +356,8 @@ def preprocess_for_finetune(image, image_size, seed, crop_min_area=0.08):
     image = to_float_rgb(image)
     image = random_crop_and_resize(image, image_size, seeds[0],
                                    area_range=(crop_min_area, 1.0))
-    image = random_flip(image, seeds[1])
+    if random_flip:
+        image = flip_left_right(image, seeds[1])
     return tf.ensure_shape(image, [image_size, image_size, 3])
 
 
@@ -377,7 +383,7 @@ def preprocess_for_eval(image, image_size):
 
 
 def two_views(image, image_size, seed, color_jitter_strength=1.0, use_blur=True,
-              crop_min_area=0.08):
+              crop_min_area=0.08, random_flip=True):
     """Makes two independent pretraining views, stacked along channels.
 
     Args:
@@ -387,6 +393,7 @@ def two_views(image, image_size, seed, color_jitter_strength=1.0, use_blur=True,
         color_jitter_strength: Python float, the color jitter strength.
         use_blur: Whether to apply random Gaussian blur (p=0.5).
         crop_min_area: smallest fraction of the image area a crop keeps.
+        random_flip: flip each view left-right with p = 0.5.
 
     Returns:
         Float32 tensor of shape [image_size, image_size, 6]: view 1 in
@@ -395,7 +402,7 @@ def two_views(image, image_size, seed, color_jitter_strength=1.0, use_blur=True,
     seeds = _split(seed, 2)
     views = [preprocess_for_pretrain(image, image_size, seeds[i],
                                      color_jitter_strength, use_blur,
-                                     crop_min_area)
+                                     crop_min_area, random_flip)
              for i in range(2)]
     return tf.concat(views, axis=-1)
 

@@ -63,7 +63,7 @@ def copies_note(global_batch_size, num_examples):
 def build_train_dataset(source, split, global_batch_size, task,
                         image_size, color_jitter_strength=1.0, use_blur=True,
                         seed=0, cache=False, example_ids=None,
-                        start_step=0, crop_min_area=0.08):
+                        start_step=0, crop_min_area=0.08, random_flip=True):
     """Infinite, shuffled, augmented training batches.
 
     Args:
@@ -84,6 +84,7 @@ def build_train_dataset(source, split, global_batch_size, task,
       start_step: the global step training starts from; folded into the
         seeds so a resumed run draws new orders and augmentations.
       crop_min_area: smallest area fraction of a random crop (all modes).
+      random_flip: random left-right flips (all modes).
 
     Returns:
       tf.data.Dataset of {"image": float32 [B, S, S, 6 or 3], "label": int64
@@ -102,12 +103,13 @@ def build_train_dataset(source, split, global_batch_size, task,
         logging.warning("%s", copies_note(global_batch_size, num_examples))
     return augment_and_batch(
         dataset.repeat(), global_batch_size, task, image_size,
-        color_jitter_strength, use_blur, crop_min_area, augment_seed)
+        color_jitter_strength, use_blur, crop_min_area, augment_seed,
+        random_flip)
 
 
 def augment_and_batch(dataset, global_batch_size, task, image_size,
                       color_jitter_strength, use_blur, crop_min_area,
-                      augment_seed):
+                      augment_seed, random_flip=True):
     """Seeded per-example training augmentation, then fixed-size batches.
 
     The step shared by `build_train_dataset` and `contrastive_batches`.
@@ -117,8 +119,8 @@ def augment_and_batch(dataset, global_batch_size, task, image_size,
       global_batch_size: examples per batch (remainder dropped).
       task: a `tasks.Task` (class or object) or registry name; its
         `train_transform` augments each example.
-      image_size, color_jitter_strength, use_blur, crop_min_area: see
-        `build_train_dataset`.
+      image_size, color_jitter_strength, use_blur, crop_min_area,
+        random_flip: see `build_train_dataset`.
       augment_seed: seeds the stream of per-example [2] seeds.
 
     Returns:
@@ -127,7 +129,7 @@ def augment_and_batch(dataset, global_batch_size, task, image_size,
     """
     seeds = tf.data.Dataset.random(seed=augment_seed).batch(2)
     transform = tasks.get(task).train_transform(
-        image_size, color_jitter_strength, use_blur, crop_min_area)
+        image_size, color_jitter_strength, use_blur, crop_min_area, random_flip)
     dataset = tf.data.Dataset.zip(dataset, seeds).map(
         transform, num_parallel_calls=AUTOTUNE, deterministic=True)
     dataset = dataset.batch(global_batch_size, drop_remainder=True)
@@ -185,7 +187,7 @@ def _image_rank(spec):
 
 def contrastive_batches(dataset, *, image_size, batch_size, seed=0,
                         shuffle_buffer=1024, color_jitter_strength=1.0,
-                        use_blur=True, crop_min_area=0.08):
+                        use_blur=True, crop_min_area=0.08, random_flip=True):
     """SimCLR pretraining batches from any `tf.data.Dataset` of images.
 
     Each image gets the pretraining augmentation of `tasks.PretrainTask`
@@ -210,6 +212,7 @@ def contrastive_batches(dataset, *, image_size, batch_size, seed=0,
       color_jitter_strength: colour distortion strength s.
       use_blur: random Gaussian blur (p = 0.5).
       crop_min_area: smallest area fraction of a random crop.
+      random_flip: random left-right flips of each view.
 
     Returns:
       An infinite tf.data.Dataset of {"image": float32 [B, S, S, 6] (view 1
@@ -232,7 +235,7 @@ def contrastive_batches(dataset, *, image_size, batch_size, seed=0,
                                   reshuffle_each_iteration=True)
     return augment_and_batch(
         dataset.repeat(), batch_size, tasks.PretrainTask, image_size,
-        color_jitter_strength, use_blur, crop_min_area, seed)
+        color_jitter_strength, use_blur, crop_min_area, seed, random_flip)
 
 
 def build_eval_dataset(source, split, batch_size, image_size, cache=False,

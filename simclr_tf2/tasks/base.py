@@ -127,7 +127,7 @@ class Task:
     # --------------------------------------------------------------- data
     @classmethod
     def train_transform(cls, image_size, color_jitter_strength, use_blur,
-                        crop_min_area):
+                        crop_min_area, random_flip=True):
         """The per-example training augmentation.
 
         Returns:

@@ -47,9 +47,10 @@ class DistillTask(base.Task):
 
     @classmethod
     def train_transform(cls, image_size, color_jitter_strength, use_blur,
-                        crop_min_area):
+                        crop_min_area, random_flip=True):
         del color_jitter_strength, use_blur  # Pretraining augmentations.
-        return finetune.single_view_transform(image_size, crop_min_area)
+        return finetune.single_view_transform(image_size, crop_min_area,
+                                              random_flip)
 
     def compute_loss(self, model, batch, outputs):
         """Soft-label cross entropy of logits [B, C] against the teacher's

@@ -11,12 +11,12 @@ from simclr_tf2.data import augment
 from simclr_tf2.tasks import base
 
 
-def single_view_transform(image_size, crop_min_area):
-    """(example, seed) -> one cropped, flipped view: the supervised modes'
-    training augmentation."""
+def single_view_transform(image_size, crop_min_area, random_flip=True):
+    """(example, seed) -> one cropped (and randomly flipped) view: the
+    supervised modes' training augmentation."""
     def transform(example, seed):
         image = augment.preprocess_for_finetune(example["image"], image_size,
-                                                seed, crop_min_area)
+                                                seed, crop_min_area, random_flip)
         return {"image": image, "label": example["label"], "id": example["id"]}
     return transform
 
@@ -46,9 +46,9 @@ class FinetuneTask(base.Task):
 
     @classmethod
     def train_transform(cls, image_size, color_jitter_strength, use_blur,
-                        crop_min_area):
+                        crop_min_area, random_flip=True):
         del color_jitter_strength, use_blur  # Pretraining augmentations.
-        return single_view_transform(image_size, crop_min_area)
+        return single_view_transform(image_size, crop_min_area, random_flip)
 
     def compute_loss(self, model, batch, outputs):
         """Masked cross entropy of logits [B, C] (label -1: ignored)."""

@@ -111,11 +111,11 @@ class PretrainTask(base.Task):
 
     @classmethod
     def train_transform(cls, image_size, color_jitter_strength, use_blur,
-                        crop_min_area):
+                        crop_min_area, random_flip=True):
         def transform(example, seed):
             image = augment.two_views(example["image"], image_size, seed,
                                       color_jitter_strength, use_blur,
-                                      crop_min_area)
+                                      crop_min_area, random_flip)
             return {"image": image, "label": example["label"],
                     "id": example["id"]}
         return transform
