@@ -33,7 +33,7 @@ BIG = ["--train_batch_size=4096"]
 OLD = ["--crop_min_area=0.08", "--color_jitter_strength=0.5",
        "--temperature=0.5", "--warmup_epochs=5", "--train_epochs=60",
        "--optimizer=lars", "--learning_rate=0.0625", "--image_size=16",
-       "--checkpoint_epochs=10"]
+       "--checkpoint_epochs=10", "--random_flip=true"]
 VARIANTS = {
     "untrained": ["--train_steps=1", "--learning_rate=0"],
     "old_recipe": OLD,
@@ -55,14 +55,14 @@ VARIANTS = {
         "--optimizer=adam", "--learning_rate=1.25e-4", "--crop_min_area=0.4",
         "--temperature=0.2", "--image_size=8", "--train_epochs=150",
         "--color_jitter_strength=1.0"],
-    "b4096_adam_crop0.4_t0.2_8px_e150": BIG + OLD + [
-        "--optimizer=adam", "--learning_rate=1.25e-4", "--crop_min_area=0.4",
-        "--temperature=0.2", "--image_size=8", "--train_epochs=150"],
-    "b4096_lr2x_of_recipe": BIG + ["--learning_rate=5e-4"],
-    "b4096_s0": BIG,
+    # The recipe with flips (as the paper), then without (the recipe).
+    "flips_s0": ["--random_flip=true"],
+    "b4096_flips_s0": BIG + ["--random_flip=true"],
+    "b4096_flips_s1": BIG + ["--random_flip=true", "--seed=1"],
     "recipe_s0": [],
     "recipe_s1": ["--seed=1"],
     "recipe_s2": ["--seed=2"],
+    "b4096_s0": BIG,
     "b4096_s1": BIG + ["--seed=1"],
     "b4096_s2": BIG + ["--seed=2"],
 }
@@ -117,10 +117,23 @@ def run_variant(name, flags, out):
     with open(log_path, "w") as log:
         proc = subprocess.run(timed, cwd=ROOT, stdout=log,
                               stderr=subprocess.STDOUT, text=True)
-    seconds = time.time() - start
+    return row_from_log(name, flags, log_path, model_dir, proc.returncode,
+                        time.time() - start)
+
+
+def row_from_log(name, flags, log_path, model_dir, returncode, seconds=None):
+    """A variant's row from its log (with /usr/bin/time -v output) and model_dir.
+
+    `seconds` defaults to the log's "Elapsed (wall clock)" line, so a run made
+    by hand with the same command and `/usr/bin/time -v` reads the same way.
+    """
     text = open(log_path).read()
-    row = {"run": name, "flags": " ".join(flags), "returncode": proc.returncode,
-           "wall_s": round(seconds, 1),
+    if seconds is None:
+        clock = re.search(r"Elapsed \(wall clock\) time.*: (?:(\d+):)?(\d+):([\d.]+)", text)
+        seconds = (int(clock.group(1) or 0) * 3600 + int(clock.group(2)) * 60
+                   + float(clock.group(3))) if clock else None
+    row = {"run": name, "flags": " ".join(flags), "returncode": returncode,
+           "wall_s": None if seconds is None else round(seconds, 1),
            "command": "python run.py --mode=train_then_eval " + " ".join(flags)}
     cpu = re.findall(r"(?:User|System) time \(seconds\): ([\d.]+)", text)
     row["cpu_s"] = round(sum(map(float, cpu)), 1) if cpu else None
@@ -130,7 +143,7 @@ def run_variant(name, flags, out):
     rates = info.pop("images_per_s")
     row.update(info)
     result_path = os.path.join(model_dir, "result.json")
-    if proc.returncode == 0 and os.path.exists(result_path):
+    if returncode == 0 and os.path.exists(result_path):
         result = json.load(open(result_path))
         row["linear_top1"] = result["eval/label_top_1_accuracy"]
         row["knn200_top1"] = result.get("eval/knn_top_1_accuracy")

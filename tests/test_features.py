@@ -72,9 +72,10 @@ def test_probes_cli_writes_every_row(tmp_path):
                        f"--untrained={path}", f"--extra=again={path}",
                        f"--label_subset_file={subset_file}", f"--out={out}"])
     rows = {r["run"]: r for r in json.load(open(out))["rows"]}
-    assert set(rows) == {f"logreg_{n}_{p}" for n in ("pixels", "pretrained",
-                                                     "untrained", "again")
-                         for p in ("100pct", "1pct")} | {"knn_pixels"}
+    inputs = ("pixels", "pretrained", "untrained", "again")
+    assert set(rows) == ({f"logreg_{n}_{p}" for n in inputs for p in ("100pct", "1pct")}
+                         | {f"knn{k}_{n}" for n in inputs for k in (10, 200)}
+                         | {"knn_pixels"})
     assert "100 labels" in rows["logreg_pixels_1pct"]["what"]
     # The rows hold the probes' own numbers on the same inputs.
     train_f, _ = features.split_features(path, source, "train")
@@ -82,7 +83,20 @@ def test_probes_cli_writes_every_row(tmp_path):
     assert rows["logreg_pretrained_100pct"]["top1"] == probes.logistic_regression_top1(
         train_f, train_y, test_f, test_y)
     assert rows["logreg_pretrained_100pct"]["top1"] == rows["logreg_again_100pct"]["top1"]
+    assert rows["knn10_pretrained"]["knn_top1"] == probes.cosine_knn_top1(
+        train_f, train_y, test_f, test_y, k=10)
     # Pixels of digits are easy for a linear probe; 3 mean colours are not.
     assert rows["logreg_pixels_100pct"]["top1"] > 0.85
     assert rows["logreg_pretrained_100pct"]["top1"] < rows["logreg_pixels_100pct"]["top1"]
     assert 0.5 < rows["knn_pixels"]["knn_top1"] <= 1.0
+    # A second probe into the same folder reuses the split-only pixel rows
+    # (the file beside --out) and still fits its own subset's row.
+    (tmp_path / "probes" / "pixel_probes_digits_train_test.json").write_text(json.dumps(
+        {"rows": [dict(rows["logreg_pixels_100pct"], top1=0.123)]}))
+    again = tmp_path / "probes" / "q.json"
+    analysis_cli.main(["probes", "--dataset=digits", f"--pretrained={path}",
+                       f"--label_subset_file={subset_file}", f"--out={again}"])
+    rows2 = {r["run"]: r for r in json.load(open(again))["rows"]}
+    assert rows2["logreg_pixels_100pct"]["top1"] == 0.123
+    assert rows2["logreg_pixels_1pct"]["top1"] == rows["logreg_pixels_1pct"]["top1"]
+    assert "untrained" not in " ".join(rows2)
