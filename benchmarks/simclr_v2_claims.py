@@ -255,7 +255,10 @@ def main():
     results, failed = {}, []
     runs = [(name, flags) for block in zip(*(run_list(out, s) for s in SEEDS))
             for name, flags in block]
-    with open(os.path.join(out, "commands.txt"), "w") as commands:
+    # --report_only leaves commands.txt as the runs wrote it.
+    commands_path = (os.devnull if args.report_only
+                     else os.path.join(out, "commands.txt"))
+    with open(commands_path, "w") as commands:
         for name, flags in runs:
             done_file = os.path.join(out, name + ".done.json")
             if args.report_only:
