@@ -181,6 +181,79 @@ def _mean_spread(values):
     return f"{100 * mean:.1f} ± {100 * half:.1f} (n={len(values)})", mean
 
 
+# (claim, the arm the paper expects higher, the other arm, metric): the
+# verdict rows. A metric "top1" reads run.py's result of that run name;
+# "probe:<row>" reads probes_<pre>_s<seed>'s row for pretraining <pre>.
+VERDICTS = [
+    ("1: 3-layer head from layer 1 > 2-layer head from h, 1% labels",
+     "ft1_pre3_l1", "ft1_pre2_h", "top1"),
+    ("1: 3-layer head from layer 1 > 2-layer head from h, 10% labels",
+     "ft10_pre3_l1", "ft10_pre2_h", "top1"),
+    ("1: 3-layer head, from layer 1 > from h, 1% labels",
+     "ft1_pre3_l1", "ft1_pre3_h", "top1"),
+    ("2: 1/8 width > 1/16 width, 1% labels (fine-tuned)",
+     "ft1_pre3_l1", "ft1_pre3_small_l1", "top1"),
+    ("2: 1/8 width > 1/16 width, 10% labels (fine-tuned)",
+     "ft10_pre3_l1", "ft10_pre3_small_l1", "top1"),
+    ("2: 1/8 width > 1/16 width, 100% labels (L-BFGS on h)",
+     "pre3", "pre3_small", "probe:logreg_pretrained_100pct"),
+    ("3: self-distilled student > its teacher, 1% labels",
+     "distill1_self", "ft1_pre3_l1", "top1"),
+    ("3: self-distilled student > its teacher, 10% labels",
+     "distill10_self", "ft10_pre3_l1", "top1"),
+    ("3: 1/16-width student of the 1/8-width teacher > 1/16 width fine-tuned, 1%",
+     "distill1_small", "ft1_pre3_small_l1", "top1"),
+    ("4: memory > no memory, L-BFGS all labels",
+     "pre3_mem", "pre3", "probe:logreg_pretrained_100pct"),
+    ("4: memory > no memory, 1% labels (fine-tuned)",
+     "ft1_pre3_mem_l1", "ft1_pre3_l1", "top1"),
+    ("features > raw pixels, L-BFGS all labels",
+     "pre3", "pre3", "probe:logreg_pretrained_100pct|logreg_pixels_100pct"),
+    ("features > raw pixels, better of kNN-10 / kNN-200",
+     "pre3", "pre3", "probe:best_knn_pretrained|best_knn_pixels"),
+]
+
+
+def _metric(results, run, metric, seed):
+    """One seed's value of a VERDICTS metric ("top1" or a probe row name),
+    or None if not run."""
+    if metric == "top1":
+        return results.get(f"{run}_s{seed}", {}).get("top1")
+    values = results.get(f"probes_{run}_s{seed}", {}).get("values", {})
+    if metric.startswith("best_knn_"):
+        tag = metric[len("best_knn_"):]
+        found = [values.get(f"knn{k}_{tag}") for k in (10, 200)]
+        return None if None in found else max(found)
+    return values.get(metric)
+
+
+def verdict_rows(results):
+    """Markdown rows: claim, expected-higher arm, other arm, paired difference,
+    verdict ("holds" when every seed's difference has the paper's sign and
+    their mean exceeds the larger half-range of the two arms)."""
+    lines = ["| claim (the paper's direction) | higher arm | other arm | "
+             "paired difference (per seed) | holds? |", "|---|---|---|---|---|"]
+    for claim, high, low, metric in VERDICTS:
+        # "probe:ROW" or "probe:HIGH_ROW|LOW_ROW" (the same run, two rows).
+        high_row, _, low_row = metric.removeprefix("probe:").partition("|")
+        a = [_metric(results, high, high_row, s) for s in SEEDS]
+        b = [_metric(results, low, low_row or high_row, s) for s in SEEDS]
+        if None in a or None in b:
+            lines.append(f"| {claim} | {_mean_spread(a)[0]} | {_mean_spread(b)[0]} | | not measured |")
+            continue
+        diffs = [100 * (x - y) for x, y in zip(a, b)]
+        spread = max(100 * (max(v) - min(v)) / 2 for v in (a, b))
+        mean = statistics.mean(diffs)
+        if all(d > 0 for d in diffs):
+            verdict = "holds" if mean > spread else "same sign, within the seed spread"
+        else:
+            verdict = "does not hold"
+        per_seed = ", ".join(f"{d:+.1f}" for d in diffs)
+        lines.append(f"| {claim} | {_mean_spread(a)[0]} | {_mean_spread(b)[0]} | "
+                     f"{mean:+.1f} ({per_seed}) | {verdict} |")
+    return "\n".join(lines) + "\n"
+
+
 def claims_table(results):
     """Markdown rows: claim, arm, mean ± half-range over seeds."""
     def top1(name):
@@ -285,7 +358,7 @@ def main():
                "total_seconds": round(time.time() - start), "runs": results}
     with open(os.path.join(out, "claims.json"), "w") as f:
         json.dump(summary, f, indent=2)
-    table = claims_table(results)
+    table = verdict_rows(results) + "\n" + claims_table(results)
     with open(os.path.join(out, "claims.md"), "w") as f:
         f.write(table)
     print(table)
