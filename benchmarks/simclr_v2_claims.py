@@ -259,10 +259,6 @@ def claims_table(results):
     def top1(name):
         return [results.get(f"{name}_s{s}", {}).get("top1") for s in SEEDS]
 
-    def seconds(name):  # Wall seconds as a fraction of 100, printed as such.
-        return [None if f"{name}_s{s}" not in results
-                else results[f"{name}_s{s}"]["seconds"] / 100 for s in SEEDS]
-
     def probe_value(pre, row):
         return [results.get(f"probes_{pre}_s{s}", {}).get("values", {}).get(row)
                 for s in SEEDS]
@@ -290,8 +286,6 @@ def claims_table(results):
         ("3 distillation", "1/16-width student of the 1/8-width 1% teacher", top1("distill1_small")),
         ("4 memory", "no memory: 1% labels (ft from layer 1)", top1("ft1_pre3_l1")),
         ("4 memory", "memory: 1% labels (ft from layer 1)", top1("ft1_pre3_mem_l1")),
-        ("4 memory", "no memory: pretraining wall s", seconds("pre3")),
-        ("4 memory", "memory: pretraining wall s", seconds("pre3_mem")),
     ]
     for pre, label in (("pre3", "no memory"), ("pre3_mem", "memory")):
         for row, what in (("logreg_pretrained_100pct", "L-BFGS, all labels"),
