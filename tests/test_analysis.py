@@ -214,3 +214,43 @@ def test_cli_bad_extra_export_is_one_line_error(tmp_path):
     assert result.returncode == 1
     last = result.stderr.strip().splitlines()[-1]
     assert last.startswith("error: ") and "NAME=EXPORT" in last
+
+
+def _claims_module():
+    """benchmarks/simclr_v2_claims.py, imported as a module."""
+    sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
+    try:
+        import simclr_v2_claims
+    finally:
+        sys.path.pop(0)
+    return simclr_v2_claims
+
+
+def test_claims_runs_depend_only_on_earlier_runs_of_their_seed():
+    claims = _claims_module()
+    for seed in claims.SEEDS:
+        done = set()
+        for name, flags in claims.run_list("/o", seed):
+            assert name.endswith(f"_s{seed}")
+            if flags != claims.PROBE:
+                for flag in flags:
+                    if flag.startswith(("--checkpoint=", "--teacher=")):
+                        assert os.path.basename(flag.split("=", 1)[1]) in done, (name, flag)
+            done.add(name)
+
+
+def test_claims_verdicts_read_paired_differences():
+    claims = _claims_module()
+
+    def run(top1):
+        return {"top1": top1}
+    results = {"ft1_pre3_l1_s0": run(0.82), "ft1_pre3_l1_s1": run(0.83),
+               "ft1_pre2_h_s0": run(0.80), "ft1_pre2_h_s1": run(0.805),
+               "ft1_pre3_h_s0": run(0.815), "ft1_pre3_h_s1": run(0.84)}
+    rows = {line.split(" | ")[0].lstrip("| "): line
+            for line in claims.verdict_rows(results).splitlines()[2:]}
+    head = rows["1: 3-layer head from layer 1 > 2-layer head from h, 1% labels"]
+    assert "+2.2 (+2.0, +2.5)" in head and head.endswith("| holds |")
+    mixed = rows["1: 3-layer head, from layer 1 > from h, 1% labels"]
+    assert "(+0.5, -1.0)" in mixed and mixed.endswith("| does not hold |")
+    assert rows["4: memory > no memory, 1% labels (fine-tuned)"].endswith("| not measured |")
