@@ -257,11 +257,10 @@ def verdict_rows(results):
 def claims_table(results):
     """Markdown rows: claim, arm, mean ± half-range over seeds."""
     def top1(name):
-        return [results.get(f"{name}_s{s}", {}).get("top1") for s in SEEDS]
+        return [_metric(results, name, "top1", s) for s in SEEDS]
 
     def probe_value(pre, row):
-        return [results.get(f"probes_{pre}_s{s}", {}).get("values", {}).get(row)
-                for s in SEEDS]
+        return [_metric(results, pre, row, s) for s in SEEDS]
 
     arms = [
         ("1 head depth", "3-layer head, fine-tuned from layer 1, 1% labels", top1("ft1_pre3_l1")),

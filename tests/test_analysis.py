@@ -1,5 +1,6 @@
 """simclr_tf2.analysis: probes, event reading, pictures and the CLI."""
 
+import importlib
 import json
 import os
 import subprocess
@@ -143,14 +144,17 @@ def test_cli_missing_export_is_one_line_error(tmp_path):
     assert "flags.json" in result.stderr.strip().splitlines()[-1]
 
 
-def _suite_module():
-    """benchmarks/fashion_mnist.py, imported as a module."""
+def _benchmark_module(name):
+    """benchmarks/<name>.py, imported as a module."""
     sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
     try:
-        import fashion_mnist
+        return importlib.import_module(name)
     finally:
         sys.path.pop(0)
-    return fashion_mnist
+
+
+def _suite_module():
+    return _benchmark_module("fashion_mnist")
 
 
 def test_suite_runs_chain_through_the_pretraining_run():
@@ -217,13 +221,7 @@ def test_cli_bad_extra_export_is_one_line_error(tmp_path):
 
 
 def _claims_module():
-    """benchmarks/simclr_v2_claims.py, imported as a module."""
-    sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
-    try:
-        import simclr_v2_claims
-    finally:
-        sys.path.pop(0)
-    return simclr_v2_claims
+    return _benchmark_module("simclr_v2_claims")
 
 
 def test_claims_runs_depend_only_on_earlier_runs_of_their_seed():
