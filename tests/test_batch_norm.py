@@ -52,7 +52,8 @@ def _close(actual, expected, policy, scale=1.0):
 
 
 @pytest.mark.parametrize("shape,center,scale", [
-    ((8, 5, 5, 6), True, True), ((16, 7), True, True), ((16, 7), False, True),
+    ((8, 5, 5, 6), True, True), ((4, 3, 3, 16), True, True),
+    ((16, 7), True, True), ((16, 7), False, True),
     ((16, 7), False, False)])
 def test_training_matches_keras(policy, shape, center, scale):
     reference, fused = _pair(shape, center=center, scale=scale)
@@ -164,3 +165,27 @@ def test_fused_inside_xla_and_tf_function():
     np.testing.assert_allclose(got.numpy(), want.numpy(), atol=2e-5)
     np.testing.assert_allclose(layer.moving_variance.numpy(),
                                reference.moving_variance.numpy(), rtol=1e-5)
+
+
+@pytest.mark.parametrize("dtype,channels,expected", [
+    (tf.bfloat16, 8, tf.float32), (tf.bfloat16, 24, tf.float32),
+    (tf.bfloat16, 16, tf.bfloat16), (tf.bfloat16, 64, tf.bfloat16),
+    (tf.float16, 8, tf.float32), (tf.float32, 8, tf.float32)])
+def test_normalisation_dtype_blocks_of_16(dtype, channels, expected):
+    assert batch_norm.normalisation_dtype(dtype, channels) == expected
+
+
+@pytest.mark.parametrize("channels,kernel_dtype", [(8, tf.float32),
+                                                   (16, tf.bfloat16)])
+def test_bf16_layer_runs_kernel_in_chosen_dtype(channels, kernel_dtype):
+    """Under mixed_bfloat16 the traced step normalises 8 channels in float32
+    and 16 in bfloat16, and hands bfloat16 on either way."""
+    layer = FusedBatchNormalization(dtype="mixed_bfloat16")
+    x = tf.cast(tf.random.normal([4, 3, 3, channels]), tf.bfloat16)
+    layer.build(x.shape)
+    graph = tf.function(lambda v: layer(v, training=True)).get_concrete_function(
+        x).graph
+    kernels = [op for op in graph.get_operations()
+               if op.type == "FusedBatchNormV3"]
+    assert [op.get_attr("T") for op in kernels] == [kernel_dtype]
+    assert layer(x, training=True).dtype == tf.bfloat16

@@ -21,6 +21,11 @@ import keras
 import tensorflow as tf
 
 _FUSED_DTYPES = (tf.float32, tf.bfloat16, tf.float16)
+# oneDNN's vectorised bfloat16 batch norm (bnorm_tbb_jit) needs the channel
+# count to be a multiple of 16; other counts fall back to its generic kernel
+# (nspc_bnorm:any), 3-18x slower than float32 on the same tensor
+# (benchmarks/batch_norm_precision.py). Those layers normalise in float32.
+_HALF_CHANNEL_BLOCK = 16
 _fused_default = [True]
 
 
@@ -37,6 +42,18 @@ def fused_by_default(enabled):
         yield
     finally:
         _fused_default[0] = previous
+
+
+def normalisation_dtype(dtype, channels):
+    """The dtype the fused kernel runs in for ``dtype`` activations of ``channels``.
+
+    Half-precision activations whose channel count oneDNN's vectorised
+    kernel cannot block (not a multiple of 16) are normalised in float32;
+    everything else in its own dtype. On a GPU the cast is cheap either way.
+    """
+    if dtype in (tf.bfloat16, tf.float16) and channels % _HALF_CHANNEL_BLOCK:
+        return tf.float32
+    return dtype
 
 
 @keras.saving.register_keras_serializable(package="simclr_tf2")
@@ -79,6 +96,7 @@ class FusedBatchNormalization(keras.layers.BatchNormalization):
             return super().call(inputs, training=training, mask=mask)
         x = inputs if len(inputs.shape) == 4 else inputs[:, None, None, :]
         channels = x.shape[-1]
+        x = tf.cast(x, normalisation_dtype(x.dtype, channels))
         scale = (tf.convert_to_tensor(self.gamma) if self.scale
                  else tf.ones([channels], tf.float32))
         offset = (tf.convert_to_tensor(self.beta) if self.center
