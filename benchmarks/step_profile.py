@@ -80,10 +80,6 @@ KINDS = {
     "AssignSubVariableOp": "optimizer", "AssignAddVariableOp": "optimizer",
     "ReadVariableOp": "optimizer", "Norm": "optimizer",
 }
-EXTRA_CONFIGS = {
-    # ResNet-18, CIFAR stem, 28 px at 1/4 width: the Fashion-MNIST budget.
-    "fmnist_w4": (18, 0.25, True, 28, 512, 128, 0.5, False),
-}
 
 
 def fixed_batch(batch, size):
@@ -125,7 +121,7 @@ def op_events(logdir):
 
 def profile(config, precision, steps, warmup):
     """Per-kind milliseconds per step and the step's wall time."""
-    depth, width, stem, size, batch, _, _, _ = {**CONFIGS, **EXTRA_CONFIGS}[config]
+    depth, width, stem, size, batch, _, _, _ = CONFIGS[config]
     model = build_model(model_config(depth, width, stem), size, precision)
     step = tf.function(model.train_step)
     data = fixed_batch(batch, size)
@@ -167,7 +163,7 @@ def print_profile(result):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--config", default="fmnist_cpu_budget",
-                        help=",".join([*CONFIGS, *EXTRA_CONFIGS]))
+                        help=",".join(CONFIGS))
     parser.add_argument("--precision", default="float32",
                         choices=["float32", "mixed_bfloat16"])
     parser.add_argument("--steps", type=int, default=3)

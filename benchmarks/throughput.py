@@ -65,6 +65,9 @@ CONFIGS = {
     # The earlier benchmarks/fashion_mnist.py --budget=cpu pretraining (width
     # 1/8, float32; the budget is now width 1/4 in bf16), 3-channel input.
     "fmnist_cpu_budget": (18, 0.125, True, 28, 512, 128, 0.5, False),
+    # The Fashion-MNIST time-to-accuracy recipe: width 1/4, 1-channel
+    # images seen as 3 channels, jitter 1.0.
+    "fmnist_w4": (18, 0.25, True, 28, 512, 128, 1.0, False),
     "resnet50_224px": (50, 1.0, False, 224, 32, 4, 1.0, True),
 }
 # name: (precision, fused batch norm, XLA). f32_unfused is the Keras 3

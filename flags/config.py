@@ -29,7 +29,8 @@ def effective_values(flag_values):
 
     Returns:
       (values, origin): flag name -> effective value, and flag name ->
-      "flag" (set on the command line), "recipe:<name>" or "default".
+      "flag" (set on the command line), "recipe:<name>", "default",
+      "checkpoint:<dir>" or, for --precision=auto, "auto: <reason>".
     """
     recipe, recipe_origin = recipes.recipe_for(flag_values.dataset,
                                                flag_values.train_mode)
@@ -48,7 +49,22 @@ def effective_values(flag_values):
             from simclr_tf2.original import hooks as original_hooks
             original_hooks.fill_architecture_flags(values, origin)
     _check_backbone(values, origin, flag_values)
+    _resolve_auto_precision(values, origin)
     return values, origin
+
+
+def _resolve_auto_precision(values, origin):
+    """--precision=auto becomes the policy that runs fastest here; the
+    origin names the reason (e.g. "auto: avx512_bf16")."""
+    if values.get("precision") != "auto":
+        return
+    import tensorflow as tf  # Only needed to count the GPUs.
+
+    from simclr_tf2.models import precision
+    values["precision"], reason = precision.choose_precision(
+        use_tpu=values.get("use_tpu", False),
+        num_gpus=len(tf.config.list_physical_devices("GPU")))
+    origin["precision"] = f"auto: {reason}"
 
 
 # Flags that shape only the built-in ResNet.

@@ -133,8 +133,11 @@ flags.DEFINE_enum(
     "for image_size <= 64.")
 flags.DEFINE_integer("seed", DEFAULTS["seed"], "Seed for data order, augmentation and weight initialisation.")
 flags.DEFINE_enum(
-    "precision", DEFAULTS["precision"], ["float32", "mixed_bfloat16", "mixed_float16"],
-    "Compute precision (Keras mixed-precision policy); float16 uses loss scaling.")
+    "precision", "auto", ["auto", "float32", "mixed_bfloat16", "mixed_float16"],
+    "Compute precision (Keras mixed-precision policy); float16 uses loss "
+    "scaling. 'auto': mixed_bfloat16 on TPUs and on CPUs with bfloat16 "
+    "instructions (amx_bf16 or avx512_bf16), float32 on GPUs and other CPUs; "
+    "the effective configuration prints the choice and its reason.")
 flags.DEFINE_bool("jit_compile", DEFAULTS["jit_compile"], "Compile the train step with XLA.")
 flags.DEFINE_integer(
     "steps_per_execution", DEFAULTS["steps_per_execution"], "Train steps run per tf.function call (fewer Python round trips).")
