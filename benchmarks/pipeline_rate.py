@@ -38,12 +38,17 @@ def main():
     parser.add_argument("--batches", type=int, default=10, help="timed batches")
     parser.add_argument("--target", type=float, default=1500.0,
                         help="examples/s the pipeline must feed")
+    parser.add_argument("--grey", action="store_true",
+                        help="one-channel images (as Fashion-MNIST)")
+    parser.add_argument("--raw", action="store_true",
+                        help="images held decoded in memory (no JPEG decode)")
     parser.add_argument("--out", default="")
     args = parser.parse_args()
 
     _, _, _, size, _, _, jitter, blur = CONFIGS[args.config]
     side = args.source_side or size
-    source = SyntheticSource(max(4 * args.batch, 256), side, jpeg=True)
+    source = SyntheticSource(max(4 * args.batch, 256), side, jpeg=not args.raw,
+                             channels=1 if args.grey else 3)
     dataset = pipeline.build_train_dataset(
         source, "train", args.batch, "pretrain", size,
         color_jitter_strength=jitter, use_blur=blur, seed=0)
@@ -56,13 +61,16 @@ def main():
     wall, cpu = [b - a for a, b in zip(start, clocks())]
     examples = args.batch * args.batches
     result = {"config": args.config, "source_side": side, "image_size": size,
+              "channels": 1 if args.grey else 3, "jpeg": not args.raw,
               "color_jitter_strength": jitter, "blur": blur,
               "usable_cores": len(os.sched_getaffinity(0)),
               "examples_per_s": examples / wall,
               "examples_per_cpu_s": examples / cpu,
               "cores_for_target": args.target * cpu / examples,
               "target_examples_per_s": args.target}
-    print(f"{args.config}: {side} px JPEGs -> two {size} px views, jitter {jitter}, "
+    stored = f"{side} px {'grey' if args.grey else 'colour'} " + (
+        "arrays" if args.raw else "JPEGs")
+    print(f"{args.config}: {stored} -> two {size} px views, jitter {jitter}, "
           f"blur {blur}, {result['usable_cores']} cores")
     print(f"{result['examples_per_s']:.0f} examples/s wall, "
           f"{result['examples_per_cpu_s']:.0f} per CPU-second: "

@@ -35,17 +35,21 @@ class SyntheticSource(Source):
       side: image height and width.
       jpeg: store JPEG-encoded bytes and decode them in the pipeline.
       seed: numpy seed.
+      channels: 3 (colour) or 1 (grey, as Fashion-MNIST).
     """
 
-    def __init__(self, num_examples, side, jpeg=False, seed=0):
+    def __init__(self, num_examples, side, jpeg=False, seed=0, channels=3):
         super().__init__(DatasetInfo(
             name="synthetic", num_classes=NUM_CLASSES,
-            num_examples={"train": num_examples}, image_shape=(side, side, 3)))
+            num_examples={"train": num_examples},
+            image_shape=(side, side, channels)))
+        self.channels = channels
         rng = np.random.default_rng(seed)
         # Low-resolution noise upsampled: JPEG sizes closer to photographs.
         coarse = rng.uniform(0, 255, (num_examples, 8, 8, 3)).astype(np.float32)
         images = tf.image.resize(coarse, [side, side], method="bicubic")
-        self.images = tf.cast(tf.clip_by_value(images, 0, 255), tf.uint8).numpy()
+        self.images = tf.cast(tf.clip_by_value(images, 0, 255),
+                              tf.uint8).numpy()[..., :channels]
         self.labels = rng.integers(0, NUM_CLASSES, num_examples)
         self.jpeg = None
         if jpeg:
@@ -69,7 +73,7 @@ class SyntheticSource(Source):
 
         def decode(ex):
             ex = dict(ex)
-            ex["image"] = tf.io.decode_jpeg(ex.pop("jpeg"), channels=3)
+            ex["image"] = tf.io.decode_jpeg(ex.pop("jpeg"), channels=self.channels)
             return ex
 
         return refs.map(decode, num_parallel_calls=tf.data.AUTOTUNE)

@@ -293,3 +293,39 @@ def test_two_views_are_two_different_pretrain_views():
         out[..., :3], augment.preprocess_for_pretrain(image, SIZE, seeds[0]).numpy())
     np.testing.assert_allclose(
         out[..., 3:], augment.preprocess_for_pretrain(image, SIZE, seeds[1]).numpy())
+
+
+@pytest.mark.parametrize("use_blur,flip", [(False, True), (True, False)])
+def test_grey_image_gets_the_view_of_its_three_channel_copy(use_blur, flip):
+    """A [H, W, 1] image is augmented as one channel (no hue/saturation ops)
+    and gives, seed for seed, the view its tiled [H, W, 3] copy gets."""
+    rng = np.random.default_rng(3)
+    grey = tf.constant(rng.integers(0, 256, (28, 28, 1)), tf.uint8)
+    rgb = tf.tile(grey, [1, 1, 3])
+    for i in range(12):
+        seed = tf.constant([i, 7])
+        kwargs = dict(color_jitter_strength=1.0, use_blur=use_blur,
+                      crop_min_area=0.35, random_flip=flip)
+        got = augment.preprocess_for_pretrain(grey, 20, seed, **kwargs)
+        want = augment.preprocess_for_pretrain(rgb, 20, seed, **kwargs)
+        assert got.shape == want.shape == (20, 20, 3)
+        # Colour drop scales a grey pixel by 0.2989 + 0.587 + 0.114 = 0.9999.
+        np.testing.assert_allclose(got.numpy(), want.numpy(), atol=2e-3)
+
+
+def _op_types(channels):
+    """Op types of the pretraining view's graph, branch functions included."""
+    graph_def = tf.function(
+        lambda x: augment.preprocess_for_pretrain(x, 16, tf.constant([1, 2])))\
+        .get_concrete_function(tf.TensorSpec([28, 28, channels], tf.uint8))\
+        .graph.as_graph_def()
+    types = {node.op for node in graph_def.node}
+    for function in graph_def.library.function:
+        types |= {node.op for node in function.node_def}
+    return types
+
+
+def test_grey_path_skips_the_colour_space_ops():
+    colour_space = {"RGBToHSV", "HSVToRGB", "AdjustHue", "AdjustSaturation"}
+    assert _op_types(3) & colour_space
+    assert not _op_types(1) & colour_space

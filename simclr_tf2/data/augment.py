@@ -146,8 +146,13 @@ def flip_left_right(image, seed):
     return tf.image.stateless_random_flip_left_right(image, seed)
 
 
-def _jitter_ops(strength):
-    """Returns the four jitter ops `fn(image, seed)` for a jitter strength."""
+def _jitter_ops(strength, grey=False):
+    """Returns the four jitter ops `fn(image, seed)` for a jitter strength.
+
+    With `grey`, saturation and hue are the identity: on an image whose
+    channels are equal they change nothing (a grey pixel has no saturation
+    and no hue), so a one-channel image skips their colour-space round trip.
+    """
     s = 0.8 * strength
     lower = max(1.0 - s, 0.0)  # Contrast and saturation reject factors < 0.
 
@@ -165,6 +170,8 @@ def _jitter_ops(strength):
     def hue(x, seed):
         return tf.image.stateless_random_hue(x, min(0.2 * strength, 0.5), seed)
 
+    if grey:
+        return [brightness, contrast, lambda x, seed: x, lambda x, seed: x]
     return [brightness, contrast, saturation, hue]
 
 
@@ -181,16 +188,17 @@ def color_jitter(image, strength, seed):
     [-0.2 s, 0.2 s]. The image is clipped to [0, 1] after each op.
 
     Args:
-        image: Float tensor of shape [H, W, 3] in [0, 1].
+        image: Float tensor of shape [H, W, 3] in [0, 1], or [H, W, 1]: a
+            grey image, which gets what its three-channel copy would get.
         strength: Python float s, the jitter strength (0 disables jitter).
         seed: Int tensor of shape [2].
 
     Returns:
-        Float32 tensor of shape [H, W, 3] in [0, 1].
+        Float32 tensor of the input's shape in [0, 1].
     """
     if strength == 0:
         return image
-    ops = _jitter_ops(strength)
+    ops = _jitter_ops(strength, grey=image.shape[-1] == 1)
     seeds = _split(seed, len(ops) + 1)
     order = _random_order(len(ops), seeds[0])
     for i in range(len(ops)):
@@ -217,17 +225,19 @@ def color_distortion(image, strength, seed):
     """Applies color jitter with p=0.8, then color drop with p=0.2.
 
     Args:
-        image: Float tensor of shape [H, W, 3] in [0, 1].
+        image: Float tensor of shape [H, W, 3] in [0, 1], or [H, W, 1] (grey:
+            colour drop leaves it as it is).
         strength: Python float, the color jitter strength.
         seed: Int tensor of shape [2].
 
     Returns:
-        Float32 tensor of shape [H, W, 3] in [0, 1].
+        Float32 tensor of the input's shape in [0, 1].
     """
     seeds = _split(seed, 3)
     image = _random_apply(lambda x: color_jitter(x, strength, seeds[0]),
                           image, 0.8, seeds[1])
-    image = _random_apply(color_drop, image, 0.2, seeds[2])
+    if image.shape[-1] != 1:
+        image = _random_apply(color_drop, image, 0.2, seeds[2])
     return tf.clip_by_value(image, 0.0, 1.0)
 
 
@@ -326,7 +336,12 @@ def preprocess_for_pretrain(image, image_size, seed, color_jitter_strength=1.0,
         Float32 tensor of shape [image_size, image_size, 3] in [0, 1].
     """
     seeds = _split(seed, 4)
-    image = to_float_rgb(image)
+    # A grey image (one channel known when the graph is built) is augmented
+    # as one channel and tiled at the end: the same view as its three-channel
+    # copy would get, for a third of the work and no hue/saturation ops.
+    grey = image.shape.rank == 3 and image.shape[-1] == 1
+    image = (tf.image.convert_image_dtype(image, tf.float32) if grey
+             else to_float_rgb(image))
     image = random_crop_and_resize(image, image_size, seeds[0],
                                    area_range=(crop_min_area, 1.0))
     if random_flip:
@@ -335,6 +350,8 @@ def preprocess_for_pretrain(image, image_size, seed, color_jitter_strength=1.0,
     if use_blur:
         image = random_blur(image, seeds[3])
     image = tf.clip_by_value(image, 0.0, 1.0)
+    if grey:
+        image = tf.tile(image, [1, 1, 3])
     return tf.ensure_shape(image, [image_size, image_size, 3])
 
 
