@@ -368,10 +368,12 @@ def svm_row(out, settings, load=load_pixels, data_dir=None):
 
 # Work of one run in pretraining-epoch equivalents: image-views through a
 # forward and backward pass, over the 120,000 of one pretraining epoch at
-# 1/4 width. Assumed factors (not measured): 1/8 width costs half, the
-# memory's momentum encoder 1.3x, a teacher's forward pass a third of a
-# training view, a probe (feature extraction, L-BFGS, kNN) ~2 equivalents.
-WIDTH_COST = {0.25: 1.0, 0.125: 0.5}
+# 1/4 width. 1/8 width counts as 1/4: in mixed bfloat16 the sweep measured
+# it slower (501 against 931 images/s, docs/performance.md), before batch
+# norm moved to float32 at narrow channels; not measured since. Assumed
+# factors: the memory's momentum encoder 1.3x, a teacher's forward pass a
+# third of a training view, a probe (feature extraction, L-BFGS, kNN) 2.
+WIDTH_COST = {0.25: 1.0, 0.125: 1.0}
 MEMORY_COST = 1.3
 TEACHER_COST = 1 / 3
 PROBE_COST = 2.0
@@ -407,11 +409,15 @@ def cost(name, flags):
 
 def plan(runs, out, data_dir, budget, images_per_s, svm_examples):
     """Lines: every command in order, then the estimated cost."""
-    lines, total, pretraining = [], 0.0, 0.0
+    lines, total, pretraining, kinds = [], 0.0, 0.0, {}
     for index, (name, flags) in enumerate(runs, 1):
         work, epochs = cost(name, flags)
         total += work
         pretraining += epochs
+        kind = ("probes" if flags == PROBE else
+                {"pretrain": "pretraining", "finetune": "fine-tuning and from scratch",
+                 "distill": "distillation"}[_flag(flags, "train_mode", "pretrain")])
+        kinds[kind] = kinds.get(kind, 0.0) + work
         command = (suite._display([suite.PYTHON] + probe_args(name, out, data_dir, budget))
                    if flags == PROBE else
                    suite._display(command_for(name, flags, out, data_dir, budget)))
@@ -419,7 +425,8 @@ def plan(runs, out, data_dir, budget, images_per_s, svm_examples):
     if svm_examples:
         lines.append(f"{len(runs) + 1:3d} svm_pixels: SVC(C={SVM['C']}, kernel='rbf', "
                      f"gamma={SVM['gamma']!r}) on {svm_examples} training images' pixels")
-    seconds_per_eq = 2 * TRAIN_EXAMPLES / (2 * images_per_s)
+    seconds_per_eq = TRAIN_EXAMPLES / images_per_s
+    lines.append("by kind: " + ", ".join(f"{kind} {work:.0f}" for kind, work in kinds.items()))
     lines.append(f"estimate: {total:.0f} pretraining-epoch equivalents ({pretraining:.0f} "
                  f"of them pretraining epochs, {len(runs)} steps); at {images_per_s:.0f} "
                  f"images/s of pretraining: {total * seconds_per_eq / 3600:.1f} h"
@@ -710,6 +717,11 @@ def parse_args(argv=None):
     parser.add_argument("--svm_train_examples", type=int, default=TRAIN_EXAMPLES,
                         help="training images of the RBF-SVM row (a seed-0 subsample "
                              "when below the split's size; 0: no SVM row)")
+    parser.add_argument("--only", type=lambda text: tuple(
+                            s.strip() for s in text.split(",") if s.strip()), default=(),
+                        help="comma-separated run names without the seed suffix (e.g. "
+                             "pre3_mem,ft1_pre3_mem_l1): run only those; the others are "
+                             "reported from their results in --out")
     parser.add_argument("--plan", action="store_true",
                         help="Print every command in order and the estimated cost; "
                              "run nothing.")
@@ -724,9 +736,16 @@ def main(argv=None):
     args = parse_args(argv)
     out = os.path.abspath(args.out)
     runs = all_runs(out, args.seeds, args.budget, args.distill_settings)
+    known = {name.rsplit("_s", 1)[0] for name, _ in runs}
+    unknown = sorted(set(args.only) - known)
+    if unknown:
+        sys.exit(f"error: --only names no run: {', '.join(unknown)} "
+                 f"(known: {', '.join(sorted(known))})")
+    if args.only and args.plan:
+        runs = [run for run in runs if run[0].rsplit("_s", 1)[0] in args.only]
     if args.plan:
         print("\n".join(plan(runs, out, args.data_dir, args.budget, args.images_per_s,
-                             args.svm_train_examples)))
+                             0 if args.only else args.svm_train_examples)))
         return
     os.makedirs(out, exist_ok=True)
     start = time.time()
@@ -738,9 +757,10 @@ def main(argv=None):
     with open(commands_path, "w") as commands:
         for name, flags in runs:
             done_file = os.path.join(out, name + ".done.json")
-            if args.report_only:
+            if args.report_only or (args.only and name.rsplit("_s", 1)[0] not in args.only):
                 if os.path.exists(done_file):
                     results[name] = json.load(open(done_file))
+                    commands.write(f"{name}: {results[name]['command']}\n")
                 continue
             try:
                 if flags == PROBE:
@@ -754,7 +774,7 @@ def main(argv=None):
                 print(f"[{name}] failed: {failure}", flush=True)
                 failed.append(name)
             commands.flush()
-        if args.report_only:
+        if args.report_only or args.only:
             if os.path.exists(svm_done):
                 results["svm_pixels"] = json.load(open(svm_done))
         elif args.svm_train_examples:

@@ -342,12 +342,13 @@ def test_claims_plan_prints_every_command_and_the_cost(capsys):
                  "--images_per_s=300"])
     lines = capsys.readouterr().out.splitlines()
     runs = claims.all_runs("/o", (0, 1), "cpu", ("long",))
-    assert len(lines) == len(runs) + 2  # + the SVM and the estimate.
+    assert len(lines) == len(runs) + 3  # + the SVM, the kinds and the estimate.
     assert lines[0].startswith("  1 pre3_s0 [18.0 eq]: python run.py ")
     assert "--model_dir=/o/pre3_s0" in lines[0]
     assert any("probes_pre3_s1" in line and "simclr_tf2.analysis probes" in line
                for line in lines)
-    assert "svm_pixels: SVC(C=10.0" in lines[-2]
+    assert "svm_pixels: SVC(C=10.0" in lines[-3]
+    assert lines[-2].startswith("by kind: pretraining ")
     # 8 pretrainings of 18 epochs (3 at 1/4 width, the small one at half cost,
     # the memory at 1.3x) per seed.
     assert "(144 of them pretraining epochs" in lines[-1]
@@ -374,3 +375,25 @@ def test_claims_suite_rows_and_images_per_s(tmp_path):
                    "step 300/300 | 230.0 images/s | loss 1\n")
     assert claims.images_per_s(str(log)) == 220.0
     assert claims.images_per_s(str(tmp_path / "missing.log")) is None
+
+
+def test_claims_only_runs_the_named_arms_and_reports_the_rest(tmp_path, monkeypatch, capsys):
+    claims = _claims_module()
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "pre3_s0.done.json").write_text(json.dumps({"command": "python run.py x",
+                                                       "top1": 0.5}))
+    ran = []
+    monkeypatch.setattr(claims.suite, "run_one",
+                        lambda name, command, out: ran.append(name) or {"top1": 0.6})
+    claims.main([f"--out={out}", "--seeds=0", "--distill_settings=long",
+                 "--only=pre3_mem,ft1_pre3_mem_l1"])
+    assert ran == ["pre3_mem_s0", "ft1_pre3_mem_l1_s0"]
+    summary = json.loads((out / "claims.json").read_text())
+    assert set(summary["runs"]) == {"pre3_s0", "pre3_mem_s0", "ft1_pre3_mem_l1_s0"}
+    assert "pre3_s0: python run.py x" in (out / "commands.txt").read_text()
+    assert "svm_pixels" not in summary["runs"]  # Only with the whole suite.
+    rows = json.loads((out / "fashion_mnist.json").read_text())["rows"]
+    assert {"finetune_1pct", "distill_1pct"} <= {row["run"] for row in rows}
+    with pytest.raises(SystemExit):
+        claims.main([f"--out={out}", "--only=nope"])
