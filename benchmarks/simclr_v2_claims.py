@@ -52,20 +52,26 @@ Usage:
     python benchmarks/simclr_v2_claims.py --out=/tmp/claims          # everything
     python benchmarks/simclr_v2_claims.py --out=/tmp/claims --seeds=0 \
         --distill_settings=long,short                                # a subset
+    python benchmarks/simclr_v2_claims.py --out=/tmp/claims \
+        --only=pre3_mem,ft1_pre3_mem_l1,probes_pre3_mem              # named arms
     python benchmarks/simclr_v2_claims.py --out=/tmp/claims --report_only
     python benchmarks/simclr_v2_claims.py --out=/tmp/cs --budget=smoke \
-        --svm_train_examples=2000                                    # plumbing, minutes
+        --seeds=0 --svm_train_examples=2000                          # plumbing only
 
 Cost: `--plan` prints every command in order and the work in pretraining-
 epoch equivalents (one epoch of two augmented views of 60k images at 1/4
 width; fine-tuning and distillation count their single views, distillation
-adds a third for the teacher's forward pass, 1/8 width counts half, the
-memory 1.3x). With the default settings that is about 600 equivalents
-(216 of them pretraining epochs): about 47 hours on 2 shared cores at the
-212 images/s a 1/4-width pretraining step measured there, about 24 hours on
-2 idle cores, before the probes and the SVM (each probe tens of minutes; the
-SVM on 60k pixels over an hour). Seeds run interleaved claim by claim, so a
-partial suite answers the first claims for every seed.
+adds a third of a view for the teacher's forward pass, the memory 1.3x)
+plus 90 s per run.py step for start-up, evaluation and export. The default
+suite (3 seeds, distillation settings long, short, long_t2, long_random) is
+84 steps and 570 equivalents, 216 of them pretraining epochs and 264
+distillation: about 26 hours on 2 shared cores at the 400 images/s a
+1/4-width pretraining step ran there (median of a time-to-accuracy run's
+progress lines), and 12 hours on 2 idle ones (931 images/s, the width
+sweep), before the SVM (extrapolated from 2,000 and 4,000 images: over an
+hour on one loaded core). --distill_settings=long alone is 414 equivalents
+(about 19 hours shared). Seeds run interleaved claim by claim, so a partial
+suite answers the first claims for every seed.
 
 Writes OUT/claims.json (every run's command, wall time and result),
 OUT/claims.md (verdicts, the distillation settings, every arm) and
@@ -74,8 +80,9 @@ finetune_1pct and distill_1pct with top1 = the mean over seeds). A rerun with
 the same --out reuses runs whose result exists for the same command, and
 run.py resumes an interrupted run from its checkpoint; a run reads only
 earlier runs of its own seed, so seeds can also run as separate processes
-(--seeds=0, --seeds=1, ... on the same --out). --report_only summarises what
-exists without running anything.
+(--seeds=0, --seeds=1, ... on the same --out; each writes the tables of its
+own seeds, and --report_only then writes those of all). --report_only
+summarises what exists without running anything.
 """
 
 import argparse
@@ -377,9 +384,13 @@ WIDTH_COST = {0.25: 1.0, 0.125: 1.0}
 MEMORY_COST = 1.3
 TEACHER_COST = 1 / 3
 PROBE_COST = 2.0
+# Per run.py step: TensorFlow start-up, the evaluation (run.py's kNN over
+# the 60k training images) and the export; assumed, not measured.
+STEP_OVERHEAD_S = 90
 # images/s of a 1/4-width pretraining step at batch 512 (2 views per image),
-# mixed bfloat16, 2 shared cores (the time-to-accuracy run's log, step 100).
-MEASURED_IMAGES_PER_S = 212.5
+# mixed bfloat16, 2 shared cores: the median progress line of a
+# time-to-accuracy run (--width=0.25 --epochs=18), the first left out.
+MEASURED_IMAGES_PER_S = 400
 
 
 def _flag(flags, name, default=None):
@@ -427,10 +438,12 @@ def plan(runs, out, data_dir, budget, images_per_s, svm_examples):
                      f"gamma={SVM['gamma']!r}) on {svm_examples} training images' pixels")
     seconds_per_eq = TRAIN_EXAMPLES / images_per_s
     lines.append("by kind: " + ", ".join(f"{kind} {work:.0f}" for kind, work in kinds.items()))
+    steps = sum(flags != PROBE for _, flags in runs)
+    hours = (total * seconds_per_eq + steps * STEP_OVERHEAD_S) / 3600
     lines.append(f"estimate: {total:.0f} pretraining-epoch equivalents ({pretraining:.0f} "
                  f"of them pretraining epochs, {len(runs)} steps); at {images_per_s:.0f} "
-                 f"images/s of pretraining: {total * seconds_per_eq / 3600:.1f} h"
-                 + (", plus the SVM" if svm_examples else ""))
+                 f"images/s of pretraining and {STEP_OVERHEAD_S} s per run.py step: "
+                 f"{hours:.1f} h" + (", plus the SVM" if svm_examples else ""))
     return lines
 
 
@@ -720,8 +733,8 @@ def parse_args(argv=None):
     parser.add_argument("--only", type=lambda text: tuple(
                             s.strip() for s in text.split(",") if s.strip()), default=(),
                         help="comma-separated run names without the seed suffix (e.g. "
-                             "pre3_mem,ft1_pre3_mem_l1): run only those; the others are "
-                             "reported from their results in --out")
+                             "pre3_mem,ft1_pre3_mem_l1, or svm_pixels): run only those; "
+                             "the others are reported from their results in --out")
     parser.add_argument("--plan", action="store_true",
                         help="Print every command in order and the estimated cost; "
                              "run nothing.")
@@ -736,7 +749,7 @@ def main(argv=None):
     args = parse_args(argv)
     out = os.path.abspath(args.out)
     runs = all_runs(out, args.seeds, args.budget, args.distill_settings)
-    known = {name.rsplit("_s", 1)[0] for name, _ in runs}
+    known = {name.rsplit("_s", 1)[0] for name, _ in runs} | {"svm_pixels"}
     unknown = sorted(set(args.only) - known)
     if unknown:
         sys.exit(f"error: --only names no run: {', '.join(unknown)} "
@@ -745,7 +758,8 @@ def main(argv=None):
         runs = [run for run in runs if run[0].rsplit("_s", 1)[0] in args.only]
     if args.plan:
         print("\n".join(plan(runs, out, args.data_dir, args.budget, args.images_per_s,
-                             0 if args.only else args.svm_train_examples)))
+                             args.svm_train_examples
+                             if not args.only or "svm_pixels" in args.only else 0)))
         return
     os.makedirs(out, exist_ok=True)
     start = time.time()
@@ -774,7 +788,7 @@ def main(argv=None):
                 print(f"[{name}] failed: {failure}", flush=True)
                 failed.append(name)
             commands.flush()
-        if args.report_only or args.only:
+        if args.report_only or (args.only and "svm_pixels" not in args.only):
             if os.path.exists(svm_done):
                 results["svm_pixels"] = json.load(open(svm_done))
         elif args.svm_train_examples:

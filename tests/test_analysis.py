@@ -353,7 +353,8 @@ def test_claims_plan_prints_every_command_and_the_cost(capsys):
     # the memory at 1.3x) per seed.
     assert "(144 of them pretraining epochs" in lines[-1]
     total = sum(claims.cost(name, flags)[0] for name, flags in runs)
-    hours = total * 60000 / 300 / 3600
+    steps = sum(flags != claims.PROBE for _, flags in runs)
+    hours = (total * 60000 / 300 + steps * claims.STEP_OVERHEAD_S) / 3600
     assert lines[-1].startswith(f"estimate: {total:.0f} pretraining-epoch equivalents")
     assert lines[-1].endswith(f"{hours:.1f} h, plus the SVM")
 
@@ -392,7 +393,7 @@ def test_claims_only_runs_the_named_arms_and_reports_the_rest(tmp_path, monkeypa
     summary = json.loads((out / "claims.json").read_text())
     assert set(summary["runs"]) == {"pre3_s0", "pre3_mem_s0", "ft1_pre3_mem_l1_s0"}
     assert "pre3_s0: python run.py x" in (out / "commands.txt").read_text()
-    assert "svm_pixels" not in summary["runs"]  # Only with the whole suite.
+    assert "svm_pixels" not in summary["runs"]  # Only when named or with the whole suite.
     rows = json.loads((out / "fashion_mnist.json").read_text())["rows"]
     assert {"finetune_1pct", "distill_1pct"} <= {row["run"] for row in rows}
     with pytest.raises(SystemExit):
