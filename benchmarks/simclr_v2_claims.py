@@ -97,6 +97,9 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import fashion_mnist as suite  # noqa: E402
 
+if suite.ROOT not in sys.path:  # simclr_tf2 for the SVM row's pixels.
+    sys.path.append(suite.ROOT)
+
 SEEDS = (0, 1, 2)
 TRAIN_EXAMPLES = 60000
 PRETRAIN_EPOCHS = 18
