@@ -134,7 +134,15 @@ def pretrain(args):
             return done
     model_dir = os.path.join(args.out, "pretrain")
     resumed = bool(glob.glob(os.path.join(model_dir, "ckpt-*.index")))
+    # The first attempt's start time: a resumed run's checkpoints are timed
+    # from it (the gap while nothing ran counts; the JSON says "resumed").
+    start_path = os.path.join(args.out, "pretrain.start")
+    first_start = float(open(start_path).read()) if os.path.exists(start_path) else None
+    if first_start is None:
+        with open(start_path, "w") as f:
+            f.write(repr(time.time()))
     start, wall, cpu = run_logged("pretrain", command, args.out)
+    start = first_start or start
     done = {"command": display(command), "wall_seconds": wall, "cpu_seconds": cpu,
             "resumed": resumed, "checkpoint_seconds": {
                 str(step): seconds for step, seconds in
@@ -170,10 +178,18 @@ def score(rows, name):
     return row.get("top1") if row.get("top1") is not None else row.get("knn_top1")
 
 
+def probed_steps(done, args):
+    """The checkpoint steps to probe: all but one that lies within an epoch
+    of the next (the final step a few steps after a periodic save)."""
+    steps = sorted(int(step) for step in done["checkpoint_seconds"])
+    return [step for i, step in enumerate(steps)
+            if i + 1 == len(steps) or steps[i + 1] - step >= steps_per_epoch(args)]
+
+
 def curve_rows(args, done):
     rows = []
-    for step_text, seconds in done["checkpoint_seconds"].items():
-        step = int(step_text)
+    for step in probed_steps(done, args):
+        seconds = done["checkpoint_seconds"][str(step)]
         probes = probe(args, step)
         rows.append({"step": step, "epochs": step / steps_per_epoch(args),
                      "minutes": seconds / 60,
