@@ -59,6 +59,8 @@ def parse_args(argv=None):
     parser.add_argument("--probe_every", type=int, default=5,
                         help="epochs between probed checkpoints (the last one "
                              "is always probed)")
+    parser.add_argument("--probe_last_only", action="store_true",
+                        help="probe only the final checkpoint")
     parser.add_argument("--train_split", default="train")
     parser.add_argument("--data_dir", default=None)
     parser.add_argument("--extra_flag", action="append", default=[],
@@ -143,10 +145,12 @@ def pretrain(args):
             f.write(repr(time.time()))
     start, wall, cpu = run_logged("pretrain", command, args.out)
     start = first_start or start
+    times = checkpoint_times(model_dir, start)
     done = {"command": display(command), "wall_seconds": wall, "cpu_seconds": cpu,
             "resumed": resumed, "checkpoint_seconds": {
-                str(step): seconds for step, seconds in
-                sorted(checkpoint_times(model_dir, start).items())}}
+                str(step): seconds for step, seconds in sorted(times.items())}}
+    if resumed:  # This process only finished the run: time it from the start.
+        done.update(wall_seconds=max(times.values()), cpu_seconds=None)
     with open(os.path.join(model_dir, "flags.json")) as f:
         done["precision"] = json.load(f)["precision"]
     with open(done_path, "w") as f:
@@ -182,6 +186,8 @@ def probed_steps(done, args):
     """The checkpoint steps to probe: all but one that lies within an epoch
     of the next (the final step a few steps after a periodic save)."""
     steps = sorted(int(step) for step in done["checkpoint_seconds"])
+    if args.probe_last_only:
+        return steps[-1:]
     return [step for i, step in enumerate(steps)
             if i + 1 == len(steps) or steps[i + 1] - step >= steps_per_epoch(args)]
 
@@ -214,8 +220,9 @@ def markdown(rows, pixels, done):
     lines.append(f"| raw pixels | | {pct(pixels['logreg'])} | {pct(pixels['knn10'])} "
                  f"| {pct(pixels['knn200'])} |")
     lines.append("")
-    lines.append(f"Pretraining: {done['wall_seconds'] / 60:.1f} min wall, "
-                 f"{done['cpu_seconds']:.0f} CPU s, precision {done['precision']}"
+    cpu = "" if done["cpu_seconds"] is None else f", {done['cpu_seconds']:.0f} CPU s"
+    lines.append(f"Pretraining: {done['wall_seconds'] / 60:.1f} min wall{cpu}, "
+                 f"precision {done['precision']}"
                  + (" (resumed: not one run's wall clock)" if done["resumed"] else ""))
     return "\n".join(lines) + "\n"
 
