@@ -6,12 +6,8 @@ import time
 import keras
 import tensorflow as tf
 
-from simclr_tf2 import checkpoints
+from simclr_tf2.rundir import checkpoints
 from simclr_tf2.errors import TrainingDivergedError  # noqa: F401  (re-exported)
-
-
-def _step(model):
-    return int(model.optimizer.iterations.numpy())
 
 
 class ProgressLogger(keras.callbacks.Callback):
@@ -40,12 +36,12 @@ class ProgressLogger(keras.callbacks.Callback):
         self._last_step = None
 
     def on_train_begin(self, logs=None):
-        self._last_time, self._last_step = time.time(), _step(self.model)
+        self._last_time, self._last_step = time.time(), checkpoints.global_step(self.model.optimizer)
 
     def on_train_batch_end(self, batch, logs=None):
         logs = logs or {}
         loss = float(logs.get("loss", 0.0))
-        step = _step(self.model)
+        step = checkpoints.global_step(self.model.optimizer)
         if not math.isfinite(loss):
             self.model.stop_training = True
             raise TrainingDivergedError(
@@ -75,7 +71,7 @@ class StopAtStep(keras.callbacks.Callback):
         self.total_steps = total_steps
 
     def on_train_batch_end(self, batch, logs=None):
-        if _step(self.model) >= self.total_steps:
+        if checkpoints.global_step(self.model.optimizer) >= self.total_steps:
             self.model.stop_training = True
 
 
@@ -98,7 +94,7 @@ class CheckpointSaver(keras.callbacks.Callback):
         self._healthy = math.isfinite(float((logs or {}).get("loss", 0.0)))
 
     def _save(self):
-        step = _step(self.model)
+        step = checkpoints.global_step(self.model.optimizer)
         if self._healthy and step != self._saved_step:
             checkpoints.save(self.manager, step)
             self._saved_step = step
@@ -131,7 +127,7 @@ class PeriodicKnnEval(keras.callbacks.Callback):
         self.printer = printer
 
     def on_train_batch_end(self, batch, logs=None):
-        step = _step(self.model)
+        step = checkpoints.global_step(self.model.optimizer)
         if step % self.every_n_steps:
             return
         accuracy = self.measure()

@@ -41,9 +41,7 @@ def latest_export(path):
     Raises:
       ConfigError: neither, with the command that writes an export.
     """
-    if os.path.isfile(os.path.join(path, "saved_model.pb")):
-        return path
-    export = rundir.latest_export(path)
+    export = rundir.resolve_export(path)
     if export is None:
         raise ConfigError(
             f"--model={path} is neither an export nor a model_dir with an "

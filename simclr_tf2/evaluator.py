@@ -10,7 +10,7 @@ import os
 
 import tensorflow as tf
 
-from simclr_tf2 import checkpoints
+from simclr_tf2.rundir import checkpoints
 from simclr_tf2 import errors
 from simclr_tf2 import knn
 from simclr_tf2 import rundir
@@ -154,9 +154,8 @@ class Evaluator:
         model_dir = self.config.train.model_dir
         timeout = self.config.evaluation.eval_timeout_secs
         for path in tf.train.checkpoints_iterator(model_dir, timeout=timeout):
-            restore = tf.train.Checkpoint(
-                model=checkpoints.model_trackable(exp.model),
-                global_step=exp.optimizer.iterations)
+            restore = checkpoints.weights_checkpoint(
+                exp.model, global_step=exp.optimizer.iterations)
             # A damaged newest checkpoint: the newest readable one before it
             # (with a warning naming it), as a resumed training does.
             checkpoints.restore_latest(restore, model_dir, newest=path)
@@ -164,7 +163,7 @@ class Evaluator:
             if on_result:
                 on_result(result)
             final = rundir.recorded_final_step(model_dir)
-            step = max(exp.global_step, checkpoints.checkpoint_step(path))
+            step = max(exp.global_step, rundir.checkpoint_step(path))
             if step >= min(exp.total_steps, final or exp.total_steps):
                 break
         if result is None:

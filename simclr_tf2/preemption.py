@@ -42,13 +42,9 @@ import tempfile
 import keras
 import tensorflow as tf
 
-from simclr_tf2 import checkpoints
+from simclr_tf2.rundir import checkpoints
 from simclr_tf2 import rundir
 from simclr_tf2 import signals
-
-
-def _step(model):
-    return int(model.optimizer.iterations.numpy())
 
 
 def _is_multi_worker(strategy):
@@ -101,7 +97,7 @@ class SaveOnSignal(keras.callbacks.Callback):
 
     def _save(self):
         """Writes (or finds) the checkpoint of the current step; returns its path."""
-        step = _step(self.model)
+        step = checkpoints.global_step(self.model.optimizer)
         path = os.path.join(self.manager.directory, rundir.checkpoint_name(step))
         if path not in self.manager.checkpoints:
             path = checkpoints.save(self.manager, step)
@@ -113,7 +109,7 @@ class SaveOnSignal(keras.callbacks.Callback):
         self._close_tf_handler()
         # A worker stopped by a peer's signal reports it as SIGTERM.
         raise signals.Interrupted(signals.received() or signal.SIGTERM,
-                                  saved=path, step=_step(self.model))
+                                  saved=path, step=checkpoints.global_step(self.model.optimizer))
 
     def _start_tf_handler(self):
         """TF's PreemptionCheckpointHandler, agreeing on the step across workers.

@@ -5,12 +5,11 @@ computes is the model's `train_step` with the experiment's `tasks.Task`.
 """
 
 import math
-import os
 
 import tensorflow as tf
 
 from simclr_tf2 import callbacks as callbacks_lib
-from simclr_tf2 import checkpoints
+from simclr_tf2.rundir import checkpoints
 from simclr_tf2 import preemption
 from simclr_tf2 import rundir
 from simclr_tf2 import signals
@@ -78,10 +77,8 @@ class Trainer:
             self.printer(f"already at step {start} >= {exp.total_steps}; nothing to train.")
             self.record_training_done()
             return
-        done_marker = os.path.join(self.config.train.model_dir,
-                                   rundir.TRAINING_DONE)
-        if exp.is_chief and tf.io.gfile.exists(done_marker):
-            tf.io.gfile.remove(done_marker)  # This run goes further.
+        if exp.is_chief:
+            rundir.clear_final_step(self.config.train.model_dir)  # This run goes further.
         writer = exp.summary_writer(rundir.TRAIN_SUMMARIES)
         dataset = self.train_dataset(seed_offset=start)
         self._write_example_views(dataset, writer)
@@ -134,6 +131,5 @@ class Trainer:
     def record_training_done(self):
         """Notes the final step in model_dir/training_done.json (chief only)."""
         if self.experiment.is_chief:
-            rundir.atomic_write_json(
-                os.path.join(self.config.train.model_dir, rundir.TRAINING_DONE),
-                {"final_step": self.experiment.global_step})
+            rundir.record_final_step(self.config.train.model_dir,
+                                     self.experiment.global_step)

@@ -8,7 +8,8 @@ import pytest
 
 import flags as simclr_flags
 from export import preflight
-from simclr_tf2 import callbacks, checkpoints, cli, errors, run_lock
+from simclr_tf2 import callbacks, cli, errors
+from simclr_tf2.rundir import checkpoints, run_lock
 from simclr_tf2.data import registry, source
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -18,7 +18,7 @@ import tensorflow as tf
 from tensorflow.core.protobuf import saved_model_pb2
 
 from export import saved_model
-from simclr_tf2 import checkpoints
+from simclr_tf2.rundir import checkpoints
 from simclr_tf2.config import RunConfig
 from simclr_tf2.data import augment
 from simclr_tf2.models import build

@@ -2,7 +2,7 @@
 
 End-to-end tests run run.py / `python -m export` as subprocesses on a tiny
 model and signal them at chosen moments (see simclr_tf2/signals.py,
-preemption.py and checkpoint_pin.py).
+preemption.py and pinning.py).
 """
 
 import glob
@@ -21,8 +21,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from simclr_tf2 import checkpoint_pin
-from simclr_tf2 import checkpoints
+from simclr_tf2.rundir import pinning
+from simclr_tf2.rundir import checkpoints
 from tests.test_multiworker import _free_ports
 from tests.test_run import ROOT, TINY
 
@@ -185,7 +185,7 @@ def test_pinned_checkpoint_survives_rotation(tmp_path):
     step, weights, manager = _tiny_manager(str(tmp_path))
     weights.assign(tf.fill([64], 1.0))
     manager.save(checkpoint_number=1)
-    with checkpoint_pin.pinned(str(tmp_path)) as pin:
+    with pinning.pinned(str(tmp_path)) as pin:
         assert pin.path.endswith("ckpt-1") and pin.readable != pin.path
         weights.assign(tf.fill([64], 2.0))
         manager.save(checkpoint_number=2)  # deletes ckpt-1
@@ -200,18 +200,18 @@ def test_pinned_takes_the_newest_again_when_the_chosen_one_vanishes(
         tmp_path, monkeypatch):
     _, _, manager = _tiny_manager(str(tmp_path))
     manager.save(checkpoint_number=1)
-    real_link = checkpoint_pin._link
+    real_link = pinning._link
 
     def link_after_a_save(prefix):  # the trainer saves between choice and read
         if prefix.endswith("ckpt-1"):
             manager.save(checkpoint_number=2)
         return real_link(prefix)
 
-    monkeypatch.setattr(checkpoint_pin, "_link", link_after_a_save)
-    with checkpoint_pin.pinned(str(tmp_path)) as pin:
+    monkeypatch.setattr(pinning, "_link", link_after_a_save)
+    with pinning.pinned(str(tmp_path)) as pin:
         assert pin.path.endswith("ckpt-2")
     # A named ckpt-N prefix is the user's choice: no retry.
-    with checkpoint_pin.pinned(str(tmp_path / "ckpt-1")) as pin:
+    with pinning.pinned(str(tmp_path / "ckpt-1")) as pin:
         assert pin.readable == pin.path  # missing: the reader reports it
 
 

@@ -13,9 +13,9 @@ import numpy as np
 import tensorflow as tf
 
 from simclr_tf2 import rundir
-from simclr_tf2.checkpoints import CheckpointMismatchError
+from simclr_tf2.errors import CheckpointMismatchError
 from simclr_tf2.original import architecture, layout
-from simclr_tf2.object_graph import ObjectGraph
+from simclr_tf2.rundir.object_graph import ObjectGraph
 
 
 class OriginalCheckpointError(CheckpointMismatchError):

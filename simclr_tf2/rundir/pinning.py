@@ -112,7 +112,7 @@ def _hold(source, retries):
         directory, readable = _link(source)
         return Pin(source, readable), directory
     for attempt in range(retries + 1):
-        path = tf.train.latest_checkpoint(source)
+        path = rundir.latest_checkpoint(source)
         listed = tf.train.get_checkpoint_state(source) is not None
         try:
             if path is None and listed:
