@@ -6,7 +6,7 @@ SimCLR pretraining, fine-tuning, distillation and evaluation. Flags are
 defined in flags/definitions.py (the original SimCLR TF2 flags plus our
 own); this file parses them, turns them into a `simclr_tf2.config.RunConfig`
 (flags/config.py), and runs `simclr_tf2.app.run` with the top-level
-`export` package as its exporter.
+`simclr_tf2.export` package as its exporter.
 User errors end with one line on stderr and exit status 1 (set
 SIMCLR_TF2_TRACEBACK=1 to see the Python traceback instead).
 SIGTERM (a preempted machine) or SIGINT (Ctrl-C) during training: the step
@@ -84,7 +84,7 @@ def main(argv):
     if config.runtime.num_logical_cpu_devices > 1:
         from simclr_tf2 import distribute
         distribute.configure_logical_cpus(config.runtime.num_logical_cpu_devices)
-    from export import saved_model
+    from simclr_tf2.export import saved_model
     from simclr_tf2 import app as simclr_app
     simclr_app.run(config, origin, printer=_print,
                    exporter=saved_model.export_to_model_dir)

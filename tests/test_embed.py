@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from export import saved_model
+from simclr_tf2.export import saved_model
 from simclr_tf2 import embed
 from simclr_tf2 import embedding
 from simclr_tf2 import retrieval

@@ -7,7 +7,7 @@ import sys
 import pytest
 
 import flags as simclr_flags
-from export import preflight
+from simclr_tf2.export import preflight
 from simclr_tf2 import callbacks, cli, errors
 from simclr_tf2.rundir import checkpoints, run_lock
 from simclr_tf2.data import registry, source

@@ -17,7 +17,7 @@ import pytest
 import tensorflow as tf
 from tensorflow.core.protobuf import saved_model_pb2
 
-from export import saved_model
+from simclr_tf2.export import saved_model
 from simclr_tf2.rundir import checkpoints
 from simclr_tf2.config import RunConfig
 from simclr_tf2.data import augment
@@ -273,9 +273,15 @@ def test_saved_model_cli_show_and_run_on_png(exported):
                                    ref[f"png_{key}"], atol=1e-5, rtol=0)
 
 
-def test_python_m_export_from_checkpoint_matches_run_export(exported):
-    out = exported.base / "from_checkpoint"
-    proc = tool("export", f"--model_dir={exported.model_dir}",
+# The checkout's `python -m export` (absl) and the library's command
+# (`simclr-export`, also `python -m simclr_tf2.export`).
+EXPORT_COMMANDS = ["export", "simclr_tf2.export"]
+
+
+@pytest.mark.parametrize("command", EXPORT_COMMANDS)
+def test_python_m_export_from_checkpoint_matches_run_export(exported, command):
+    out = exported.base / f"from_checkpoint_{command}"
+    proc = tool(command, f"--model_dir={exported.model_dir}",
                 f"--export_dir={out}", cwd=ROOT, project=True)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert f"(step {STEP})" in proc.stdout
@@ -289,16 +295,17 @@ def test_python_m_export_from_checkpoint_matches_run_export(exported):
             np.testing.assert_allclose(out_a[k], out_b[k], atol=1e-5, rtol=0)
 
 
+@pytest.mark.parametrize("command", EXPORT_COMMANDS)
 @pytest.mark.parametrize("args,fragment", [
     (["--model_dir={base}/nowhere"], "no flags.json"),
     (["--model_dir={model_dir}", "--checkpoint={model_dir}/ckpt-99"],
      "does not exist"),
     (["--model_dir={model_dir}", "--export_dir={path}"], "already exists"),
 ])
-def test_python_m_export_user_errors(exported, args, fragment):
+def test_python_m_export_user_errors(exported, args, fragment, command):
     args = [a.format(base=exported.base, model_dir=exported.model_dir,
                      path=exported.path) for a in args]
-    proc = tool("export", *args, cwd=ROOT, project=True)
+    proc = tool(command, *args, cwd=ROOT, project=True)
     assert proc.returncode == 1
     assert "Traceback" not in proc.stderr, proc.stderr[-3000:]
     lines = proc.stderr.strip().splitlines()

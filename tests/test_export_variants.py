@@ -8,8 +8,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from export import from_checkpoint
-from export import saved_model
+from simclr_tf2.export import from_checkpoint
+from simclr_tf2.export import saved_model
 from simclr_tf2.experiment import Experiment
 from simclr_tf2.trainer import Trainer
 from tests import harness

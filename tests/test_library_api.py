@@ -124,7 +124,7 @@ def test_simclr_model_wires_encoder_and_projection_head():
 def _fit_save_load_export(model, images, tmp_path, side=SIDE, batch_size=4,
                           steps=2):
     """Fits, then checks .keras and SavedModel round trips give its outputs."""
-    from export import saved_model  # The checkout's exporter (not installed).
+    from simclr_tf2.export import saved_model
     before = [v.numpy().copy() for v in model.trainable_variables]
     batches = contrastive_batches(tf.data.Dataset.from_tensor_slices(images),
                                   image_size=side, batch_size=batch_size)

@@ -10,6 +10,7 @@ import pytest
 import tensorflow as tf
 
 import flags as simclr_flags
+from simclr_tf2 import errors
 from simclr_tf2 import optim
 from simclr_tf2 import tasks
 from simclr_tf2.config import RunConfig
@@ -49,7 +50,7 @@ def test_memory_flags_default_off_and_are_recorded(tmp_path):
 ])
 def test_bad_memory_flags_are_refused_with_one_line(tmp_path, argv, message):
     values, _ = simclr_flags.effective_values(parsed(*argv))
-    with pytest.raises(simclr_flags.ConfigError, match=message) as err:
+    with pytest.raises(errors.ConfigError, match=message) as err:
         simclr_flags.config_from_values(values, str(tmp_path))
     assert "\n" not in str(err.value)
 
@@ -267,8 +268,8 @@ def test_killed_and_resumed_run_continues_bit_identically(tmp_path):
 
 
 def test_export_of_a_memory_run_holds_the_trained_encoder(tmp_path):
-    from export import from_checkpoint
-    from export import saved_model
+    from simclr_tf2.export import from_checkpoint
+    from simclr_tf2.export import saved_model
     config_dir = tmp_path / "run"
     experiment = tiny_experiment(config_dir, train_steps=2, checkpoint_steps=2,
                                  train_batch_size=8, **MEMORY)

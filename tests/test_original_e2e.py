@@ -50,7 +50,7 @@ def test_export_converts_original_model_dir_with_parity(tmp_path):
 
 
 def test_export_of_original_needs_export_dir():
-    from export import original
+    from simclr_tf2.export import original
     assert original.is_original_source(fixture("r18_v1"))
     assert not original.is_original_source(ROOT)
     with pytest.raises(ValueError, match="--export_dir"):

@@ -20,11 +20,12 @@ import uuid
 import keras
 import tensorflow as tf
 
-from export import module as module_lib
-from export import preflight
-from export import single_replica_bn
+from simclr_tf2.export import module as module_lib
+from simclr_tf2.export import preflight
+from simclr_tf2.export import single_replica_bn
 from simclr_tf2 import rundir
 from simclr_tf2 import tasks
+from simclr_tf2.errors import ExportError
 from simclr_tf2.errors import WriteError
 from simclr_tf2.errors import io_reason
 
@@ -168,7 +169,7 @@ def save_module(module, export_dir, image_size, *,
         os.makedirs(parent, exist_ok=True)
         os.mkdir(tmp)
     except OSError as err:
-        raise preflight.ExportError(
+        raise ExportError(
             f"export directory {export_dir} cannot be written ({err.strerror}); "
             "pass a writable --export_dir.") from err
     try:

@@ -6,7 +6,7 @@ comes from the checkpoint itself (the shape of the supervised head's kernel,
 absent when the run had no head), so the dataset need not be available.
 """
 
-from export import saved_model
+from simclr_tf2.export import saved_model
 from simclr_tf2.rundir import pinning
 from simclr_tf2.rundir import checkpoints
 from simclr_tf2 import tasks
