@@ -45,8 +45,8 @@ def main():
     side = args.source_side or size
     source = SyntheticSource(max(4 * args.batch, 256), side, jpeg=True)
     dataset = pipeline.build_train_dataset(
-        source, "train", args.batch, "pretrain", size,
-        color_jitter_strength=jitter, use_blur=blur, seed=0)
+        source, "train", args.batch,
+        pipeline.two_view_transform(size, jitter, blur), seed=0)
     batches = iter(dataset)
     for _ in range(3):  # start the threads, fill the prefetch buffer
         next(batches)

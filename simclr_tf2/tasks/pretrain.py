@@ -14,6 +14,7 @@ import tensorflow as tf
 
 from simclr_tf2 import losses
 from simclr_tf2.data import augment
+from simclr_tf2.data import pipeline
 from simclr_tf2.errors import ConfigError
 from simclr_tf2.memory.training import TrainingMemory
 from simclr_tf2.tasks import base
@@ -112,13 +113,8 @@ class PretrainTask(base.Task):
     @classmethod
     def train_transform(cls, image_size, color_jitter_strength, use_blur,
                         crop_min_area, random_flip=True):
-        def transform(example, seed):
-            image = augment.two_views(example["image"], image_size, seed,
-                                      color_jitter_strength, use_blur,
-                                      crop_min_area, random_flip)
-            return {"image": image, "label": example["label"],
-                    "id": example["id"]}
-        return transform
+        return pipeline.two_view_transform(image_size, color_jitter_strength,
+                                           use_blur, crop_min_area, random_flip)
 
     @classmethod
     def views(cls, images):
