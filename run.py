@@ -50,7 +50,7 @@ def _prepare_model_dir(model_dir):
         probe = tempfile.NamedTemporaryFile(dir=model_dir, prefix=".probe_")
         probe.close()
     except OSError as err:
-        raise simclr_flags.ConfigError(
+        raise errors.ConfigError(
             f"model_dir {model_dir} cannot be written ({err.strerror}); pass a "
             "writable --model_dir.") from err
     return model_dir
@@ -72,7 +72,7 @@ def _known_flag_values():
 
 def main(argv):
     if len(argv) > 1:
-        raise simclr_flags.ConfigError(
+        raise errors.ConfigError(
             f"unexpected arguments {argv[1:]}; flags look like --name=value.")
     values, origin = _known_flag_values()
     model_dir = _prepare_model_dir(values["model_dir"])

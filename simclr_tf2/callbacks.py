@@ -7,7 +7,7 @@ import keras
 import tensorflow as tf
 
 from simclr_tf2.rundir import checkpoints
-from simclr_tf2.errors import TrainingDivergedError  # noqa: F401  (re-exported)
+from simclr_tf2.errors import TrainingDivergedError
 
 
 class ProgressLogger(keras.callbacks.Callback):

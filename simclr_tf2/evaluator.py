@@ -16,7 +16,6 @@ from simclr_tf2 import knn
 from simclr_tf2 import rundir
 from simclr_tf2 import signals
 from simclr_tf2.data import pipeline
-from simclr_tf2.data import registry
 
 
 def evaluate_model(model, eval_dataset, global_step):
@@ -66,7 +65,7 @@ def resolve_eval_split(source, requested):
         return requested
     if requested == "validation" and "test" in available:
         return "test"
-    raise registry.DataError(
+    raise errors.DataError(
         f"eval split {requested!r} not in dataset {source.info.name} "
         f"(splits: {', '.join(sorted(available))}); pass --eval_split.")
 
@@ -96,7 +95,7 @@ class Evaluator:
         """Evaluates the current weights; writes and returns the result."""
         exp, evaluation = self.experiment, self.config.evaluation
         if exp.num_classes == 0:
-            raise registry.DataError(
+            raise errors.DataError(
                 f"dataset {exp.source.info.name} has no labels, so it cannot "
                 "be evaluated; evaluate on a labelled dataset or use --mode=train.")
         dataset = dataset or self.eval_dataset()

@@ -5,7 +5,7 @@ import tensorflow as tf
 
 from simclr_tf2.rundir import pinning
 from simclr_tf2 import rundir
-from simclr_tf2.data.source import DataError
+from simclr_tf2.errors import DataError
 
 
 class Teacher:

@@ -7,6 +7,7 @@ from absl import flags as absl_flags
 
 import flags as simclr_flags
 from flags import recipes
+from simclr_tf2 import errors
 
 ORIGINAL_FLAGS = """learning_rate learning_rate_scaling warmup_epochs weight_decay
 batch_norm_decay train_batch_size train_split train_epochs train_steps eval_steps
@@ -80,7 +81,7 @@ def test_imagenet_recipe_is_the_paper(tmp_path):
 ])
 def test_invalid_combinations(tmp_path, argv, message):
     values, _ = simclr_flags.effective_values(parsed(*argv))
-    with pytest.raises(simclr_flags.ConfigError, match=message):
+    with pytest.raises(errors.ConfigError, match=message):
         simclr_flags.config_from_values(values, str(tmp_path))
 
 

@@ -9,6 +9,7 @@ import os
 import numpy as np
 import pytest
 
+from simclr_tf2 import errors
 from simclr_tf2.models.resnet import ResNet
 from simclr_tf2.original import convert, loader
 
@@ -102,7 +103,7 @@ def test_mismatched_encoder_is_refused_naming_the_flag(kwargs, flag):
     encoder = ResNet(cifar_stem=False, **{"width_multiplier": 0.0625, **kwargs})
     encoder.build((None, 40, 40, 3))
     before = [w.numpy().copy() for w in encoder.weights]
-    with pytest.raises(loader.OriginalCheckpointError) as info:
+    with pytest.raises(errors.OriginalCheckpointError) as info:
         loader.load_into(original, encoder)
     message = str(info.value)
     assert "\n" not in message and flag in message and "differences" in message
@@ -117,7 +118,7 @@ def test_projection_head_depth_mismatch_names_num_proj_layers():
     encoder, head, _ = convert.build_parts(arch)
     encoder.build((None, 32, 32, 3))
     head.build((None, encoder.num_features))
-    with pytest.raises(loader.OriginalCheckpointError, match="--num_proj_layers=2"):
+    with pytest.raises(errors.OriginalCheckpointError, match="--num_proj_layers=2"):
         loader.load_into(original, encoder, head)
 
 
@@ -126,11 +127,11 @@ def test_missing_projection_head_names_proj_head_mode():
     encoder, head, _ = convert.build_parts(dict(original.arch, proj_head_mode="none"))
     encoder.build((None, 32, 32, 3))
     head.build((None, encoder.num_features))
-    with pytest.raises(loader.OriginalCheckpointError, match="--proj_head_mode=nonlinear"):
+    with pytest.raises(errors.OriginalCheckpointError, match="--proj_head_mode=nonlinear"):
         loader.load_into(original, encoder, head)
 
 
 def test_not_an_original_model_is_refused(tmp_path):
     assert not loader.is_original(str(tmp_path))
-    with pytest.raises(loader.OriginalCheckpointError, match="not a model_dir"):
+    with pytest.raises(errors.OriginalCheckpointError, match="not a model_dir"):
         loader.open_original(str(tmp_path))

@@ -7,6 +7,7 @@ flat flags.json); this module writes it as our SavedModel
 outputs equal the original SavedModel's.
 """
 
+from simclr_tf2.errors import OriginalCheckpointError
 from simclr_tf2.export import preflight
 from simclr_tf2.export import saved_model
 from simclr_tf2.original import convert, loader
@@ -32,7 +33,7 @@ def export_original(source, export_dir, *, include_projection_head=True,
       (export directory, global step, checkpoint prefix read).
     """
     if not export_dir:
-        raise loader.OriginalCheckpointError(
+        raise OriginalCheckpointError(
             f"{source} was written by the original SimCLR code; pass --export_dir=OUT "
             "(its own saved_model/ directory is not overwritten).")
     preflight.check_destination(export_dir, overwrite)

@@ -6,6 +6,7 @@ flags/config.py, simclr_tf2/trainer.py and simclr_tf2/teacher.py.
 
 import tensorflow as tf
 
+from simclr_tf2.errors import OriginalCheckpointError
 from simclr_tf2.original import convert, loader
 
 is_original = loader.is_original
@@ -61,7 +62,7 @@ def init_from_original(model, path, load_supervised_head=True):
       (checkpoint prefix read, whether the classifier was loaded).
 
     Raises:
-      loader.OriginalCheckpointError: the encoder or projection head differs.
+      OriginalCheckpointError: the encoder or projection head differs.
     """
     original = loader.open_original(path)
     head = model.supervised_head
@@ -83,7 +84,7 @@ class OriginalTeacher:
     def __init__(self, path, image_size):
         self.model, original, _, _ = convert.model_from_original(path, image_size)
         if not original.arch["num_classes"]:
-            raise loader.OriginalCheckpointError(
+            raise OriginalCheckpointError(
                 f"teacher {path} has no supervised head; pass a fine-tuned original "
                 "model_dir (or one pretrained with lineareval_while_pretraining).")
         self.model.trainable = False

@@ -13,13 +13,9 @@ import numpy as np
 import tensorflow as tf
 
 from simclr_tf2 import rundir
-from simclr_tf2.errors import CheckpointMismatchError
+from simclr_tf2.errors import OriginalCheckpointError
 from simclr_tf2.original import architecture, layout
 from simclr_tf2.rundir.object_graph import ObjectGraph
-
-
-class OriginalCheckpointError(CheckpointMismatchError):
-    """An original checkpoint that does not fit; one line naming the fix."""
 
 
 @dataclasses.dataclass

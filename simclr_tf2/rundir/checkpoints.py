@@ -30,6 +30,7 @@ import tensorflow as tf
 from simclr_tf2.rundir import pinning
 from simclr_tf2 import rundir
 from simclr_tf2.errors import CheckpointMismatchError
+from simclr_tf2.errors import CheckpointVanishedError
 from simclr_tf2.errors import DamagedCheckpointError
 from simclr_tf2.errors import WriteError
 from simclr_tf2.errors import io_reason
@@ -267,7 +268,7 @@ def restore_latest(checkpoint, model_dir, newest=None):
     for attempt in range(pinning.RETRIES + 1):
         try:
             return _restore_newest_readable(checkpoint, model_dir, newest)
-        except pinning.VanishedError:
+        except CheckpointVanishedError:
             if attempt == pinning.RETRIES:
                 raise
     return None
@@ -288,7 +289,7 @@ def _restore_newest_readable(checkpoint, model_dir, newest):
             return path
         except DamagedCheckpointError as err:
             if _rotated_away(model_dir, path):
-                raise pinning.VanishedError(f"{path} was deleted") from err
+                raise CheckpointVanishedError(f"{path} was deleted") from err
             logger.warning("checkpoint %s is damaged (%s); trying the one "
                            "before it (the damaged files are not deleted; a "
                            "later save of the same step replaces them).",
