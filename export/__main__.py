@@ -22,9 +22,9 @@ from absl import app  # noqa: E402
 from absl import flags  # noqa: E402
 from absl import logging  # noqa: E402
 
-from simclr_tf2 import cli  # noqa: E402
+from simclr_tf2 import entrypoints  # noqa: E402
 from simclr_tf2 import errors  # noqa: E402
-from simclr_tf2 import signals  # noqa: E402
+from simclr_tf2.training import preemption  # noqa: E402
 from simclr_tf2.export import command  # noqa: E402
 
 FLAGS = flags.FLAGS
@@ -57,15 +57,15 @@ def _parse_flags(argv):
     try:
         return FLAGS(argv)
     except flags.Error as err:
-        cli.exit_with_error(f"{errors.one_line(err)} (see python -m export --helpfull)")
+        entrypoints.exit_with_error(f"{errors.one_line(err)} (see python -m export --helpfull)")
 
 
 def entry_point():
     # SIGTERM / SIGINT stop the export with nothing partial written (exit
     # status 128 + signal number).
-    signals.install()
+    preemption.install()
     logging.set_verbosity(logging.WARNING)
-    cli.report_user_errors(lambda: app.run(main, flags_parser=_parse_flags))
+    entrypoints.report_user_errors(lambda: app.run(main, flags_parser=_parse_flags))
 
 
 if __name__ == "__main__":

@@ -20,7 +20,7 @@ import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from simclr_tf2 import cli  # noqa: E402
+from simclr_tf2 import entrypoints  # noqa: E402
 
 PROG = "python -m simclr_tf2.embed"
 
@@ -63,8 +63,8 @@ def parser():
 def main(argv=None):
     """Console entry point (`simclr-embed`)."""
     args = parser().parse_args(argv)
-    cli.quiet_tensorflow_import()
-    cli.report_user_errors(lambda: run(args))
+    entrypoints.quiet_tensorflow_import()
+    entrypoints.report_user_errors(lambda: run(args))
 
 
 def run(args):

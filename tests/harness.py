@@ -12,7 +12,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from simclr_tf2 import evaluator as _evaluator
+from simclr_tf2.training import evaluator as _evaluator
 from simclr_tf2 import optim
 from simclr_tf2 import tasks as _tasks
 from simclr_tf2.tasks import base as _task_base

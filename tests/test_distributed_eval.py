@@ -3,8 +3,8 @@
 import pytest
 import tensorflow as tf
 
-from simclr_tf2.evaluator import Evaluator
-from simclr_tf2.experiment import Experiment
+from simclr_tf2.training.evaluator import Evaluator
+from simclr_tf2.training.experiment import Experiment
 from tests.test_trainer import tiny_config
 
 

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from simclr_tf2 import cli, errors
+from simclr_tf2 import entrypoints, errors
 from simclr_tf2.rundir import run_lock
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -61,12 +61,12 @@ def test_report_user_errors_prints_one_line_and_exits_1(capsys, monkeypatch):
         raise errors.ConfigError("--foo must be positive;\n pass --foo=1.")
 
     with pytest.raises(SystemExit) as info:
-        cli.report_user_errors(fail)
+        entrypoints.report_user_errors(fail)
     assert info.value.code == 1
     assert capsys.readouterr().err == "error: --foo must be positive; pass --foo=1.\n"
     monkeypatch.setenv("SIMCLR_TF2_TRACEBACK", "1")
     with pytest.raises(errors.ConfigError):
-        cli.report_user_errors(fail)
+        entrypoints.report_user_errors(fail)
 
 
 @pytest.mark.parametrize("bug", [ValueError("bad shape"), OSError(5, "I/O"),
@@ -78,7 +78,7 @@ def test_report_user_errors_lets_bugs_through(bug, monkeypatch):
         raise bug
 
     with pytest.raises(type(bug)) as info:
-        cli.report_user_errors(fail)
+        entrypoints.report_user_errors(fail)
     assert info.value is bug
 
 
@@ -107,10 +107,10 @@ def test_run_py_reports_a_user_error_in_one_line(tmp_path):
 
 
 BUG = """
-from simclr_tf2 import app
+from simclr_tf2.training import runner
 def buggy_run(*args, **kwargs):
     raise {error}
-app.run = buggy_run
+runner.run = buggy_run
 """
 
 

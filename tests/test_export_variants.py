@@ -10,8 +10,8 @@ import tensorflow as tf
 
 from simclr_tf2.export import from_checkpoint
 from simclr_tf2.export import saved_model
-from simclr_tf2.experiment import Experiment
-from simclr_tf2.trainer import Trainer
+from simclr_tf2.training.experiment import Experiment
+from simclr_tf2.training.trainer import Trainer
 from tests import harness
 from tests.test_trainer import tiny_config
 

@@ -16,7 +16,7 @@ from simclr_tf2 import tasks
 from simclr_tf2.config import RunConfig
 from simclr_tf2.memory import ema_update
 from simclr_tf2.models import build
-from simclr_tf2.trainer import Trainer
+from simclr_tf2.training.trainer import Trainer
 from tests.test_flags import parsed
 from tests.test_gradcache import _cached_gradients
 from tests.test_gradcache import _freeze_batch_norm

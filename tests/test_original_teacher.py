@@ -6,7 +6,7 @@ import os
 import numpy as np
 import tensorflow as tf
 
-from simclr_tf2.teacher import load_teacher
+from simclr_tf2.training.teacher import load_teacher
 from tests import harness
 from tests.test_original import fixture, relative_error
 

@@ -1,8 +1,8 @@
 """SIGTERM / SIGINT keep the step reached; readers survive a rotating trainer.
 
 End-to-end tests run run.py / `python -m export` as subprocesses on a tiny
-model and signal them at chosen moments (see simclr_tf2/signals.py,
-preemption.py and pinning.py).
+model and signal them at chosen moments (see simclr_tf2/training/preemption.py,
+training/callbacks.py's CheckpointSaver and rundir/pinning.py).
 """
 
 import glob
@@ -137,9 +137,9 @@ def test_sigint_mid_training_saves_the_step(tmp_path):
 
 
 def _signal_script(body):
-    """Runs `body` after signals.install() in a fresh Python (no TensorFlow)."""
-    code = "import os, signal, time\nfrom simclr_tf2 import signals\n" \
-           "signals.install()\n" + textwrap.dedent(body)
+    """Runs `body` after preemption.install() in a fresh Python (no TensorFlow)."""
+    code = "import os, signal, time\nfrom simclr_tf2.training import preemption\n" \
+           "preemption.install()\n" + textwrap.dedent(body)
     return subprocess.run([sys.executable, "-c", code], cwd=ROOT,
                           capture_output=True, text=True, timeout=60,
                           env=dict(os.environ, PYTHONPATH=ROOT))
@@ -147,10 +147,10 @@ def _signal_script(body):
 
 def test_signal_is_recorded_inside_deferred_and_a_second_one_exits_at_once():
     proc = _signal_script("""
-        with signals.deferred():
+        with preemption.deferred():
             os.kill(os.getpid(), signal.SIGTERM)
             time.sleep(0.2)
-            assert signals.received() == signal.SIGTERM
+            assert preemption.received() == signal.SIGTERM
             print("recorded", flush=True)
             os.kill(os.getpid(), signal.SIGINT)
             time.sleep(5)
@@ -166,8 +166,8 @@ def test_signal_outside_deferred_raises_interrupted():
         try:
             os.kill(os.getpid(), signal.SIGTERM)
             time.sleep(5)
-        except signals.Interrupted as stop:
-            print(signals.exit_status(stop), signals.stop_message(stop))
+        except preemption.Interrupted as stop:
+            print(preemption.exit_status(stop), preemption.stop_message(stop))
     """)
     assert proc.stdout.startswith("143 stopped by SIGTERM before anything"), \
         proc.stdout + proc.stderr

@@ -8,7 +8,7 @@ uninterrupted run's.
 
 import numpy as np
 
-from simclr_tf2.trainer import Trainer
+from simclr_tf2.training.trainer import Trainer
 from tests.test_trainer import tiny_experiment
 
 

@@ -1,4 +1,4 @@
-"""Tests of simclr_tf2/experiment.py and trainer.py on a tiny digits run."""
+"""Tests of simclr_tf2/training/experiment.py and trainer.py on a tiny digits run."""
 
 import json
 import math
@@ -9,9 +9,9 @@ import tensorflow as tf
 
 from simclr_tf2 import tasks
 from simclr_tf2.config import RunConfig
-from simclr_tf2.experiment import Experiment
+from simclr_tf2.training.experiment import Experiment
 from simclr_tf2.rundir import recorded_final_step
-from simclr_tf2.trainer import Trainer
+from simclr_tf2.training.trainer import Trainer
 
 TINY = dict(dataset="digits", image_size=16, resnet_depth=18,
             width_multiplier=0.125, proj_out_dim=8, num_proj_layers=2,

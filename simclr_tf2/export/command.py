@@ -15,9 +15,9 @@ directory is removed) and exit status 128 + signal number.
 import argparse
 import os
 
-from simclr_tf2 import cli
+from simclr_tf2 import entrypoints
 from simclr_tf2 import rundir
-from simclr_tf2 import signals
+from simclr_tf2.training import preemption
 from simclr_tf2.errors import ConfigError
 
 PROG = "simclr-export"
@@ -86,7 +86,7 @@ def export_model_dir(model_dir, checkpoint=None, export_dir=None, *,
     config, raw = preflight.load_run_config(model_dir)
     if export_dir:
         preflight.check_destination(export_dir, overwrite)
-    tf = cli.quiet_tensorflow_import()
+    tf = entrypoints.quiet_tensorflow_import()
     tf.get_logger().setLevel("ERROR")  # Unused checkpoint values are not news.
     from simclr_tf2.export import from_checkpoint
     from simclr_tf2.export import saved_model
@@ -109,7 +109,7 @@ def _outputs(serving_outputs):
 def _export_original(model_dir, checkpoint, export_dir, serving_outputs,
                      options, printer):
     """Exports an original SimCLR TF2 model_dir / checkpoint; None if it is ours."""
-    cli.quiet_tensorflow_import()
+    entrypoints.quiet_tensorflow_import()
     from simclr_tf2.export import original
     if not original.is_original_source(model_dir, checkpoint):
         return None
@@ -151,9 +151,9 @@ def parser():
 def main(argv=None):
     """Console entry point (`simclr-export`)."""
     # SIGTERM / SIGINT stop the export with nothing partial written.
-    signals.install()
+    preemption.install()
     args = parser().parse_args(argv)
-    cli.report_user_errors(lambda: export_model_dir(
+    entrypoints.report_user_errors(lambda: export_model_dir(
         args.model_dir, args.checkpoint, args.export_dir,
         include_projection_head=args.include_projection_head,
         include_supervised_head=args.include_supervised_head,

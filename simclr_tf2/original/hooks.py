@@ -1,7 +1,7 @@
 """Where the rest of the project meets original models: flags, --checkpoint, --teacher.
 
 Each function is called from one marked call site ("[original]") in
-flags/config.py, simclr_tf2/trainer.py and simclr_tf2/teacher.py.
+flags/config.py, simclr_tf2/training/trainer.py and simclr_tf2/training/teacher.py.
 """
 
 import tensorflow as tf

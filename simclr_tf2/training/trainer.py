@@ -8,11 +8,10 @@ import math
 
 import tensorflow as tf
 
-from simclr_tf2 import callbacks as callbacks_lib
+from simclr_tf2.training import callbacks as callbacks_lib
 from simclr_tf2.rundir import checkpoints
-from simclr_tf2 import preemption
 from simclr_tf2 import rundir
-from simclr_tf2 import signals
+from simclr_tf2.training import preemption
 from simclr_tf2.data import pipeline
 from simclr_tf2.original import hooks as original_hooks  # [original]
 
@@ -90,29 +89,28 @@ class Trainer:
             f"({exp.num_train_examples} in the split), "
             f"{exp.strategy.num_replicas_in_sync} replica(s), "
             f"checkpoint every {exp.checkpoint_steps} steps")
-        # [preemption] SIGTERM / SIGINT: SaveOnSignal saves the step reached.
-        with signals.deferred():
+        # SIGTERM / SIGINT: the CheckpointSaver saves the step reached.
+        with preemption.deferred():
             exp.model.fit(
                 dataset, initial_epoch=initial_epoch,
                 epochs=initial_epoch + epochs_left,
                 steps_per_epoch=exp.checkpoint_steps, verbose=0,
                 callbacks=self._callbacks(writer))
             self.record_training_done()
-            if signals.received() is not None:  # during the final save
-                raise signals.Interrupted(
-                    signals.received(), saved=exp.manager.latest_checkpoint,
+            if preemption.received() is not None:  # during the final save
+                raise preemption.Interrupted(
+                    preemption.received(), saved=exp.manager.latest_checkpoint,
                     step=exp.global_step)
 
     def _callbacks(self, writer):
         exp, train = self.experiment, self.config.train
         callbacks = [
-            callbacks_lib.CheckpointSaver(exp.manager, writer),
             callbacks_lib.StopAtStep(exp.total_steps),
             callbacks_lib.ProgressLogger(
                 exp.total_steps, train.train_batch_size,
                 train.log_every_steps, writer, self.printer),
-            # [preemption] after the NaN guard, so a diverged step is never saved.
-            preemption.SaveOnSignal(exp.manager, exp.strategy, writer),
+            # After the NaN guard, so a diverged step is never saved.
+            callbacks_lib.CheckpointSaver(exp.manager, exp.strategy, writer),
         ]
         if train.knn_eval_every_steps and exp.num_classes and self.knn_accuracy:
             callbacks.append(callbacks_lib.PeriodicKnnEval(

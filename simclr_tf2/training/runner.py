@@ -4,20 +4,21 @@
 (flags.json, flags_origin.json), loads a distillation teacher, then trains
 (`trainer.Trainer`) and/or evaluates (`evaluator.Evaluator`) one
 `experiment.Experiment`, and hands each evaluated model to an exporter.
-The exporter is passed in (run.py passes the top-level `export` package's
-`saved_model.export_to_model_dir`), so the library never imports `export/`.
+The exporter is passed in (run.py passes
+`simclr_tf2.export.saved_model.export_to_model_dir`), so training does not
+depend on the exporter.
 """
 
 import shutil
 
-from simclr_tf2 import distribute
+from simclr_tf2.training import distribute
 from simclr_tf2.rundir import run_lock
 from simclr_tf2 import rundir
 from simclr_tf2 import tasks
-from simclr_tf2.evaluator import Evaluator
-from simclr_tf2.experiment import Experiment
-from simclr_tf2.teacher import load_teacher
-from simclr_tf2.trainer import Trainer
+from simclr_tf2.training.evaluator import Evaluator
+from simclr_tf2.training.experiment import Experiment
+from simclr_tf2.training.teacher import load_teacher
+from simclr_tf2.training.trainer import Trainer
 
 
 def _make_strategy(runtime):

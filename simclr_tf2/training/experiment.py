@@ -11,7 +11,7 @@ import keras
 import tensorflow as tf
 
 from simclr_tf2.rundir import checkpoints
-from simclr_tf2 import distribute
+from simclr_tf2.training import distribute
 from simclr_tf2 import errors
 from simclr_tf2 import optim
 from simclr_tf2 import rundir

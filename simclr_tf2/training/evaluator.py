@@ -14,7 +14,7 @@ from simclr_tf2.rundir import checkpoints
 from simclr_tf2 import errors
 from simclr_tf2 import knn
 from simclr_tf2 import rundir
-from simclr_tf2 import signals
+from simclr_tf2.training import preemption
 from simclr_tf2.data import pipeline
 
 
@@ -105,7 +105,7 @@ class Evaluator:
         name = evaluation.eval_name
         # [preemption] result_<step>.json and result.json are written as a
         # pair; a SIGTERM / SIGINT in between waits until both are there.
-        with signals.deferred():
+        with preemption.deferred():
             write_result(exp.write_dir, result,
                          exp.summary_writer(rundir.eval_summaries(name)))
         self.printer(format_result(result))
