@@ -48,7 +48,7 @@ def test_wheel_installs_only_the_library(wheel):
     assert len(dist_info) == 1
     assert top - dist_info == {"simclr_tf2"}
     # Subpackages come along (not just the top-level __init__).
-    for sub in ("models", "data", "optim", "original", "analysis", "export",
+    for sub in ("models", "data", "optim", "original", "analysis", "export", "embedding",
                 "rundir"):
         assert f"simclr_tf2/{sub}/__init__.py" in wheel.namelist()
 
@@ -66,5 +66,5 @@ def test_console_scripts_point_at_embed_and_export(wheel):
     (entry,) = [n for n in wheel.namelist()
                 if n.endswith(".dist-info/entry_points.txt")]
     scripts = wheel.read(entry).decode()
-    assert "simclr-embed = simclr_tf2.embed:main" in scripts
+    assert "simclr-embed = simclr_tf2.embedding.command:main" in scripts
     assert "simclr-export = simclr_tf2.export.command:main" in scripts
