@@ -4,7 +4,6 @@ import os
 
 import numpy as np
 import pytest
-import tensorflow as tf
 import tensorflow_datasets as tfds
 from PIL import Image
 # tf.distribute's own multi-worker input rewrite (rebatch + auto-shard), as

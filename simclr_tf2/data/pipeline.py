@@ -202,9 +202,12 @@ def _image_rank(spec):
     return getattr(getattr(spec, "shape", None), "rank", None)
 
 
-def contrastive_batches(dataset, *, image_size, batch_size, seed=0,
-                        shuffle_buffer=1024, color_jitter_strength=1.0,
-                        use_blur=True, crop_min_area=0.08, random_flip=True):
+def contrastive_batches(dataset: tf.data.Dataset, *, image_size: int,
+                        batch_size: int, seed: int = 0,
+                        shuffle_buffer: int = 1024,
+                        color_jitter_strength: float = 1.0,
+                        use_blur: bool = True, crop_min_area: float = 0.08,
+                        random_flip: bool = True) -> tf.data.Dataset:
     """SimCLR pretraining batches from any `tf.data.Dataset` of images.
 
     Each image gets the pretraining augmentation (`two_view_transform`:

@@ -46,10 +46,13 @@ BOOL_DEFAULTS = {"include_projection_head": True, "include_supervised_head": Tru
                  "image_bytes_signature": True, "overwrite": False}
 
 
-def export_model_dir(model_dir, checkpoint=None, export_dir=None, *,
-                     include_projection_head=True, include_supervised_head=True,
-                     image_bytes_signature=True, serving_outputs="vectors",
-                     overwrite=False, printer=print):
+def export_model_dir(model_dir: str, checkpoint: str | None = None,
+                     export_dir: str | None = None, *,
+                     include_projection_head: bool = True,
+                     include_supervised_head: bool = True,
+                     image_bytes_signature: bool = True,
+                     serving_outputs: str = "vectors", overwrite: bool = False,
+                     printer=print) -> str:
     """Exports a checkpoint of `model_dir` (ours or the original code's).
 
     Args:

@@ -116,8 +116,10 @@ def export_copy(model, image_size, include_supervised_head=True):
     return copy
 
 
-def build_module(model, image_size, include_projection_head=True,
-                 include_supervised_head=True, weight_decay=0.0):
+def build_module(model: keras.Model, image_size: int,
+                 include_projection_head: bool = True,
+                 include_supervised_head: bool = True,
+                 weight_decay: float = 0.0) -> module_lib.SimCLRHubModule:
     """The traced hub module of a trained model (see `export_copy`).
 
     Returns:
@@ -130,9 +132,11 @@ def build_module(model, image_size, include_projection_head=True,
         weight_decay=weight_decay).trace()
 
 
-def save_module(module, export_dir, image_size, *,
+def save_module(module: module_lib.SimCLRHubModule, export_dir: str,
+                image_size: int, *,
                 serving_outputs=module_lib.VECTOR_OUTPUTS,
-                include_bytes_signature=True, info=None, overwrite=False):
+                include_bytes_signature: bool = True,
+                info: dict | None = None, overwrite: bool = False) -> str:
     """Saves a hub module atomically: all of it at `export_dir`, or nothing.
 
     Writes into a hidden temporary sibling directory, then renames it into

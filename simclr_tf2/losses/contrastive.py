@@ -86,8 +86,11 @@ def view_logits(hidden, hidden_norm, temperature, strategy):
             tf.concat([logits_ba, logits_bb], axis=1), self_mask)
 
 
-def add_contrastive_loss(hidden, hidden_norm=True, temperature=1.0,
-                         strategy=None, *, example_ids=None):
+def add_contrastive_loss(hidden: tf.Tensor, hidden_norm: bool = True,
+                         temperature: float = 1.0,
+                         strategy: tf.distribute.Strategy | None = None, *,
+                         example_ids: tf.Tensor | None = None
+                         ) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
     """NT-Xent loss of SimCLR (normalized, temperature-scaled cross entropy).
 
     Every example of view 1 classifies its view-2 partner among all 2N_g - 1

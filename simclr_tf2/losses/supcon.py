@@ -36,8 +36,10 @@ def supervised_contrastive_targets(labels, labels_all, self_mask):
         tf.logical_and(tf.equal(labels, labels_all), labels >= 0), self_mask)
 
 
-def add_supervised_contrastive_loss(hidden, labels, hidden_norm=True,
-                                    temperature=1.0, strategy=None):
+def add_supervised_contrastive_loss(
+        hidden: tf.Tensor, labels: tf.Tensor, hidden_norm: bool = True,
+        temperature: float = 1.0, strategy: tf.distribute.Strategy | None = None
+) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
     """Supervised contrastive loss L_sup_out (Khosla et al., NeurIPS 2020).
 
     For each of the 2N_g anchors i of the global batch, with positives P(i)

@@ -67,9 +67,10 @@ class PretrainTask(base.Task):
     stop_gradient_to_head = True
     supports_gradient_caching = True
 
-    def __init__(self, *, contrastive_loss="nt_xent", temperature=0.1,
-                 hidden_norm=True, weight_decay=None, memory_size=0,
-                 memory_momentum=0.999):
+    def __init__(self, *, contrastive_loss: str = "nt_xent",
+                 temperature: float = 0.1, hidden_norm: bool = True,
+                 weight_decay=None, memory_size: int = 0,
+                 memory_momentum: float = 0.999):
         super().__init__(weight_decay=weight_decay)
         if contrastive_loss not in CONTRASTIVE_LOSSES:
             raise ValueError(

@@ -205,7 +205,7 @@ class CheckpointSaver(keras.callbacks.Callback):
             save_fn=self._save_from_tf_handler, grace_period=0)
         self._handler = tf.distribute.experimental.PreemptionCheckpointHandler(
             self.strategy.cluster_resolver, tf.train.Checkpoint(),
-            checkpoint_dir=os.path.join(self._handler_dir, "ckpt"),
+            checkpoint_dir=os.path.join(self._handler_dir, "counter"),
             termination_config=config)
         # TF installed its SIGTERM handler; ours stays in front of it so that
         # SIGINT counts too and a second signal ends the process at once.
