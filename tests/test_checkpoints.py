@@ -10,7 +10,7 @@ import tensorflow as tf
 
 from simclr_tf2.rundir import checkpoints
 from simclr_tf2 import errors
-from tests.test_simclr_model import batch, make_model
+from tests.harness import batch, make_model
 
 
 def _train_a_step(model):

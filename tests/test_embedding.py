@@ -2,6 +2,8 @@
 
 import csv
 import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -178,3 +180,14 @@ def test_keras_file_with_a_custom_encoder_is_embedded(folder, tmp_path, capsys):
     want = model(augment.preprocess_for_eval(image, IMAGE)[None])
     np.testing.assert_allclose(vectors[3], want["final_avg_pool"][0], rtol=1e-5,
                                atol=1e-6)
+
+
+@pytest.mark.parametrize("module", ["simclr_tf2.embedding", "simclr_tf2.embed"])
+def test_python_m_embedding_and_its_short_name(module):
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    proc = subprocess.run([sys.executable, "-m", module, "--help"], cwd=root,
+                          capture_output=True, text=True, timeout=120,
+                          env=dict(os.environ, PYTHONPATH=root))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "python -m simclr_tf2.embedding" in proc.stdout
+    assert "--eval_precision_at" in proc.stdout

@@ -12,7 +12,7 @@ import pytest
 from simclr_tf2.data.registry import DataError
 from simclr_tf2.training.evaluator import Evaluator, resolve_eval_split
 from simclr_tf2.training.trainer import Trainer
-from tests.test_trainer import tiny_experiment
+from tests.harness import tiny_experiment
 
 
 def _source(*splits):

@@ -18,8 +18,7 @@ from simclr_tf2.export import single_replica_bn
 from simclr_tf2 import errors
 from simclr_tf2.data import augment
 from simclr_tf2.models import build
-from tests.test_export import (IMAGE, ROOT, fresh_python, model_config,
-                               png_bytes, tool)
+from tests.harness import IMAGE, ROOT, fresh_python, model_config, png_bytes, tool
 
 
 @pytest.mark.parametrize("train_mode", ["pretrain", "finetune"])

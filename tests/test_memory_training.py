@@ -17,14 +17,7 @@ from simclr_tf2.config import RunConfig
 from simclr_tf2.memory import ema_update
 from simclr_tf2.models import build
 from simclr_tf2.training.trainer import Trainer
-from tests.test_flags import parsed
-from tests.test_gradcache import _cached_gradients
-from tests.test_gradcache import _freeze_batch_norm
-from tests.test_gradcache import _full_batch_gradients
-from tests.test_simclr_model import IMAGE
-from tests.test_simclr_model import batch
-from tests.test_simclr_model import model_cfg
-from tests.test_trainer import tiny_experiment
+from tests.harness import IMAGE, batch, cached_gradients, freeze_batch_norm, full_batch_gradients, model_cfg, parsed, tiny_experiment
 
 MEMORY = dict(memory_size=40, memory_momentum=0.9)
 
@@ -131,13 +124,13 @@ def test_train_step_uses_the_buffer_then_updates_ema_and_enqueues(contrastive_lo
 
 def test_gradient_caching_equals_full_batch_with_the_memory():
     model = memory_model()
-    _freeze_batch_norm(model)
+    freeze_batch_norm(model)
     memory = model.task.memory
     # A partly filled buffer, so the buffer's negatives enter the gradient.
     rng = np.random.default_rng(3)
     memory.buffer.enqueue(tf.constant(rng.normal(size=(12, 8)), tf.float32))
     data = batch(n=8)
-    ref_loss, ref_grads = _full_batch_gradients(model, data)
+    ref_loss, ref_grads = full_batch_gradients(model, data)
     network, calls = memory.network, []
 
     def counting(images):
@@ -146,7 +139,7 @@ def test_gradient_caching_equals_full_batch_with_the_memory():
 
     memory.network = counting
     model.micro_batch_size = 2
-    loss, grads = _cached_gradients(model, data)
+    loss, grads = cached_gradients(model, data)
     memory.network = network
     assert calls == [16]  # keys once, for all 2 x 8 views
     np.testing.assert_allclose(loss, ref_loss, rtol=1e-6)

@@ -13,7 +13,7 @@ from simclr_tf2.training.evaluator import Evaluator
 from simclr_tf2.training.teacher import Teacher
 from simclr_tf2.training.trainer import Trainer
 from tests import harness
-from tests.test_trainer import tiny_experiment
+from tests.harness import tiny_experiment
 
 
 def _logged_steps(lines):

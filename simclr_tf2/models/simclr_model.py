@@ -3,7 +3,7 @@
 import keras
 import tensorflow as tf
 
-from simclr_tf2 import gradcache
+from simclr_tf2.optim import gradcache
 from simclr_tf2 import optim
 from simclr_tf2.errors import ConfigError
 from simclr_tf2.optim import WeightDecay
@@ -93,7 +93,8 @@ class SimCLRModel(keras.Model):
                 config[key] = keras.saving.deserialize_keras_object(part)
         return cls(**config)
 
-    def compile(self, optimizer, task=None, micro_batch_size=0, **kwargs):
+    def compile(self, optimizer: keras.optimizers.Optimizer, task=None,
+                micro_batch_size: int = 0, **kwargs):
         """Keras compile, with a `tasks.Task` instead of a loss.
 
         Args:
