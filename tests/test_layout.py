@@ -72,7 +72,8 @@ def test_model_dir_names_are_spelled_in_rundir_only():
     appears in simclr_tf2/rundir/__init__.py only; the rest import it."""
     owner = PACKAGE / "rundir" / "__init__.py"
     names = {"flags.json", "flags_origin.json", "result.json", "training.lock",
-             "training_done.json", "label_subset.txt", "saved_model", "ckpt"}
+             "training_done.json", "label_subset.txt", "saved_model",
+             "saved_model.pb", "ckpt"}
     for path, tree in _modules():
         if path == owner:
             continue

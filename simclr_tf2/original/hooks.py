@@ -6,6 +6,7 @@ flags/config.py, simclr_tf2/training/trainer.py and simclr_tf2/training/teacher.
 
 import tensorflow as tf
 
+from simclr_tf2 import rundir
 from simclr_tf2.errors import OriginalCheckpointError
 from simclr_tf2.original import convert, loader
 
@@ -98,6 +99,6 @@ class OriginalTeacher:
 
 def teacher_from_original(path, image_size):
     """An OriginalTeacher for an original checkpoint, or None (a SavedModel or ours)."""
-    if tf.io.gfile.exists(f"{path.rstrip('/')}/saved_model.pb") or not loader.is_original(path):
+    if rundir.is_export(path) or not loader.is_original(path):
         return None
     return OriginalTeacher(path, image_size)

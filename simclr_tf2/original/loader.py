@@ -40,7 +40,7 @@ class OriginalModel:
 
 def _newest_saved_model(model_dir):
     root = rundir.export_root(model_dir)
-    if tf.io.gfile.exists(os.path.join(root, "saved_model.pb")):
+    if rundir.is_export(root):
         return root  # the published models: <model>/saved_model/saved_model.pb
     return rundir.latest_export(model_dir)
 
@@ -48,7 +48,7 @@ def _newest_saved_model(model_dir):
 def _locate(path):
     """(checkpoint prefix, model_dir) for a model_dir, ckpt-N prefix or SavedModel, or None."""
     path = path.rstrip("/")
-    if tf.io.gfile.exists(os.path.join(path, "saved_model.pb")):
+    if rundir.is_export(path):
         parent = os.path.dirname(path)
         model_dir = os.path.dirname(parent) if os.path.basename(parent) == rundir.SAVED_MODEL_DIR else path
         return os.path.join(path, "variables", "variables"), model_dir
