@@ -1,12 +1,12 @@
-"""Command-line entry point: absl flags -> RunConfig -> simclr_tf2.app.run.
+"""Command-line entry point: absl flags -> RunConfig -> simclr_tf2.training.runner.run.
 
     python run.py --mode=train_then_eval --train_batch_size=4096
 
 SimCLR pretraining, fine-tuning, distillation and evaluation. Flags are
 defined in flags/definitions.py (the original SimCLR TF2 flags plus our
 own); this file parses them, turns them into a `simclr_tf2.config.RunConfig`
-(flags/config.py), and runs `simclr_tf2.app.run` with the top-level
-`export` package as its exporter.
+(flags/config.py), and runs `simclr_tf2.training.runner.run` with the
+`simclr_tf2.export` package as its exporter.
 User errors end with one line on stderr and exit status 1 (set
 SIMCLR_TF2_TRACEBACK=1 to see the Python traceback instead).
 SIGTERM (a preempted machine) or SIGINT (Ctrl-C) during training: the step
@@ -29,9 +29,9 @@ from absl import flags as absl_flags  # noqa: E402
 from absl import logging  # noqa: E402
 
 import flags as simclr_flags  # noqa: E402  (registers the flags)
-from simclr_tf2 import cli  # noqa: E402
+from simclr_tf2 import entrypoints  # noqa: E402
 from simclr_tf2 import errors  # noqa: E402
-from simclr_tf2 import signals  # noqa: E402
+from simclr_tf2.training import preemption  # noqa: E402
 
 FLAGS = absl_flags.FLAGS
 
@@ -50,7 +50,7 @@ def _prepare_model_dir(model_dir):
         probe = tempfile.NamedTemporaryFile(dir=model_dir, prefix=".probe_")
         probe.close()
     except OSError as err:
-        raise simclr_flags.ConfigError(
+        raise errors.ConfigError(
             f"model_dir {model_dir} cannot be written ({err.strerror}); pass a "
             "writable --model_dir.") from err
     return model_dir
@@ -72,7 +72,7 @@ def _known_flag_values():
 
 def main(argv):
     if len(argv) > 1:
-        raise simclr_flags.ConfigError(
+        raise errors.ConfigError(
             f"unexpected arguments {argv[1:]}; flags look like --name=value.")
     values, origin = _known_flag_values()
     model_dir = _prepare_model_dir(values["model_dir"])
@@ -80,13 +80,13 @@ def main(argv):
     _print_config(dict(values, model_dir=model_dir), origin)
 
     # Imported late so that TF starts after flags are validated.
-    cli.quiet_tensorflow_import()
+    entrypoints.quiet_tensorflow_import()
     if config.runtime.num_logical_cpu_devices > 1:
-        from simclr_tf2 import distribute
+        from simclr_tf2.training import distribute
         distribute.configure_logical_cpus(config.runtime.num_logical_cpu_devices)
-    from export import saved_model
-    from simclr_tf2 import app as simclr_app
-    simclr_app.run(config, origin, printer=_print,
+    from simclr_tf2.export import saved_model
+    from simclr_tf2.training import runner
+    runner.run(config, origin, printer=_print,
                    exporter=saved_model.export_to_model_dir)
 
 
@@ -95,16 +95,16 @@ def _parse_flags(argv):
     try:
         return FLAGS(argv)
     except absl_flags.Error as err:
-        cli.exit_with_error(f"{errors.one_line(err)} (see python run.py --helpfull)")
+        entrypoints.exit_with_error(f"{errors.one_line(err)} (see python run.py --helpfull)")
 
 
 def entry_point():
-    signals.install()  # [preemption] before the slow TF import: see simclr_tf2/signals.py
+    preemption.install()  # before the slow TF import: see simclr_tf2/training/preemption.py
     logging.set_verbosity(logging.WARNING)
     try:
-        cli.report_user_errors(lambda: app.run(main, flags_parser=_parse_flags))
+        entrypoints.report_user_errors(lambda: app.run(main, flags_parser=_parse_flags))
     except KeyboardInterrupt:
-        cli.exit_with_error("interrupted; the last checkpoint is kept.", 130)
+        entrypoints.exit_with_error("interrupted; the last checkpoint is kept.", 130)
 
 
 if __name__ == "__main__":

@@ -67,7 +67,7 @@ def main():
     open_s = time.perf_counter() - start
     start = time.perf_counter()
     dataset = pipeline.build_train_dataset(source, "train", args.batch,
-                                           "pretrain", image_size=32)
+                                           pipeline.two_view_transform(32))
     batch = next(iter(dataset))
     first_batch_s = time.perf_counter() - start
     labels = batch["label"].numpy()

@@ -15,7 +15,6 @@ import argparse
 import json
 import os
 import sys
-import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
@@ -50,8 +49,8 @@ def main():
     source = SyntheticSource(max(4 * args.batch, 256), side, jpeg=not args.raw,
                              channels=1 if args.grey else 3)
     dataset = pipeline.build_train_dataset(
-        source, "train", args.batch, "pretrain", size,
-        color_jitter_strength=jitter, use_blur=blur, seed=0)
+        source, "train", args.batch,
+        pipeline.two_view_transform(size, jitter, blur), seed=0)
     batches = iter(dataset)
     for _ in range(3):  # start the threads, fill the prefetch buffer
         next(batches)

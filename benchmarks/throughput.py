@@ -177,8 +177,8 @@ def run_throughput(name, variant, args):
     spe = args.steps_per_execution
     source = SyntheticSource(max(4 * batch, 256), size, jpeg=args.jpeg)
     dataset = pipeline.build_train_dataset(
-        source, "train", batch, "pretrain", size, color_jitter_strength=jitter,
-        use_blur=blur, seed=0)
+        source, "train", batch, pipeline.two_view_transform(size, jitter, blur),
+        seed=0)
     model = build_model(model_config(depth, width, stem), size, precision,
                         jit_compile=jit, steps_per_execution=spe,
                         memory_size=memory_size)

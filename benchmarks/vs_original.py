@@ -9,13 +9,14 @@ tracing and the final checkpoint cancel out and both programs are timed in
 the same way. Both get --checkpoint_steps equal to --train_steps: the
 original runs checkpoint_steps steps inside one tf.function call.
 
-The original runs through `mockrun.py` of the shared original_simclr kit (TFDS
-mock data: random 32 px images, its own pipeline and model untouched); ours
+The original runs through a `mockrun.py` wrapper (not part of this
+repository) that feeds it TFDS mock data (random 32 px images, its own
+pipeline and model untouched); ours
 runs on the digits upsampled to 32 px (decoding is negligible for both; the
 augmentation and the network are the same size).
 
     python benchmarks/vs_original.py --original_git=/path/simclr.git \\
-        --mockrun=../shared/original_simclr/mockrun.py --out=vs_original.json
+        --mockrun=/path/to/mockrun.py --out=vs_original.json
 """
 
 import argparse

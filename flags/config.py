@@ -10,7 +10,7 @@ import os
 from flags import recipes
 from simclr_tf2 import config as config_lib
 from simclr_tf2 import rundir
-from simclr_tf2.errors import ConfigError  # noqa: F401  (re-exported)
+from simclr_tf2.errors import ConfigError
 from simclr_tf2.config import RunConfig
 
 # Flags that fix the shape of the encoder and projection head: when

@@ -28,10 +28,9 @@ _CIFAR10 = {
 }
 
 # CPU-sized: a quarter-width ResNet-18 on the native 8x8 digits, so
-# `python run.py --mode=train_then_eval` takes about 3 minutes on 2 cores
-# (220 CPU s); chosen by the sweep in docs/results/digits.md, where it gives
-# linear top-1 0.950-0.958 and kNN top-1 0.944-0.969 over three seeds
-# (old recipe: 0.822 / 0.831).
+# `python run.py --mode=train_then_eval` takes a few minutes on two CPU
+# cores; chosen by the sweep in docs/results/digits.md (linear and kNN top-1
+# per seed are there).
 # 8 px rather than 16 px upsampled: the same information at ~2.5x the
 # images/s, spent on 150 epochs instead of 60, and batch 128 for twice the
 # steps. Crops keep at least 40% of the area (0.08 leaves ~2x2 original

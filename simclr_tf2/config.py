@@ -12,11 +12,8 @@ The field defaults are run.py's flag defaults (flags/definitions.py reads them).
 """
 
 import dataclasses
-import json
-import os
 
-from simclr_tf2.errors import ConfigError  # noqa: F401  (re-exported)
-from simclr_tf2.rundir import FLAGS_JSON
+from simclr_tf2 import rundir
 
 # The automatic stem choice (--cifar_stem=auto): stride-1 3x3 stem without
 # max-pool for images this small or smaller.
@@ -242,20 +239,9 @@ def read_flags_json(model_dir):
       ConfigError: missing, unreadable or not a flat JSON object (e.g. the
         nested flags.json of simclr_tf2 before the flat format).
     """
-    path = os.path.join(model_dir, FLAGS_JSON)
-    if not os.path.isfile(path):
-        raise ConfigError(
-            f"no {FLAGS_JSON} in {model_dir}; pass the --model_dir of a run.py "
-            "run (it records the architecture there).")
-    try:
-        with open(path) as f:
-            raw = json.load(f)
-        if not isinstance(raw, dict) or any(
-                isinstance(raw.get(name), dict) for name in _SECTIONS):
+    def to_config(raw):
+        if any(isinstance(raw.get(name), dict) for name in _SECTIONS):
             raise ValueError("not a flat {flag_name: value} object")
         return RunConfig.from_flat(raw), raw
-    except (OSError, ValueError, TypeError) as err:
-        raise ConfigError(
-            f"cannot read {path} ({type(err).__name__}: {err}); it must be "
-            "the flat JSON object {flag_name: value} that run.py writes "
-            "(model_dirs written before the flat format need a new run).") from err
+
+    return rundir.read_flags_json(model_dir, check=to_config)

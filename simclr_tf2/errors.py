@@ -34,6 +34,14 @@ class CheckpointMismatchError(UserError, ValueError):
     """A checkpoint that is missing or does not fit the model built from the flags."""
 
 
+class CheckpointVanishedError(CheckpointMismatchError):
+    """A checkpoint whose files were deleted (a trainer's rotation) before they could be held."""
+
+
+class OriginalCheckpointError(CheckpointMismatchError):
+    """A checkpoint of the original SimCLR TF2 code that does not fit the model."""
+
+
 class DamagedCheckpointError(UserError):
     """A checkpoint whose files cannot be read (truncated, corrupt or missing)."""
 

@@ -12,7 +12,7 @@ import tensorflow as tf
 from absl import flags as absl_flags
 
 import flags as simclr_flags
-from export import saved_model
+from simclr_tf2.export import saved_model
 from simclr_tf2.config import ModelConfig, RunConfig
 from simclr_tf2.errors import ConfigError
 from simclr_tf2.models import backbones

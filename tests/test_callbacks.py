@@ -5,7 +5,7 @@ import types
 import numpy as np
 import tensorflow as tf
 
-from simclr_tf2 import callbacks
+from simclr_tf2.training import callbacks
 from simclr_tf2.analysis import pictures
 
 

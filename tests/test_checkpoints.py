@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from simclr_tf2 import checkpoints
+from simclr_tf2.rundir import checkpoints
 from simclr_tf2 import errors
-from tests.test_simclr_model import batch, make_model
+from tests.harness import batch, make_model
 
 
 def _train_a_step(model):
@@ -59,15 +59,15 @@ def test_mismatched_architecture_is_a_clear_error(tmp_path):
                                           str(tmp_path), 1)
     manager.save(checkpoint_number=1)
     wider = make_model(width_multiplier=0.25)
-    with pytest.raises(checkpoints.CheckpointMismatchError, match="does not match"):
+    with pytest.raises(errors.CheckpointMismatchError, match="does not match"):
         checkpoints.init_from_checkpoint(wider, str(tmp_path))
     deeper = make_model(resnet_depth=34)
-    with pytest.raises(checkpoints.CheckpointMismatchError):
+    with pytest.raises(errors.CheckpointMismatchError):
         checkpoints.init_from_checkpoint(deeper, str(tmp_path))
     (tmp_path / "empty").mkdir()
-    with pytest.raises(checkpoints.CheckpointMismatchError, match="no checkpoint"):
+    with pytest.raises(errors.CheckpointMismatchError, match="no checkpoint"):
         checkpoints.init_from_checkpoint(wider, str(tmp_path / "empty"))
-    with pytest.raises(checkpoints.CheckpointMismatchError, match="does not exist"):
+    with pytest.raises(errors.CheckpointMismatchError, match="does not exist"):
         checkpoints.init_from_checkpoint(wider, str(tmp_path / "missing"))
 
 

@@ -8,6 +8,7 @@ from absl import flags as absl_flags
 
 import flags as simclr_flags
 from simclr_tf2 import config as config_lib
+from simclr_tf2 import errors
 from simclr_tf2.config import RunConfig
 
 # A flags.json as the original SimCLR TF2 run.py writes it (abridged): flat,
@@ -100,6 +101,6 @@ def test_reads_its_own_flags_json(tmp_path):
 def test_unreadable_flags_json_is_one_clear_error(tmp_path, content, fragment):
     if content is not None:
         (tmp_path / "flags.json").write_text(content)
-    with pytest.raises(config_lib.ConfigError, match=fragment) as err:
+    with pytest.raises(errors.ConfigError, match=fragment) as err:
         config_lib.read_flags_json(str(tmp_path))
     assert "\n" not in str(err.value)

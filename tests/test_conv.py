@@ -6,7 +6,7 @@ import pytest
 import tensorflow as tf
 
 from simclr_tf2.models import conv
-from simclr_tf2.models.conv import Conv2D, kernel_gradient_by_matmul
+from simclr_tf2.models.conv import MatmulGradConv2D, kernel_gradient_by_matmul
 
 
 @pytest.mark.parametrize("shape,kernel,stride,padding", [
@@ -37,7 +37,7 @@ def test_kernel_gradient_equals_tensorflows(shape, kernel, stride, padding):
 def _pair(filters, kernel_size, input_shape, dtype):
     reference = keras.layers.Conv2D(filters, kernel_size, padding="same",
                                     use_bias=False, dtype=dtype)
-    layer = Conv2D(filters, kernel_size, padding="same", use_bias=False, dtype=dtype)
+    layer = MatmulGradConv2D(filters, kernel_size, padding="same", use_bias=False, dtype=dtype)
     for each in (reference, layer):
         each.build(input_shape)
     layer.set_weights(reference.get_weights())
@@ -84,12 +84,12 @@ def test_bf16_layer_trains_inside_tf_function():
 
 def test_matmul_gradient_only_where_it_pays(monkeypatch):
     small = tf.zeros((2, 8, 8, 128), tf.bfloat16)
-    layer = Conv2D(128, 3, padding="same", dtype="mixed_bfloat16")
+    layer = MatmulGradConv2D(128, 3, padding="same", dtype="mixed_bfloat16")
     assert layer.uses_matmul_gradient(small)                      # 8 x 8 = 64 pixels
     assert not layer.uses_matmul_gradient(tf.zeros((2, 9, 8, 128), tf.bfloat16))
     assert not layer.uses_matmul_gradient(small[..., :64])        # 64 x 128 channels
     assert not layer.uses_matmul_gradient(tf.cast(small, tf.float32))
-    strided = Conv2D(128, 3, strides=2, padding="valid", dtype="mixed_bfloat16")
+    strided = MatmulGradConv2D(128, 3, strides=2, padding="valid", dtype="mixed_bfloat16")
     assert not strided.uses_matmul_gradient(small)                # slow strided slices
     monkeypatch.setattr(conv, "_on_cpu_only", lambda: False)
     assert not layer.uses_matmul_gradient(small)                  # GPU/TPU: native
@@ -117,8 +117,8 @@ def test_resnet_bf16_step_takes_matmul_gradient_and_matches_native(monkeypatch):
                      dtype="mixed_bfloat16")  # last group: 128 channels at 4 x 4
     images = tf.random.stateless_uniform((4, 32, 32, 3), [2, 0])
     encoder(images)
-    convs = [layer for layer in encoder._flatten_layers() if isinstance(layer, Conv2D)]
-    assert convs and all(type(layer) is Conv2D for layer in convs)
+    convs = [layer for layer in encoder._flatten_layers() if isinstance(layer, MatmulGradConv2D)]
+    assert convs and all(type(layer) is MatmulGradConv2D for layer in convs)
     step = tf.function(lambda: _encoder_kernel_gradients(encoder, images))
     calls = []
     original = conv.kernel_gradient_by_matmul
@@ -148,7 +148,7 @@ class _Wrapper(tf.Module):
 
 
 def test_saved_model_keeps_a_trainable_bf16_conv(tmp_path):
-    layer = Conv2D(128, 3, padding="same", use_bias=False, dtype="mixed_bfloat16")
+    layer = MatmulGradConv2D(128, 3, padding="same", use_bias=False, dtype="mixed_bfloat16")
     x = tf.random.stateless_uniform((2, 4, 4, 128), [3, 0])
     assert layer.uses_matmul_gradient(tf.cast(x, tf.bfloat16))
     layer(x)

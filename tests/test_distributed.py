@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 import tensorflow as tf
+from tests.harness import batch, make_model
 
-from tests.test_simclr_model import batch, make_model
 
 
 def _two_replicas():

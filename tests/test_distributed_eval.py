@@ -3,9 +3,9 @@
 import pytest
 import tensorflow as tf
 
-from simclr_tf2.evaluator import Evaluator
-from simclr_tf2.experiment import Experiment
-from tests.test_trainer import tiny_config
+from simclr_tf2.training.evaluator import Evaluator
+from simclr_tf2.training.experiment import Experiment
+from tests.harness import tiny_config
 
 
 def test_two_replica_evaluation_equals_one_device(tmp_path, two_replica_strategy):

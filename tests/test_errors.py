@@ -1,15 +1,14 @@
 """User errors are one line; everything else (a bug) keeps its traceback."""
 
+import ast
 import os
 import subprocess
 import sys
 
 import pytest
 
-import flags as simclr_flags
-from export import preflight
-from simclr_tf2 import callbacks, checkpoints, cli, errors, run_lock
-from simclr_tf2.data import registry, source
+from simclr_tf2 import entrypoints, errors
+from simclr_tf2.rundir import run_lock
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = ["--resnet_depth=18", "--width_multiplier=0.125", "--image_size=16",
@@ -17,12 +16,31 @@ TINY = ["--resnet_depth=18", "--width_multiplier=0.125", "--image_size=16",
         "--eval_batch_size=64"]
 
 
-def test_every_user_error_class_shares_the_base_and_its_old_home():
-    assert simclr_flags.ConfigError is errors.ConfigError
-    assert registry.DataError is source.DataError is errors.DataError
-    assert checkpoints.CheckpointMismatchError is errors.CheckpointMismatchError
-    assert callbacks.TrainingDivergedError is errors.TrainingDivergedError
-    assert preflight.ExportError is errors.ExportError
+def _python_files():
+    for top in ("simclr_tf2", "flags", "export", "run.py"):
+        path = os.path.join(ROOT, top)
+        if path.endswith(".py"):
+            yield path
+        for folder, _, names in os.walk(path):
+            yield from (os.path.join(folder, n) for n in names if n.endswith(".py"))
+
+
+def test_every_error_class_has_one_home_simclr_tf2_errors():
+    """Error classes are defined in simclr_tf2/errors.py and imported from there only."""
+    for path in _python_files():
+        tree = ast.parse(open(path).read())
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ClassDef) and node.name.endswith("Error"):
+                assert path.endswith(os.path.join("simclr_tf2", "errors.py")), \
+                    f"{path} defines {node.name}"
+            if isinstance(node, ast.ImportFrom):
+                for alias in node.names:
+                    if alias.name.endswith("Error"):
+                        assert node.module == "simclr_tf2.errors", \
+                            f"{path} imports {alias.name} from {node.module}"
+
+
+def test_every_user_error_class_shares_the_base():
     for cls in (errors.ConfigError, errors.DataError,
                 errors.CheckpointMismatchError, errors.TrainingDivergedError,
                 errors.ExportError, errors.DamagedCheckpointError,
@@ -43,12 +61,12 @@ def test_report_user_errors_prints_one_line_and_exits_1(capsys, monkeypatch):
         raise errors.ConfigError("--foo must be positive;\n pass --foo=1.")
 
     with pytest.raises(SystemExit) as info:
-        cli.report_user_errors(fail)
+        entrypoints.report_user_errors(fail)
     assert info.value.code == 1
     assert capsys.readouterr().err == "error: --foo must be positive; pass --foo=1.\n"
     monkeypatch.setenv("SIMCLR_TF2_TRACEBACK", "1")
     with pytest.raises(errors.ConfigError):
-        cli.report_user_errors(fail)
+        entrypoints.report_user_errors(fail)
 
 
 @pytest.mark.parametrize("bug", [ValueError("bad shape"), OSError(5, "I/O"),
@@ -60,7 +78,7 @@ def test_report_user_errors_lets_bugs_through(bug, monkeypatch):
         raise bug
 
     with pytest.raises(type(bug)) as info:
-        cli.report_user_errors(fail)
+        entrypoints.report_user_errors(fail)
     assert info.value is bug
 
 
@@ -89,10 +107,10 @@ def test_run_py_reports_a_user_error_in_one_line(tmp_path):
 
 
 BUG = """
-from simclr_tf2 import app
+from simclr_tf2.training import runner
 def buggy_run(*args, **kwargs):
     raise {error}
-app.run = buggy_run
+runner.run = buggy_run
 """
 
 

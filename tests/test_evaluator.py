@@ -1,4 +1,4 @@
-"""Tests of simclr_tf2/evaluator.py on a tiny digits run."""
+"""Tests of simclr_tf2/training/evaluator.py on a tiny digits run."""
 
 import glob
 import json
@@ -10,9 +10,9 @@ import types
 import pytest
 
 from simclr_tf2.data.registry import DataError
-from simclr_tf2.evaluator import Evaluator, resolve_eval_split
-from simclr_tf2.trainer import Trainer
-from tests.test_trainer import tiny_experiment
+from simclr_tf2.training.evaluator import Evaluator, resolve_eval_split
+from simclr_tf2.training.trainer import Trainer
+from tests.harness import tiny_experiment
 
 
 def _source(*splits):

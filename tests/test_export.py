@@ -7,8 +7,6 @@ project is not importable there: the export must stand on its own.
 
 import json
 import os
-import subprocess
-import sys
 import types
 
 import keras
@@ -17,69 +15,18 @@ import pytest
 import tensorflow as tf
 from tensorflow.core.protobuf import saved_model_pb2
 
-from export import saved_model
-from simclr_tf2 import checkpoints
+from simclr_tf2.export import saved_model
+from simclr_tf2.rundir import checkpoints
 from simclr_tf2.config import RunConfig
 from simclr_tf2.data import augment
 from simclr_tf2.models import build
 from simclr_tf2.optim import weight_decay_loss
+from tests.harness import fresh_python, model_config, png_bytes, tool
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 IMAGE = 16
 STEP = 7
 WEIGHT_DECAY = 1e-4
-
-# Runs first in every fresh process: the project must not be importable.
-PRELUDE = """
-import json, sys
-import numpy as np
-for name in ("simclr_tf2", "export"):
-    try:
-        __import__(name)
-    except ImportError:
-        continue
-    raise SystemExit(f"project package {name} is importable")
-import tensorflow as tf
-from tensorflow.core.protobuf import saved_model_pb2
-path, ref = sys.argv[1], np.load(sys.argv[2])
-def close(a, b):
-    np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=1e-5, rtol=0)
-"""
-
-
-def fresh_python(code, *args, cwd, timeout=300):
-    """Runs PRELUDE + code in a new interpreter without the project on sys.path."""
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    env["TF_CPP_MIN_LOG_LEVEL"] = "2"
-    proc = subprocess.run([sys.executable, "-c", PRELUDE + code, *args],
-                          cwd=cwd, env=env, capture_output=True, text=True,
-                          timeout=timeout)
-    assert proc.returncode == 0, proc.stderr[-4000:]
-    # e.g. "Importing a function ... with ops with unsaved custom gradients".
-    assert "custom gradient" not in proc.stderr, proc.stderr[-4000:]
-    return proc.stdout
-
-
-def tool(name, *args, cwd, project=False):
-    """Runs a console script of the venv (or `python -m` with the project)."""
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    env["TF_CPP_MIN_LOG_LEVEL"] = "2"
-    if project:
-        env["PYTHONPATH"] = ROOT
-        command = [sys.executable, "-m", name, *args]
-    else:
-        command = [os.path.join(os.path.dirname(sys.executable), name), *args]
-    return subprocess.run(command, cwd=cwd, env=env, capture_output=True,
-                          text=True, timeout=300)
-
-
-def model_config():
-    return dict(resnet_depth=18, width_multiplier=0.125, cifar_stem=True,
-                sk_ratio=0.0, se_ratio=0.0, batch_norm_decay=0.9,
-                global_bn=True, proj_head_mode="nonlinear", proj_out_dim=8,
-                num_proj_layers=2, ft_proj_selector=0,
-                zero_init_logits_layer=False, fine_tune_after_block=-1,
-                lineareval_while_pretraining=True)
 
 
 def randomize(model, seed=0):
@@ -91,11 +38,6 @@ def randomize(model, seed=0):
             v.assign(rng.uniform(0.5, 1.5, shape).astype(np.float32))
         elif v.path.endswith(("beta", "moving_mean")):
             v.assign(rng.normal(0.0, 0.1, shape).astype(np.float32))
-
-
-def png_bytes(rng, height, width, channels=3):
-    pixels = rng.integers(0, 256, (height, width, channels), dtype=np.uint8)
-    return tf.io.encode_png(pixels).numpy(), pixels
 
 
 @pytest.fixture(scope="module")
@@ -273,9 +215,15 @@ def test_saved_model_cli_show_and_run_on_png(exported):
                                    ref[f"png_{key}"], atol=1e-5, rtol=0)
 
 
-def test_python_m_export_from_checkpoint_matches_run_export(exported):
-    out = exported.base / "from_checkpoint"
-    proc = tool("export", f"--model_dir={exported.model_dir}",
+# The checkout's `python -m export` (absl) and the library's command
+# (`simclr-export`, also `python -m simclr_tf2.export`).
+EXPORT_COMMANDS = ["export", "simclr_tf2.export"]
+
+
+@pytest.mark.parametrize("command", EXPORT_COMMANDS)
+def test_python_m_export_from_checkpoint_matches_run_export(exported, command):
+    out = exported.base / f"from_checkpoint_{command}"
+    proc = tool(command, f"--model_dir={exported.model_dir}",
                 f"--export_dir={out}", cwd=ROOT, project=True)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert f"(step {STEP})" in proc.stdout
@@ -289,16 +237,17 @@ def test_python_m_export_from_checkpoint_matches_run_export(exported):
             np.testing.assert_allclose(out_a[k], out_b[k], atol=1e-5, rtol=0)
 
 
+@pytest.mark.parametrize("command", EXPORT_COMMANDS)
 @pytest.mark.parametrize("args,fragment", [
     (["--model_dir={base}/nowhere"], "no flags.json"),
     (["--model_dir={model_dir}", "--checkpoint={model_dir}/ckpt-99"],
      "does not exist"),
     (["--model_dir={model_dir}", "--export_dir={path}"], "already exists"),
 ])
-def test_python_m_export_user_errors(exported, args, fragment):
+def test_python_m_export_user_errors(exported, args, fragment, command):
     args = [a.format(base=exported.base, model_dir=exported.model_dir,
                      path=exported.path) for a in args]
-    proc = tool("export", *args, cwd=ROOT, project=True)
+    proc = tool(command, *args, cwd=ROOT, project=True)
     assert proc.returncode == 1
     assert "Traceback" not in proc.stderr, proc.stderr[-3000:]
     lines = proc.stderr.strip().splitlines()

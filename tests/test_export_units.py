@@ -12,15 +12,13 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from export import module as module_lib
-from export import preflight
-from export import saved_model
-from export import single_replica_bn
+from simclr_tf2.export import module as module_lib
+from simclr_tf2.export import saved_model
+from simclr_tf2.export import single_replica_bn
 from simclr_tf2 import errors
 from simclr_tf2.data import augment
 from simclr_tf2.models import build
-from tests.test_export import (IMAGE, ROOT, fresh_python, model_config,
-                               png_bytes, tool)
+from tests.harness import IMAGE, ROOT, fresh_python, model_config, png_bytes, tool
 
 
 @pytest.mark.parametrize("train_mode", ["pretrain", "finetune"])
@@ -81,7 +79,7 @@ def test_failed_save_leaves_nothing_and_keeps_previous(tmp_path, monkeypatch):
     monkeypatch.undo()
 
     saved_model.save_module(module, str(target), 8)
-    with pytest.raises(preflight.ExportError, match="already exists"):
+    with pytest.raises(errors.ExportError, match="already exists"):
         saved_model.save_module(module, str(target), 8)
     monkeypatch.setattr(tf.saved_model, "save", _half_write_then_fail)
     with pytest.raises(errors.WriteError):
@@ -92,7 +90,7 @@ def test_failed_save_leaves_nothing_and_keeps_previous(tmp_path, monkeypatch):
 
 def test_unwritable_export_dir_is_one_user_error(tmp_path):
     (tmp_path / "a_file").write_text("x")
-    with pytest.raises(preflight.ExportError, match="cannot be written"):
+    with pytest.raises(errors.ExportError, match="cannot be written"):
         saved_model.save_module(_TinyModule(), str(tmp_path / "a_file" / "out"), 8)
 
 

@@ -8,12 +8,12 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from export import from_checkpoint
-from export import saved_model
-from simclr_tf2.experiment import Experiment
-from simclr_tf2.trainer import Trainer
+from simclr_tf2.export import from_checkpoint
+from simclr_tf2.export import saved_model
+from simclr_tf2.training.experiment import Experiment
+from simclr_tf2.training.trainer import Trainer
 from tests import harness
-from tests.test_trainer import tiny_config
+from tests.harness import tiny_config
 
 KEYS = ("final_avg_pool", "proj_head_output", "logits_sup", "block_group4")
 

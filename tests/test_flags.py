@@ -1,12 +1,13 @@
 """Flags: the original SimCLR TF2 flag set, recipes and their precedence."""
 
-import copy
 
 import pytest
 from absl import flags as absl_flags
 
 import flags as simclr_flags
 from flags import recipes
+from simclr_tf2 import errors
+from tests.harness import parsed
 
 ORIGINAL_FLAGS = """learning_rate learning_rate_scaling warmup_epochs weight_decay
 batch_norm_decay train_batch_size train_split train_epochs train_steps eval_steps
@@ -17,15 +18,6 @@ tpu_name tpu_zone gcp_project optimizer momentum eval_name keep_checkpoint_max
 keep_hub_module_max temperature hidden_norm proj_head_mode proj_out_dim
 num_proj_layers ft_proj_selector global_bn width_multiplier resnet_depth
 sk_ratio se_ratio image_size color_jitter_strength use_blur""".split()
-
-
-def parsed(*argv):
-    values = absl_flags.FlagValues()
-    for flag in absl_flags.FLAGS.get_flags_for_module(
-            simclr_flags.definitions):
-        values[flag.name] = copy.deepcopy(flag)  # Fresh value/present state.
-    values(["run.py", *argv])
-    return values
 
 
 def test_every_original_flag_exists_with_help():
@@ -80,7 +72,7 @@ def test_imagenet_recipe_is_the_paper(tmp_path):
 ])
 def test_invalid_combinations(tmp_path, argv, message):
     values, _ = simclr_flags.effective_values(parsed(*argv))
-    with pytest.raises(simclr_flags.ConfigError, match=message):
+    with pytest.raises(errors.ConfigError, match=message):
         simclr_flags.config_from_values(values, str(tmp_path))
 
 

@@ -5,39 +5,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from simclr_tf2 import gradcache
-from simclr_tf2.models import heads
-from simclr_tf2.models.simclr_model import SimCLRModel
-from tests.test_simclr_model import IMAGE
-from tests.test_simclr_model import batch
-from tests.test_simclr_model import compile_model
-from tests.test_simclr_model import make_model
-
-
-def _freeze_batch_norm(model, seed=0):
-    """BN in inference mode, with non-trivial moving statistics."""
-    rng = np.random.default_rng(seed)
-    for layer in model._flatten_layers():
-        if isinstance(layer, keras.layers.BatchNormalization):
-            layer.trainable = False
-            shape = layer.moving_mean.shape
-            layer.moving_mean.assign(rng.normal(0, 0.1, shape))
-            layer.moving_variance.assign(rng.uniform(0.5, 2.0, shape))
-
-
-def _full_batch_gradients(model, data):
-    """Unscaled loss and gradients by one tape over the whole batch."""
-    task = model.task
-    with tf.GradientTape() as tape:
-        outputs = model(task.model_inputs(data), training=True)
-        loss, _ = task.compute_loss(model, data, outputs)
-        loss += task.regularization(model.trainable_variables)[0]
-    return loss, tape.gradient(loss, model.trainable_variables)
-
-
-def _cached_gradients(model, data):
-    loss, _, grads = model.loss_and_gradients(data)
-    return loss, grads
+from simclr_tf2.optim import gradcache
+from tests.harness import batch, cached_gradients, distributed_step, freeze_batch_norm, full_batch_gradients, make_model, mirrored, tiny_model
 
 
 def _stat_variables(model):
@@ -51,11 +20,11 @@ def _moving_stats(model):
 @pytest.mark.parametrize("graph", [False, True])
 def test_gradient_equals_full_batch_gradient_with_inference_bn(graph):
     model = make_model()
-    _freeze_batch_norm(model)
+    freeze_batch_norm(model)
     data = batch(n=8)
-    ref_loss, ref_grads = _full_batch_gradients(model, data)
+    ref_loss, ref_grads = full_batch_gradients(model, data)
     model.micro_batch_size = 2
-    fn = _cached_gradients
+    fn = cached_gradients
     loss, grads = (tf.function(fn) if graph else fn)(model, data)
     np.testing.assert_allclose(loss, ref_loss, rtol=1e-6)
     assert len(grads) == len(ref_grads) > 0
@@ -68,12 +37,12 @@ def test_gradients_carry_the_optimizer_loss_scale():
     # mixed_float16: the cached dL/dz is scaled so that the chunk backward
     # passes run on scaled gradients, as the regular step's would.
     model = make_model()
-    _freeze_batch_norm(model)
+    freeze_batch_norm(model)
     data = batch(n=4)
-    _, ref_grads = _full_batch_gradients(model, data)
+    _, ref_grads = full_batch_gradients(model, data)
     model.optimizer = keras.optimizers.LossScaleOptimizer(model.optimizer)
     model.micro_batch_size = 2
-    _, grads = _cached_gradients(model, data)
+    _, grads = cached_gradients(model, data)
     scale = float(model.optimizer.scale_loss(1.0))
     assert scale > 1.0
     for g, r in zip(grads, ref_grads):
@@ -111,62 +80,6 @@ def test_moving_statistics_get_one_update_with_the_chunk_average():
         np.testing.assert_allclose(got, (one + two) / 2, atol=1e-6)
 
 
-class _TinyEncoder(keras.layers.Layer):
-    """Conv + BN + pool: a SimCLRModel encoder that traces fast."""
-
-    def __init__(self, global_bn, **kwargs):
-        super().__init__(**kwargs)
-        self.conv = keras.layers.Conv2D(8, 3, strides=2, use_bias=False)
-        self.bn = keras.layers.BatchNormalization(synchronized=global_bn)
-
-    def call(self, images, training=None):
-        x = tf.nn.relu(self.bn(self.conv(images), training=training))
-        return {"final_avg_pool": tf.reduce_mean(x, axis=[1, 2])}
-
-
-def _tiny_model(global_bn=False, micro_batch_size=0):
-    keras.utils.set_random_seed(0)
-    model = SimCLRModel(
-        _TinyEncoder(global_bn, name="tiny_encoder"),
-        heads.ProjectionHead(out_dim=8, global_bn=global_bn),
-        heads.supervised_head(3))
-    model(tf.zeros([1, IMAGE, IMAGE, 3]), training=False)
-    return compile_model(model, micro_batch_size=micro_batch_size)
-
-
-_KEY_BASE = [10_000]
-
-
-def _mirrored():
-    """A 2-replica MirroredStrategy with collective keys of its own.
-
-    Strategies in one process otherwise share group and instance keys, and a
-    later one running different collectives aborts ("Collective instance N
-    expected type ...").
-    """
-    _KEY_BASE[0] += 1_000
-    tf.distribute.MirroredStrategy._collective_key_base = _KEY_BASE[0]
-    try:
-        return tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
-    finally:
-        tf.distribute.MirroredStrategy._collective_key_base = 0
-
-
-def _distributed_step(strategy, model, data):
-    """One train_step on the global batch `data`, split over the replicas."""
-    dataset = tf.data.Dataset.from_tensor_slices(data).batch(
-        int(data["label"].shape[0]), drop_remainder=True)
-    iterator = iter(strategy.experimental_distribute_dataset(dataset))
-
-    @tf.function
-    def step():
-        logs = strategy.run(model.train_step, args=(next(iterator),))
-        return {k: strategy.reduce("MEAN", v, axis=None)
-                for k, v in logs.items()}
-
-    return step()
-
-
 def _assert_same_variables(expected, got):
     assert len(expected.variables) == len(got.variables)
     for a, b in zip(expected.variables, got.variables):
@@ -177,14 +90,14 @@ def _assert_same_variables(expected, got):
 def test_two_replicas_match_full_batch_step_with_inference_bn():
     # Negatives and dL/dz cross replicas; the chunk loop is a tf.while_loop.
     data = batch(n=8)
-    reference = _tiny_model()
-    _freeze_batch_norm(reference)
+    reference = tiny_model()
+    freeze_batch_norm(reference)
     ref_logs = tf.function(reference.train_step)(data)
-    strategy = _mirrored()
+    strategy = mirrored()
     with strategy.scope():
-        model = _tiny_model(micro_batch_size=2)
-        _freeze_batch_norm(model)
-    logs = _distributed_step(strategy, model, data)
+        model = tiny_model(micro_batch_size=2)
+        freeze_batch_norm(model)
+    logs = distributed_step(strategy, model, data)
     for key in ("loss", "contrast_loss", "contrast_acc", "supervised_loss"):
         np.testing.assert_allclose(logs[key], ref_logs[key], rtol=1e-5,
                                    err_msg=key)
@@ -198,13 +111,13 @@ def test_two_replicas_with_global_bn_match_one_device_chunks():
     data = batch(n=8)
     order = [0, 1, 4, 5, 2, 3, 6, 7]
     reordered = {k: tf.gather(v, order) for k, v in data.items()}
-    reference = _tiny_model(micro_batch_size=4)
+    reference = tiny_model(micro_batch_size=4)
     ref_logs = tf.function(reference.train_step)(reordered)
-    strategy = _mirrored()
+    strategy = mirrored()
     with strategy.scope():
-        model = _tiny_model(global_bn=True, micro_batch_size=2)
+        model = tiny_model(global_bn=True, micro_batch_size=2)
         assert gradcache.must_unroll(model._flatten_layers())
-    logs = _distributed_step(strategy, model, data)
+    logs = distributed_step(strategy, model, data)
     for key in ("loss", "contrast_loss", "contrast_acc", "supervised_loss"):
         np.testing.assert_allclose(logs[key], ref_logs[key], rtol=1e-5,
                                    err_msg=key)

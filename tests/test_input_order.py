@@ -4,7 +4,6 @@ import os
 
 import numpy as np
 import pytest
-import tensorflow as tf
 import tensorflow_datasets as tfds
 from PIL import Image
 # tf.distribute's own multi-worker input rewrite (rebatch + auto-shard), as
@@ -12,6 +11,7 @@ from PIL import Image
 from tensorflow.python.data.experimental.ops import distribute as tfdata_distribute
 from tensorflow.python.distribute import input_ops
 
+from simclr_tf2 import tasks
 from simclr_tf2.data import pipeline, source as source_lib
 from simclr_tf2.data.folder import FolderSource
 from simclr_tf2.data.in_memory import ArraySource
@@ -67,8 +67,8 @@ def _batches(dataset, count):
 
 
 def _train(source, seed=0, batch=10 * NUM_CLASSES, mode="finetune", **kwargs):
-    return pipeline.build_train_dataset(source, "train", batch, mode,
-                                        image_size=8, use_blur=False,
+    transform = tasks.get(mode).train_transform(8, 1.0, False, 0.08)
+    return pipeline.build_train_dataset(source, "train", batch, transform,
                                         seed=seed, **kwargs)
 
 
@@ -210,9 +210,11 @@ def test_unreadable_files_are_skipped_counted_and_reported_once(tmp_path,
 def test_a_batch_larger_than_the_split_says_how_many_copies(caplog):
     digits = open_source("digits")  # 1437 train examples
     with caplog.at_level("WARNING"):
-        pipeline.build_train_dataset(digits, "train", 4096, "pretrain", 8)
+        pipeline.build_train_dataset(digits, "train", 4096,
+                                     pipeline.two_view_transform(8))
     assert "each batch holds 2.85 copies of every image" in caplog.text
     caplog.clear()
     with caplog.at_level("WARNING"):
-        pipeline.build_train_dataset(digits, "train", 1024, "pretrain", 8)
+        pipeline.build_train_dataset(digits, "train", 1024,
+                                     pipeline.two_view_transform(8))
     assert "copies" not in caplog.text

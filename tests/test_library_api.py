@@ -1,4 +1,4 @@
-"""The Python API on a user's own data: contrastive_batches, simclr_model,
+"""The Python API on a user's own data: contrastive_batches, pretraining_model,
 compile/fit with LARS under a strategy, .keras round trip, export."""
 
 import keras
@@ -110,8 +110,8 @@ def _compile(model, batch_size, num_examples):
                   task=tasks.PretrainTask(temperature=0.2))
 
 
-def test_simclr_model_wires_encoder_and_projection_head():
-    model = build.simclr_model(_tiny_encoder(), proj_out_dim=5,
+def test_pretraining_model_wires_encoder_and_projection_head():
+    model = build.pretraining_model(_tiny_encoder(), proj_out_dim=5,
                                num_proj_layers=3, image_size=SIDE)
     assert isinstance(model, SimCLRModel) and model.built
     assert model.supervised_head is None
@@ -124,7 +124,7 @@ def test_simclr_model_wires_encoder_and_projection_head():
 def _fit_save_load_export(model, images, tmp_path, side=SIDE, batch_size=4,
                           steps=2):
     """Fits, then checks .keras and SavedModel round trips give its outputs."""
-    from export import saved_model  # The checkout's exporter (not installed).
+    from simclr_tf2.export import saved_model
     before = [v.numpy().copy() for v in model.trainable_variables]
     batches = contrastive_batches(tf.data.Dataset.from_tensor_slices(images),
                                   image_size=side, batch_size=batch_size)
@@ -148,7 +148,7 @@ def _fit_save_load_export(model, images, tmp_path, side=SIDE, batch_size=4,
 
 
 def test_fit_save_load_export_with_a_custom_encoder(tmp_path):
-    model = build.simclr_model(_tiny_encoder(), proj_out_dim=8,
+    model = build.pretraining_model(_tiny_encoder(), proj_out_dim=8,
                                image_size=SIDE)
     _compile(model, 4, 12)
     _fit_save_load_export(model, _images(), tmp_path)
@@ -156,7 +156,7 @@ def test_fit_save_load_export_with_a_custom_encoder(tmp_path):
 
 def test_fit_under_two_replica_strategy(two_replica_strategy, tmp_path):
     with two_replica_strategy.scope():
-        model = build.simclr_model(_tiny_encoder(), proj_out_dim=8,
+        model = build.pretraining_model(_tiny_encoder(), proj_out_dim=8,
                                    global_bn=True, image_size=SIDE)
         _compile(model, 8, 16)
     _fit_save_load_export(model, _images(num=16), tmp_path, batch_size=8)
@@ -166,7 +166,7 @@ def test_fit_under_two_replica_strategy(two_replica_strategy, tmp_path):
 def test_keras_application_under_two_replica_strategy(two_replica_strategy,
                                                       tmp_path):
     with two_replica_strategy.scope():
-        model = build.simclr_model(
+        model = build.pretraining_model(
             backbones.keras_application("MobileNetV3Small", global_bn=True),
             global_bn=True, image_size=32)  # MobileNetV3Small: >= 32 px.
         _compile(model, 8, 16)

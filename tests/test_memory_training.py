@@ -10,20 +10,14 @@ import pytest
 import tensorflow as tf
 
 import flags as simclr_flags
+from simclr_tf2 import errors
 from simclr_tf2 import optim
 from simclr_tf2 import tasks
 from simclr_tf2.config import RunConfig
 from simclr_tf2.memory import ema_update
 from simclr_tf2.models import build
-from simclr_tf2.trainer import Trainer
-from tests.test_flags import parsed
-from tests.test_gradcache import _cached_gradients
-from tests.test_gradcache import _freeze_batch_norm
-from tests.test_gradcache import _full_batch_gradients
-from tests.test_simclr_model import IMAGE
-from tests.test_simclr_model import batch
-from tests.test_simclr_model import model_cfg
-from tests.test_trainer import tiny_experiment
+from simclr_tf2.training.trainer import Trainer
+from tests.harness import IMAGE, batch, cached_gradients, freeze_batch_norm, full_batch_gradients, model_cfg, parsed, tiny_experiment
 
 MEMORY = dict(memory_size=40, memory_momentum=0.9)
 
@@ -49,7 +43,7 @@ def test_memory_flags_default_off_and_are_recorded(tmp_path):
 ])
 def test_bad_memory_flags_are_refused_with_one_line(tmp_path, argv, message):
     values, _ = simclr_flags.effective_values(parsed(*argv))
-    with pytest.raises(simclr_flags.ConfigError, match=message) as err:
+    with pytest.raises(errors.ConfigError, match=message) as err:
         simclr_flags.config_from_values(values, str(tmp_path))
     assert "\n" not in str(err.value)
 
@@ -130,13 +124,13 @@ def test_train_step_uses_the_buffer_then_updates_ema_and_enqueues(contrastive_lo
 
 def test_gradient_caching_equals_full_batch_with_the_memory():
     model = memory_model()
-    _freeze_batch_norm(model)
+    freeze_batch_norm(model)
     memory = model.task.memory
     # A partly filled buffer, so the buffer's negatives enter the gradient.
     rng = np.random.default_rng(3)
     memory.buffer.enqueue(tf.constant(rng.normal(size=(12, 8)), tf.float32))
     data = batch(n=8)
-    ref_loss, ref_grads = _full_batch_gradients(model, data)
+    ref_loss, ref_grads = full_batch_gradients(model, data)
     network, calls = memory.network, []
 
     def counting(images):
@@ -145,7 +139,7 @@ def test_gradient_caching_equals_full_batch_with_the_memory():
 
     memory.network = counting
     model.micro_batch_size = 2
-    loss, grads = _cached_gradients(model, data)
+    loss, grads = cached_gradients(model, data)
     memory.network = network
     assert calls == [16]  # keys once, for all 2 x 8 views
     np.testing.assert_allclose(loss, ref_loss, rtol=1e-6)
@@ -267,8 +261,8 @@ def test_killed_and_resumed_run_continues_bit_identically(tmp_path):
 
 
 def test_export_of_a_memory_run_holds_the_trained_encoder(tmp_path):
-    from export import from_checkpoint
-    from export import saved_model
+    from simclr_tf2.export import from_checkpoint
+    from simclr_tf2.export import saved_model
     config_dir = tmp_path / "run"
     experiment = tiny_experiment(config_dir, train_steps=2, checkpoint_steps=2,
                                  train_batch_size=8, **MEMORY)

@@ -2,27 +2,16 @@
 
 import json
 import os
-import socket
 import subprocess
 import sys
 
 import numpy as np
 import tensorflow as tf
 
-from tests.test_run import ROOT, TINY
+from tests.harness import ROOT, TINY_FLAGS, free_ports
 
 ARGS = ["--mode=train", "--train_steps=2", "--checkpoint_steps=2",
-        "--optimizer=momentum", "--learning_rate=0.1", *TINY]
-
-
-def _free_ports(count):
-    sockets = [socket.socket() for _ in range(count)]
-    for s in sockets:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in sockets]
-    for s in sockets:
-        s.close()
-    return ports
+        "--optimizer=momentum", "--learning_rate=0.1", *TINY_FLAGS]
 
 
 def _command(model_dir):
@@ -43,7 +32,7 @@ def test_two_workers_match_one_worker(tmp_path):
                             text=True, timeout=300, cwd=ROOT)
     assert single.returncode == 0, single.stderr[-3000:]
 
-    workers = [f"127.0.0.1:{p}" for p in _free_ports(2)]
+    workers = [f"127.0.0.1:{p}" for p in free_ports(2)]
     procs = []
     for index in range(2):
         tf_config = {"cluster": {"worker": workers},

@@ -9,46 +9,37 @@ import os
 import numpy as np
 import pytest
 
+from simclr_tf2 import errors
 from simclr_tf2.models.resnet import ResNet
 from simclr_tf2.original import convert, loader
+from tests.harness import ORIGINAL_KEYS, original_fixture, relative_error
 
-FIXTURES = os.path.join(os.path.dirname(__file__), "fixtures", "original")
 NAMES = ("r18_v1", "r50_sk_se", "r18_ft")
-KEYS = ("initial_conv", "initial_max_pool", "block_group1", "block_group2", "block_group3", "block_group4",
-        "final_avg_pool", "proj_head_output", "logits_sup")
-
-
-def fixture(name):
-    return os.path.join(FIXTURES, name)
-
-
-def relative_error(ours, reference):
-    return np.max(np.abs(ours - reference)) / np.max(np.abs(reference))
 
 
 def assert_parity(model, name, tolerance=1e-4):
     """Our outputs equal the original SavedModel's, with inference and batch statistics."""
-    reference = np.load(os.path.join(fixture(name), "outputs.npz"))
+    reference = np.load(os.path.join(original_fixture(name), "outputs.npz"))
     for mode in ("infer", "train"):
         outputs = model(reference["images"], training=mode == "train")
-        for key in KEYS:
+        for key in ORIGINAL_KEYS:
             error = relative_error(np.asarray(outputs[key]), reference[f"{key}/{mode}"])
             assert error <= tolerance, (name, mode, key, error)
 
 
 @pytest.mark.parametrize("name", NAMES)
 def test_loaded_model_matches_original_savedmodel_outputs(name):
-    model = convert.model_from_original(fixture(name))[0]
+    model = convert.model_from_original(original_fixture(name))[0]
     assert_parity(model, name)
 
 
 def test_fixture_outputs_come_from_the_original_savedmodel():
     # Provenance: the committed SavedModel (the original's own export) gives outputs.npz.
     import tensorflow as tf
-    module = tf.saved_model.load(os.path.join(fixture("r18_ft"), "saved_model", "8"))
-    reference = np.load(os.path.join(fixture("r18_ft"), "outputs.npz"))
+    module = tf.saved_model.load(os.path.join(original_fixture("r18_ft"), "saved_model", "8"))
+    reference = np.load(os.path.join(original_fixture("r18_ft"), "outputs.npz"))
     outputs = module(tf.constant(reference["images"]), trainable=False)
-    for key in KEYS:
+    for key in ORIGINAL_KEYS:
         # The same graph and weights; oneDNN may pick another summation
         # order on another CPU or load, so equality is to float32 rounding.
         assert relative_error(outputs[key].numpy(),
@@ -56,12 +47,12 @@ def test_fixture_outputs_come_from_the_original_savedmodel():
 
 
 def test_savedmodel_dir_and_ckpt_prefix_load_the_same_weights():
-    from_dir = convert.model_from_original(fixture("r18_v1"))[0]
-    from_prefix = convert.model_from_original(os.path.join(fixture("r18_v1"), "ckpt-8"))[0]
+    from_dir = convert.model_from_original(original_fixture("r18_v1"))[0]
+    from_prefix = convert.model_from_original(os.path.join(original_fixture("r18_v1"), "ckpt-8"))[0]
     from_saved, original, _, _ = convert.model_from_original(
-        os.path.join(fixture("r18_v1"), "saved_model", "8"))
+        os.path.join(original_fixture("r18_v1"), "saved_model", "8"))
     assert original.prefix.endswith(os.path.join("8", "variables", "variables"))
-    assert original.model_dir == fixture("r18_v1")  # its flags.json is used
+    assert original.model_dir == original_fixture("r18_v1")  # its flags.json is used
     for a, b, c in zip(from_dir.weights, from_prefix.weights, from_saved.weights):
         np.testing.assert_array_equal(a.numpy(), b.numpy())
         np.testing.assert_array_equal(a.numpy(), c.numpy())
@@ -78,13 +69,13 @@ def test_savedmodel_dir_and_ckpt_prefix_load_the_same_weights():
     ("r18_ft", dict(resnet_depth=18, num_proj_layers=2, ft_proj_selector=1)),
 ])
 def test_architecture_inferred_from_checkpoint(name, expected):
-    arch = loader.open_original(fixture(name)).arch
+    arch = loader.open_original(original_fixture(name)).arch
     assert {k: arch[k] for k in expected} == expected
 
 
 def test_architecture_inferred_without_flags_json(tmp_path):
     # A published SavedModel comes without flags.json: shapes alone decide.
-    original = loader.open_original(fixture("r50_sk_se"))
+    original = loader.open_original(original_fixture("r50_sk_se"))
     graph_only = loader.architecture.infer_from_variables(original.graph)
     assert graph_only["resnet_depth"] == 50 and graph_only["sk_ratio"] == 0.0625
     assert graph_only["se_ratio"] == 0.25 and not graph_only["cifar_stem"]
@@ -98,11 +89,11 @@ def test_architecture_inferred_without_flags_json(tmp_path):
      "--width_multiplier=0.0625"),
 ])
 def test_mismatched_encoder_is_refused_naming_the_flag(kwargs, flag):
-    original = loader.open_original(fixture("r50_sk_se"))
+    original = loader.open_original(original_fixture("r50_sk_se"))
     encoder = ResNet(cifar_stem=False, **{"width_multiplier": 0.0625, **kwargs})
     encoder.build((None, 40, 40, 3))
     before = [w.numpy().copy() for w in encoder.weights]
-    with pytest.raises(loader.OriginalCheckpointError) as info:
+    with pytest.raises(errors.OriginalCheckpointError) as info:
         loader.load_into(original, encoder)
     message = str(info.value)
     assert "\n" not in message and flag in message and "differences" in message
@@ -112,25 +103,25 @@ def test_mismatched_encoder_is_refused_naming_the_flag(kwargs, flag):
 
 
 def test_projection_head_depth_mismatch_names_num_proj_layers():
-    original = loader.open_original(fixture("r18_v1"))
+    original = loader.open_original(original_fixture("r18_v1"))
     arch = dict(original.arch, num_proj_layers=3)
     encoder, head, _ = convert.build_parts(arch)
     encoder.build((None, 32, 32, 3))
     head.build((None, encoder.num_features))
-    with pytest.raises(loader.OriginalCheckpointError, match="--num_proj_layers=2"):
+    with pytest.raises(errors.OriginalCheckpointError, match="--num_proj_layers=2"):
         loader.load_into(original, encoder, head)
 
 
 def test_missing_projection_head_names_proj_head_mode():
-    original = loader.open_original(fixture("r18_v1"))
+    original = loader.open_original(original_fixture("r18_v1"))
     encoder, head, _ = convert.build_parts(dict(original.arch, proj_head_mode="none"))
     encoder.build((None, 32, 32, 3))
     head.build((None, encoder.num_features))
-    with pytest.raises(loader.OriginalCheckpointError, match="--proj_head_mode=nonlinear"):
+    with pytest.raises(errors.OriginalCheckpointError, match="--proj_head_mode=nonlinear"):
         loader.load_into(original, encoder, head)
 
 
 def test_not_an_original_model_is_refused(tmp_path):
     assert not loader.is_original(str(tmp_path))
-    with pytest.raises(loader.OriginalCheckpointError, match="not a model_dir"):
+    with pytest.raises(errors.OriginalCheckpointError, match="not a model_dir"):
         loader.open_original(str(tmp_path))

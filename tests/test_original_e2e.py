@@ -4,7 +4,6 @@ Real subprocesses of run.py and `python -m export` on the fixtures in
 tests/fixtures/original/ (see its README), tiny step counts.
 """
 
-import json
 import os
 import subprocess
 import sys
@@ -12,9 +11,8 @@ import sys
 import numpy as np
 import pytest
 import tensorflow as tf
+from tests.harness import ORIGINAL_KEYS, ROOT, assert_user_error, original_fixture, relative_error, run_py
 
-from tests.test_original import KEYS, fixture, relative_error
-from tests.test_run import ROOT, assert_user_error, run_py
 
 SMALL = ["--train_batch_size=16", "--eval_batch_size=32", "--image_size=32",
          "--train_steps=2", "--eval_steps=1", "--log_every_steps=1"]
@@ -28,19 +26,19 @@ def export_py(*args):
 
 def test_export_converts_original_model_dir_with_parity(tmp_path):
     out = str(tmp_path / "export")
-    proc = export_py(f"--model_dir={fixture('r18_ft')}", f"--export_dir={out}")
+    proc = export_py(f"--model_dir={original_fixture('r18_ft')}", f"--export_dir={out}")
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "exported original SimCLR checkpoint" in proc.stdout
     module = tf.saved_model.load(out)
     assert {"serving_default", "serving_bytes"} <= set(module.signatures)
-    reference = np.load(os.path.join(fixture("r18_ft"), "outputs.npz"))
+    reference = np.load(os.path.join(original_fixture("r18_ft"), "outputs.npz"))
     images = tf.constant(reference["images"])
     # Serving first: a trainable=True call updates the BN moving statistics.
     served = module.signatures["serving_default"](images)
     assert relative_error(served["logits_sup"].numpy(), reference["logits_sup/infer"]) <= 1e-4
     for mode in ("infer", "train"):
         outputs = module(images, trainable=mode == "train")
-        for key in KEYS:
+        for key in ORIGINAL_KEYS:
             error = relative_error(outputs[key].numpy(), reference[f"{key}/{mode}"])
             assert error <= 1e-4, (mode, key, error)
     with tf.GradientTape() as tape:  # The original's own export cannot do this.
@@ -50,44 +48,44 @@ def test_export_converts_original_model_dir_with_parity(tmp_path):
 
 
 def test_export_of_original_needs_export_dir():
-    from export import original
-    assert original.is_original_source(fixture("r18_v1"))
+    from simclr_tf2.export import original
+    assert original.is_original_source(original_fixture("r18_v1"))
     assert not original.is_original_source(ROOT)
     with pytest.raises(ValueError, match="--export_dir"):
-        original.export_original(fixture("r18_v1"), None)
+        original.export_original(original_fixture("r18_v1"), None)
 
 
 def test_finetune_from_original_linear_eval_keeps_its_encoder(tmp_path):
     model_dir = str(tmp_path / "ft")
     proc = run_py("--mode=train_then_eval", "--train_mode=finetune",
-                  f"--checkpoint={fixture('r18_v1')}", "--fine_tune_after_block=4",
+                  f"--checkpoint={original_fixture('r18_v1')}", "--fine_tune_after_block=4",
                   "--ft_proj_selector=1", f"--model_dir={model_dir}", *SMALL)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "from the original SimCLR checkpoint" in proc.stdout
     # Architecture flags not given were read from the original checkpoint.
-    assert f"resnet_depth = 18  [checkpoint:{fixture('r18_v1')}]" in proc.stdout
-    assert f"width_multiplier = 0.0625  [checkpoint:{fixture('r18_v1')}]" in proc.stdout
+    assert f"resnet_depth = 18  [checkpoint:{original_fixture('r18_v1')}]" in proc.stdout
+    assert f"width_multiplier = 0.0625  [checkpoint:{original_fixture('r18_v1')}]" in proc.stdout
     # Frozen encoder (fine_tune_after_block=4): our export still computes
     # the original's representation.
     exports = os.path.join(model_dir, "saved_model")
     module = tf.saved_model.load(os.path.join(exports, os.listdir(exports)[0]))
-    reference = np.load(os.path.join(fixture("r18_v1"), "outputs.npz"))
+    reference = np.load(os.path.join(original_fixture("r18_v1"), "outputs.npz"))
     ours = module(tf.constant(reference["images"]), trainable=False)["final_avg_pool"]
     assert relative_error(ours.numpy(), reference["final_avg_pool/infer"]) <= 1e-4
 
 
 @pytest.mark.slow
 def test_distill_from_original_checkpoint_teacher(tmp_path):
-    proc = run_py("--mode=train", "--train_mode=distill", f"--teacher={fixture('r18_ft')}",
+    proc = run_py("--mode=train", "--train_mode=distill", f"--teacher={original_fixture('r18_ft')}",
                   "--resnet_depth=18", "--width_multiplier=0.125", "--proj_out_dim=8",
                   f"--model_dir={tmp_path / 'student'}", *SMALL)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert f"teacher: {fixture('r18_ft')}/ckpt-8 (10 classes)" in proc.stdout
+    assert f"teacher: {original_fixture('r18_ft')}/ckpt-8 (10 classes)" in proc.stdout
     assert "distill_loss" in proc.stdout
 
 
 def test_mismatched_original_checkpoint_is_one_line_naming_the_flag(tmp_path):
     proc = run_py("--mode=train", "--train_mode=finetune", "--se_ratio=0",
-                  f"--checkpoint={fixture('r50_sk_se')}", f"--model_dir={tmp_path / 'x'}",
+                  f"--checkpoint={original_fixture('r50_sk_se')}", f"--model_dir={tmp_path / 'x'}",
                   "--image_size=40", "--train_steps=1")
     assert_user_error(proc, "--se_ratio=0.25", "r50_sk_se")

@@ -6,15 +6,15 @@ import os
 import numpy as np
 import tensorflow as tf
 
-from simclr_tf2.teacher import load_teacher
+from simclr_tf2.training.teacher import load_teacher
 from tests import harness
-from tests.test_original import fixture, relative_error
+from tests.harness import original_fixture, relative_error
 
 
 def test_original_checkpoint_teacher_gives_the_originals_logits():
-    teacher = load_teacher(fixture("r18_ft"), 32)
+    teacher = load_teacher(original_fixture("r18_ft"), 32)
     assert teacher.num_classes == 10
-    reference = np.load(os.path.join(fixture("r18_ft"), "outputs.npz"))
+    reference = np.load(os.path.join(original_fixture("r18_ft"), "outputs.npz"))
     images = tf.constant(reference["images"])
     logits = teacher(images)
     # Inference-mode logits of the original code's own model.

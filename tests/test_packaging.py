@@ -48,7 +48,8 @@ def test_wheel_installs_only_the_library(wheel):
     assert len(dist_info) == 1
     assert top - dist_info == {"simclr_tf2"}
     # Subpackages come along (not just the top-level __init__).
-    for sub in ("models", "data", "optim", "original", "analysis"):
+    for sub in ("models", "data", "optim", "original", "analysis", "export", "embedding",
+                "rundir"):
         assert f"simclr_tf2/{sub}/__init__.py" in wheel.namelist()
 
 
@@ -61,7 +62,9 @@ def test_wheel_dependencies_are_requirements_txt(wheel):
     assert "tensorflow" in declared
 
 
-def test_console_script_points_at_embed(wheel):
+def test_console_scripts_point_at_embed_and_export(wheel):
     (entry,) = [n for n in wheel.namelist()
                 if n.endswith(".dist-info/entry_points.txt")]
-    assert "simclr-embed = simclr_tf2.embed:main" in wheel.read(entry).decode()
+    scripts = wheel.read(entry).decode()
+    assert "simclr-embed = simclr_tf2.embedding.command:main" in scripts
+    assert "simclr-export = simclr_tf2.export.command:main" in scripts

@@ -1,8 +1,8 @@
 """SIGTERM / SIGINT keep the step reached; readers survive a rotating trainer.
 
 End-to-end tests run run.py / `python -m export` as subprocesses on a tiny
-model and signal them at chosen moments (see simclr_tf2/signals.py,
-preemption.py and checkpoint_pin.py).
+model and signal them at chosen moments (see simclr_tf2/training/preemption.py,
+training/callbacks.py's CheckpointSaver and rundir/pinning.py).
 """
 
 import glob
@@ -17,14 +17,11 @@ import textwrap
 import threading
 import time
 
-import numpy as np
 import pytest
 import tensorflow as tf
 
-from simclr_tf2 import checkpoint_pin
-from simclr_tf2 import checkpoints
-from tests.test_multiworker import _free_ports
-from tests.test_run import ROOT, TINY
+from simclr_tf2.rundir import checkpoints
+from tests.harness import ROOT, TINY_FLAGS, free_ports
 
 STEP_LINE = re.compile(r"^step (\d+)/")
 SAVED_LINE = re.compile(r"checkpoint (\S+) \(step (\d+)\) saved")
@@ -82,7 +79,7 @@ class Run:
 
 def _train_args(model_dir, *extra, steps=30):
     return ["--mode=train_then_eval", f"--train_steps={steps}",
-            "--eval_steps=1", f"--model_dir={model_dir}", *TINY, *extra]
+            "--eval_steps=1", f"--model_dir={model_dir}", *TINY_FLAGS, *extra]
 
 
 def _assert_saved_stop(run, status, err, signum):
@@ -137,9 +134,9 @@ def test_sigint_mid_training_saves_the_step(tmp_path):
 
 
 def _signal_script(body):
-    """Runs `body` after signals.install() in a fresh Python (no TensorFlow)."""
-    code = "import os, signal, time\nfrom simclr_tf2 import signals\n" \
-           "signals.install()\n" + textwrap.dedent(body)
+    """Runs `body` after preemption.install() in a fresh Python (no TensorFlow)."""
+    code = "import os, signal, time\nfrom simclr_tf2.training import preemption\n" \
+           "preemption.install()\n" + textwrap.dedent(body)
     return subprocess.run([sys.executable, "-c", code], cwd=ROOT,
                           capture_output=True, text=True, timeout=60,
                           env=dict(os.environ, PYTHONPATH=ROOT))
@@ -147,10 +144,10 @@ def _signal_script(body):
 
 def test_signal_is_recorded_inside_deferred_and_a_second_one_exits_at_once():
     proc = _signal_script("""
-        with signals.deferred():
+        with preemption.deferred():
             os.kill(os.getpid(), signal.SIGTERM)
             time.sleep(0.2)
-            assert signals.received() == signal.SIGTERM
+            assert preemption.received() == signal.SIGTERM
             print("recorded", flush=True)
             os.kill(os.getpid(), signal.SIGINT)
             time.sleep(5)
@@ -166,74 +163,11 @@ def test_signal_outside_deferred_raises_interrupted():
         try:
             os.kill(os.getpid(), signal.SIGTERM)
             time.sleep(5)
-        except signals.Interrupted as stop:
-            print(signals.exit_status(stop), signals.stop_message(stop))
+        except preemption.Interrupted as stop:
+            print(preemption.exit_status(stop), preemption.stop_message(stop))
     """)
     assert proc.stdout.startswith("143 stopped by SIGTERM before anything"), \
         proc.stdout + proc.stderr
-
-
-def _tiny_manager(model_dir, max_to_keep=1):
-    step = tf.Variable(0, dtype=tf.int64)
-    weights = tf.Variable(tf.zeros([64]))
-    checkpoint = tf.train.Checkpoint(global_step=step, weights=weights)
-    manager = tf.train.CheckpointManager(checkpoint, model_dir, max_to_keep)
-    return step, weights, manager
-
-
-def test_pinned_checkpoint_survives_rotation(tmp_path):
-    step, weights, manager = _tiny_manager(str(tmp_path))
-    weights.assign(tf.fill([64], 1.0))
-    manager.save(checkpoint_number=1)
-    with checkpoint_pin.pinned(str(tmp_path)) as pin:
-        assert pin.path.endswith("ckpt-1") and pin.readable != pin.path
-        weights.assign(tf.fill([64], 2.0))
-        manager.save(checkpoint_number=2)  # deletes ckpt-1
-        assert not glob.glob(str(tmp_path / "ckpt-1.*"))
-        reader = tf.train.load_checkpoint(pin.readable)
-        np.testing.assert_array_equal(
-            reader.get_tensor("weights/.ATTRIBUTES/VARIABLE_VALUE"), 1.0)
-    assert not glob.glob(str(tmp_path / ".reading-*"))
-
-
-def test_pinned_takes_the_newest_again_when_the_chosen_one_vanishes(
-        tmp_path, monkeypatch):
-    _, _, manager = _tiny_manager(str(tmp_path))
-    manager.save(checkpoint_number=1)
-    real_link = checkpoint_pin._link
-
-    def link_after_a_save(prefix):  # the trainer saves between choice and read
-        if prefix.endswith("ckpt-1"):
-            manager.save(checkpoint_number=2)
-        return real_link(prefix)
-
-    monkeypatch.setattr(checkpoint_pin, "_link", link_after_a_save)
-    with checkpoint_pin.pinned(str(tmp_path)) as pin:
-        assert pin.path.endswith("ckpt-2")
-    # A named ckpt-N prefix is the user's choice: no retry.
-    with checkpoint_pin.pinned(str(tmp_path / "ckpt-1")) as pin:
-        assert pin.readable == pin.path  # missing: the reader reports it
-
-
-def test_restore_latest_lists_again_when_the_checkpoint_was_rotated(
-        tmp_path, monkeypatch):
-    step, _, manager = _tiny_manager(str(tmp_path))
-    step.assign(1)
-    manager.save(checkpoint_number=1)
-    real_restore = checkpoints.restore
-    calls = []
-
-    def restore_after_a_save(checkpoint, path, what, name=None):
-        calls.append(path)
-        if len(calls) == 1:  # the trainer rotates before the read opens it
-            step.assign(2)
-            manager.save(checkpoint_number=2)
-        return real_restore(checkpoint, path, what, name)
-
-    monkeypatch.setattr(checkpoints, "restore", restore_after_a_save)
-    target_step, _, target = _tiny_manager(str(tmp_path / "unused"))
-    restored = checkpoints.restore_latest(target._checkpoint, str(tmp_path))
-    assert restored.endswith("ckpt-2") and int(target_step.numpy()) == 2
 
 
 @pytest.mark.slow
@@ -280,7 +214,7 @@ def _worker_run(model_dir, workers, index):
 @pytest.mark.parametrize("signalled", [0, 1])
 def test_two_workers_save_the_same_step_when_one_is_signalled(tmp_path, signalled):
     model_dir = str(tmp_path / "multi")
-    workers = [f"127.0.0.1:{p}" for p in _free_ports(2)]
+    workers = [f"127.0.0.1:{p}" for p in free_ports(2)]
     runs = [_worker_run(model_dir, workers, i) for i in range(2)]
     try:
         runs[0].wait_for(r"^step 3/", timeout=400)
@@ -305,7 +239,7 @@ def test_export_and_eval_read_a_checkpoint_of_a_rotating_trainer(tmp_path):
     model_dir = str(tmp_path / "run")
     trainer = Run(["--mode=train", "--train_steps=100000",
                    "--checkpoint_steps=1", "--keep_checkpoint_max=1",
-                   f"--model_dir={model_dir}", *TINY])
+                   f"--model_dir={model_dir}", *TINY_FLAGS])
     try:
         trainer.wait_for(r"^step 3/")
         for attempt in range(2):
@@ -320,7 +254,7 @@ def test_export_and_eval_read_a_checkpoint_of_a_rotating_trainer(tmp_path):
         proc = subprocess.run(
             [sys.executable, os.path.join(ROOT, "run.py"), "--mode=eval",
              "--train_steps=1", "--eval_steps=1", f"--model_dir={model_dir}",
-             *TINY], cwd=ROOT, capture_output=True, text=True, timeout=300,
+             *TINY_FLAGS], cwd=ROOT, capture_output=True, text=True, timeout=300,
             env=dict(os.environ, PYTHONPATH=ROOT))
         assert proc.returncode == 0, proc.stderr[-3000:]
         assert json.load(open(os.path.join(model_dir, "result.json")))[
@@ -337,7 +271,7 @@ def test_signal_during_export_leaves_no_partial_export(tmp_path):
     model_dir = str(tmp_path / "run")
     proc = subprocess.run(
         [sys.executable, os.path.join(ROOT, "run.py"), "--mode=train",
-         "--train_steps=2", f"--model_dir={model_dir}", *TINY],
+         "--train_steps=2", f"--model_dir={model_dir}", *TINY_FLAGS],
         cwd=ROOT, capture_output=True, text=True, timeout=300,
         env=dict(os.environ, PYTHONPATH=ROOT))
     assert proc.returncode == 0, proc.stderr[-3000:]

@@ -11,7 +11,7 @@ import re
 import numpy as np
 from PIL import Image
 
-from simclr_tf2 import embed
+from simclr_tf2.embedding import command
 
 README = pathlib.Path(__file__).resolve().parent.parent / "README.md"
 MAX_LINES = 15
@@ -46,7 +46,7 @@ def test_example_runs_as_written_then_embeds(tmp_path, monkeypatch, capsys):
     folder.mkdir()
     for i in range(3):
         Image.fromarray(images[i]).save(folder / f"{i}.png")
-    embed.main(["--model=simclr.keras", f"--images={folder}", "--out=emb"])
+    command.main(["--model=simclr.keras", f"--images={folder}", "--out=emb"])
     assert "wrote 3 embeddings of dimension 576" in capsys.readouterr().out
     rows = np.load(tmp_path / "emb" / "embeddings.npy")
     np.testing.assert_allclose(rows, h[:3], atol=1e-4)

@@ -8,8 +8,8 @@ uninterrupted run's.
 
 import numpy as np
 
-from simclr_tf2.trainer import Trainer
-from tests.test_trainer import tiny_experiment
+from simclr_tf2.training.trainer import Trainer
+from tests.harness import tiny_experiment
 
 
 def _state(experiment):

@@ -10,28 +10,7 @@ import time
 import numpy as np
 import pytest
 from PIL import Image
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TINY = ["--resnet_depth=18", "--width_multiplier=0.125", "--image_size=16",
-        "--proj_out_dim=8", "--num_proj_layers=2", "--train_batch_size=32",
-        "--eval_batch_size=64", "--log_every_steps=1"]
-
-
-def run_py(*args, timeout=300):
-    env = dict(os.environ, PYTHONPATH=ROOT)
-    return subprocess.run([sys.executable, os.path.join(ROOT, "run.py"), *args],
-                          capture_output=True, text=True, timeout=timeout,
-                          cwd=ROOT, env=env)
-
-
-def assert_user_error(proc, *fragments):
-    """Non-zero exit, one 'error:' line on stderr naming the problem, no traceback."""
-    assert proc.returncode != 0, proc.stdout[-2000:]
-    assert "Traceback" not in proc.stderr, proc.stderr[-3000:]
-    lines = [l for l in proc.stderr.strip().splitlines() if l.startswith("error:")]
-    assert len(lines) == 1, proc.stderr[-3000:]
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
+from tests.harness import ROOT, TINY_FLAGS, assert_user_error, run_py
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +18,7 @@ def trained_dir(tmp_path_factory):
     model_dir = str(tmp_path_factory.mktemp("run") / "model")
     proc = run_py("--mode=train_then_eval", "--train_steps=6",
                   "--checkpoint_steps=3", "--eval_steps=2",
-                  f"--model_dir={model_dir}", "--temperature=0.3", *TINY)
+                  f"--model_dir={model_dir}", "--temperature=0.3", *TINY_FLAGS)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return model_dir, proc
 
@@ -86,7 +65,7 @@ def test_rerun_resumes_and_eval_mode_evaluates_latest(trained_dir):
     recorded = open(flags_json).read()
     # No length flags: the finished run's recorded final step ends the wait.
     proc = run_py("--mode=eval", "--eval_steps=1", "--eval_timeout_secs=120",
-                  f"--model_dir={model_dir}", *TINY, timeout=110)
+                  f"--model_dir={model_dir}", *TINY_FLAGS, timeout=110)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "eval at step 6" in proc.stdout
     # The evaluator keeps the trainer's record of its flags.
@@ -94,7 +73,7 @@ def test_rerun_resumes_and_eval_mode_evaluates_latest(trained_dir):
     assert json.load(open(os.path.join(model_dir, "training_done.json"))) == {
         "final_step": 6}
     proc = run_py("--mode=train", "--train_steps=6", f"--model_dir={model_dir}",
-                  *TINY)
+                  *TINY_FLAGS)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "nothing to train" in proc.stdout
 
@@ -103,7 +82,7 @@ def test_resume_after_sigkill_reaches_the_same_final_step(tmp_path):
     model_dir = str(tmp_path / "model")
     args = [sys.executable, os.path.join(ROOT, "run.py"), "--mode=train",
             "--train_steps=40", "--checkpoint_steps=2", f"--model_dir={model_dir}",
-            *TINY]
+            *TINY_FLAGS]
     proc = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
     deadline = time.time() + 240
@@ -119,7 +98,7 @@ def test_resume_after_sigkill_reaches_the_same_final_step(tmp_path):
     assert killed_at is not None
     assert int(killed_at.rsplit("-", 1)[1]) < 40
     resumed = run_py("--mode=train", "--train_steps=40", "--checkpoint_steps=2",
-                     f"--model_dir={model_dir}", *TINY)
+                     f"--model_dir={model_dir}", *TINY_FLAGS)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     step = int(killed_at.rsplit("-", 1)[1])
     assert f"resumed from {killed_at} (step {step})" in resumed.stdout
@@ -175,20 +154,20 @@ def test_folder_dataset_skips_corrupt_files(tmp_path):
 ])
 def test_user_errors_are_one_line(tmp_path, flags, fragments):
     proc = run_py("--mode=train", "--train_steps=1",
-                  f"--model_dir={tmp_path / 'm'}", *TINY, *flags)
+                  f"--model_dir={tmp_path / 'm'}", *TINY_FLAGS, *flags)
     assert_user_error(proc, *fragments)
 
 
 def test_unprepared_tfds_dataset_says_how_to_prepare(tmp_path):
     proc = run_py("--mode=train", "--train_steps=1", "--dataset=cifar10",
                   f"--data_dir={tmp_path / 'tfds'}",
-                  f"--model_dir={tmp_path / 'm'}", *TINY, timeout=120)
+                  f"--model_dir={tmp_path / 'm'}", *TINY_FLAGS, timeout=120)
     assert_user_error(proc, "cifar10", "data_dir")
 
 
 def test_eval_without_any_checkpoint_times_out_with_a_clear_error(tmp_path):
     proc = run_py("--mode=eval", "--eval_timeout_secs=1",
-                  f"--model_dir={tmp_path / 'empty'}", *TINY)
+                  f"--model_dir={tmp_path / 'empty'}", *TINY_FLAGS)
     assert_user_error(proc, "no checkpoint appeared")
 
 
@@ -196,7 +175,7 @@ def test_unwritable_model_dir(tmp_path):
     blocker = tmp_path / "a_file"
     blocker.write_text("x")
     proc = run_py("--mode=train", "--train_steps=1",
-                  f"--model_dir={blocker / 'model'}", *TINY)
+                  f"--model_dir={blocker / 'model'}", *TINY_FLAGS)
     assert_user_error(proc, "model_dir", "cannot be written")
 
 
@@ -204,7 +183,7 @@ def test_checkpoint_that_does_not_match_the_model(trained_dir, tmp_path):
     model_dir, _ = trained_dir
     proc = run_py("--mode=train", "--train_steps=1", "--train_mode=finetune",
                   f"--checkpoint={model_dir}", f"--model_dir={tmp_path / 'ft'}",
-                  *TINY, "--width_multiplier=0.25")
+                  *TINY_FLAGS, "--width_multiplier=0.25")
     assert_user_error(proc, "does not match")
 
 
@@ -212,11 +191,11 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
     model_dir = tmp_path / "m"
     # The same optimizer for both runs: its slots are in the checkpoint.
     good = run_py("--mode=train", "--train_steps=2", "--checkpoint_steps=2",
-                  "--optimizer=momentum", f"--model_dir={model_dir}", *TINY)
+                  "--optimizer=momentum", f"--model_dir={model_dir}", *TINY_FLAGS)
     assert good.returncode == 0, good.stderr[-3000:]
     proc = run_py("--mode=train", "--train_steps=12", "--checkpoint_steps=2",
                   "--optimizer=momentum", "--learning_rate=1e30",
-                  "--warmup_epochs=0", f"--model_dir={model_dir}", *TINY)
+                  "--warmup_epochs=0", f"--model_dir={model_dir}", *TINY_FLAGS)
     assert_user_error(proc, "loss became", "checkpoint")
     import tensorflow as tf
     assert tf.train.latest_checkpoint(str(model_dir)).endswith("ckpt-2")
@@ -225,9 +204,9 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
 def test_micro_batching_on_two_logical_devices(tmp_path):
     proc = run_py("--mode=train", "--train_steps=2", "--micro_batch_size=8",
                   "--num_logical_cpu_devices=2", f"--model_dir={tmp_path / 'm'}",
-                  *TINY)
+                  *TINY_FLAGS)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "2 replica(s)" in proc.stdout and "step 2/2" in proc.stdout
     proc = run_py("--mode=train", "--train_steps=1", "--micro_batch_size=5",
-                  f"--model_dir={tmp_path / 'bad'}", *TINY)
+                  f"--model_dir={tmp_path / 'bad'}", *TINY_FLAGS)
     assert_user_error(proc, "micro_batch_size")

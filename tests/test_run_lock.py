@@ -11,7 +11,7 @@ import time
 import pytest
 
 from simclr_tf2 import errors
-from simclr_tf2 import run_lock
+from simclr_tf2.rundir import run_lock
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -114,7 +114,7 @@ def test_unwritable_model_dir_is_a_config_error(tmp_path):
 
 HOLD = """
 import sys, time
-from simclr_tf2 import run_lock
+from simclr_tf2.rundir import run_lock
 with run_lock.hold(sys.argv[1]):
     print("held", flush=True)
     time.sleep(float(sys.argv[2]))

@@ -1,11 +1,13 @@
-"""Tests of simclr_tf2/rundir.py: model_dir names, atomic JSON, lookups."""
+"""Tests of simclr_tf2/rundir/__init__.py: model_dir names, atomic JSON, records, lookups."""
 
 import json
 import os
 
+import pytest
 import tensorflow as tf
 
 from simclr_tf2 import rundir
+from simclr_tf2.errors import ConfigError
 
 
 def test_atomic_write_json_replaces_the_file_and_leaves_no_temporary(tmp_path):
@@ -45,6 +47,45 @@ def test_recorded_final_step(tmp_path):
     rundir.atomic_write_json(str(tmp_path / rundir.TRAINING_DONE),
                              {"final_step": 40})
     assert rundir.recorded_final_step(str(tmp_path)) == 40
+
+
+def test_record_and_clear_the_final_step(tmp_path):
+    rundir.record_final_step(str(tmp_path), 7)
+    assert json.load(open(tmp_path / rundir.TRAINING_DONE)) == {"final_step": 7}
+    assert rundir.recorded_final_step(str(tmp_path)) == 7
+    rundir.clear_final_step(str(tmp_path))
+    rundir.clear_final_step(str(tmp_path))  # Nothing to clear: no error.
+    assert rundir.recorded_final_step(str(tmp_path)) is None
+
+
+def test_checkpoint_names_round_trip():
+    assert rundir.checkpoint_name(12) == "ckpt-12"
+    assert rundir.checkpoint_step(os.path.join("/m", rundir.checkpoint_name(12))) == 12
+    assert rundir.checkpoint_step("/m/variables/variables") == -1
+
+
+def test_flags_json_is_written_flat_with_its_origins_and_read_back(tmp_path):
+    model_dir = str(tmp_path)
+    assert not rundir.has_flags_json(model_dir)
+    with pytest.raises(ConfigError, match="no flags.json"):
+        rundir.read_flags_json(model_dir)
+    rundir.write_flags_json(model_dir, {"b": 1, "a": "x"}, {"a": "flag"})
+    assert rundir.has_flags_json(model_dir)
+    assert rundir.read_flags_json(model_dir) == {"a": "x", "b": 1}
+    assert json.load(open(tmp_path / rundir.FLAGS_ORIGIN_JSON)) == {
+        "a": "flag", "b": "default"}
+    (tmp_path / rundir.FLAGS_JSON).write_text("[1, 2]")
+    with pytest.raises(ConfigError, match="flat JSON object"):
+        rundir.read_flags_json(model_dir)
+
+
+def test_resolve_export_takes_an_export_or_a_model_dirs_newest(tmp_path):
+    assert rundir.resolve_export(str(tmp_path)) is None
+    newest = tmp_path / rundir.SAVED_MODEL_DIR / "5"
+    os.makedirs(newest)
+    (newest / "saved_model.pb").write_bytes(b"")
+    assert rundir.resolve_export(str(tmp_path)) == str(newest)
+    assert rundir.resolve_export(str(newest)) == str(newest)
 
 
 def test_latest_export_is_the_highest_numbered_step(tmp_path):

@@ -5,8 +5,8 @@ import os
 
 import numpy as np
 import pytest
+from tests.harness import TINY_FLAGS, assert_user_error, run_py
 
-from tests.test_run import TINY, assert_user_error, run_py
 
 
 @pytest.fixture(scope="module")
@@ -14,7 +14,7 @@ def pipeline_dirs(tmp_path_factory):
     root = tmp_path_factory.mktemp("semi")
     dirs = {name: str(root / name) for name in ("pre", "ft", "ft2", "student")}
     proc = run_py("--mode=train", "--train_steps=3", f"--model_dir={dirs['pre']}",
-                  *TINY)
+                  *TINY_FLAGS)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return dirs
 
@@ -23,7 +23,7 @@ def test_finetune_on_label_fraction_writes_reproducible_subset(pipeline_dirs):
     dirs = pipeline_dirs
     args = ["--mode=train_then_eval", "--train_mode=finetune",
             f"--checkpoint={dirs['pre']}", "--label_fraction=0.05",
-            "--train_steps=3", "--eval_steps=1", *TINY]
+            "--train_steps=3", "--eval_steps=1", *TINY_FLAGS]
     proc = run_py(*args, f"--model_dir={dirs['ft']}")
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "initialised encoder" in proc.stdout
@@ -46,7 +46,7 @@ def test_distill_from_the_finetuned_export(pipeline_dirs):
     proc = run_py("--mode=train_then_eval", "--train_mode=distill",
                   f"--teacher={dirs['ft']}", "--train_steps=2", "--eval_steps=1",
                   "--distill_temperature=2.0", f"--model_dir={dirs['student']}",
-                  *TINY)
+                  *TINY_FLAGS)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "teacher:" in proc.stdout and "10 classes" in proc.stdout
     assert "distill_loss" in proc.stdout
@@ -57,8 +57,8 @@ def test_distill_from_the_finetuned_export(pipeline_dirs):
 
 def test_distill_without_a_usable_teacher_is_a_clear_error(tmp_path):
     proc = run_py("--mode=train", "--train_mode=distill", f"--teacher={tmp_path}",
-                  "--train_steps=1", f"--model_dir={tmp_path / 'm'}", *TINY)
+                  "--train_steps=1", f"--model_dir={tmp_path / 'm'}", *TINY_FLAGS)
     assert_user_error(proc, "teacher")
     proc = run_py("--mode=train", "--train_mode=distill", "--train_steps=1",
-                  f"--model_dir={tmp_path / 'm'}", *TINY)
+                  f"--model_dir={tmp_path / 'm'}", *TINY_FLAGS)
     assert_user_error(proc, "--teacher")

@@ -7,48 +7,15 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from simclr_tf2 import tasks
 from simclr_tf2 import optim
 from simclr_tf2.models import build
 from simclr_tf2.models import heads
 from simclr_tf2.models.simclr_model import SimCLRModel
 from tests import harness
+from tests.harness import batch, compile_model, make_model
 
 IMAGE = harness.IMAGE
 model_cfg = harness.model_cfg
-
-
-def compile_model(model, train_mode="pretrain", optimizer="lars",
-                  learning_rate=0.1, weight_decay=1e-4, micro_batch_size=0,
-                  **compile_kwargs):
-    """Compiles with the task a run would use (temperature 0.5)."""
-    decay = optim.weight_decay_policy(optimizer, weight_decay)
-    task = (tasks.PretrainTask(temperature=0.5, weight_decay=decay)
-            if train_mode == "pretrain" else
-            tasks.get(train_mode)(weight_decay=decay))
-    model.compile(optimizer=optim.build_optimizer(
-        optimizer, learning_rate, weight_decay=weight_decay),
-        task=task, micro_batch_size=micro_batch_size,
-        **compile_kwargs)
-    model.optimizer.build(model.trainable_variables)
-    return model
-
-
-def make_model(train_mode="pretrain", num_classes=3, optimizer="lars",
-               learning_rate=0.1, weight_decay=1e-4, micro_batch_size=0, **cfg):
-    keras.utils.set_random_seed(0)
-    model = build.build_model(
-        model_cfg(**cfg), num_classes=num_classes, task=train_mode,
-        image_size=IMAGE)
-    return compile_model(model, train_mode, optimizer, learning_rate,
-                         weight_decay, micro_batch_size)
-
-
-def batch(views=2, n=4, seed=0):
-    rng = np.random.default_rng(seed)
-    return {"image": tf.constant(rng.uniform(size=(n, IMAGE, IMAGE, 3 * views)),
-                                 tf.float32),
-            "label": tf.constant(rng.integers(0, 3, size=n), tf.int64)}
 
 
 @pytest.mark.parametrize("mode,layers,out", [

@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 
+from simclr_tf2 import errors
 from simclr_tf2.data import registry, subsets
 
 
@@ -31,9 +32,9 @@ def test_file_round_trip_and_errors(tmp_path):
     subsets.write_subset_file(path, [3, 1, 2])
     assert subsets.read_subset_file(path) == [1, 2, 3]
     (tmp_path / "bad.txt").write_text("1\nabc\n")
-    with pytest.raises(registry.DataError, match="bad.txt:2"):
+    with pytest.raises(errors.DataError, match="bad.txt:2"):
         subsets.read_subset_file(str(tmp_path / "bad.txt"))
-    with pytest.raises(registry.DataError, match="does not exist"):
+    with pytest.raises(errors.DataError, match="does not exist"):
         subsets.read_subset_file(str(tmp_path / "missing.txt"))
 
 

@@ -1,4 +1,4 @@
-"""Tests of the supervised contrastive loss (SupCon, L_sup_out) in losses.py."""
+"""Tests of the supervised contrastive loss (SupCon, L_sup_out) in losses/supcon.py."""
 
 import numpy as np
 import pytest

@@ -8,12 +8,10 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from simclr_tf2 import gradcache
+from simclr_tf2.optim import gradcache
 from simclr_tf2 import losses
 from simclr_tf2 import tasks
-from tests import test_gradcache as gc_tests
-from tests.test_run import TINY, assert_user_error, run_py
-from tests.test_simclr_model import batch, make_model
+from tests.harness import TINY_FLAGS, assert_user_error, batch, distributed_step, full_batch_gradients, make_model, mirrored, run_py, tiny_model
 
 
 def _with_loss(model, name):
@@ -80,7 +78,7 @@ def test_gradient_caching_equals_the_full_batch_gradient(graph):
     model = _supcon(make_model())
     data = batch(n=8, seed=1)
     _calibrated_frozen_bn(model, data)
-    ref_loss, ref_grads = gc_tests._full_batch_gradients(model, data)
+    ref_loss, ref_grads = full_batch_gradients(model, data)
     fn = _cached_gradients
     loss, grads = (tf.function(fn) if graph else fn)(model, data, 2)
     np.testing.assert_allclose(loss, ref_loss, rtol=1e-6)
@@ -102,14 +100,14 @@ def test_two_replicas_match_one_device(micro_batch_size):
     data["label"] = tf.constant([0, 1, 2, 0, 1, 0, 2, 1], tf.int64)
     reference = _supcon(make_model())
     _calibrated_frozen_bn(reference, data)
-    strategy = gc_tests._mirrored()
+    strategy = mirrored()
     with strategy.scope():
         model = _supcon(make_model())
         model.micro_batch_size = micro_batch_size
         _calibrated_frozen_bn(model, batch(n=8, seed=5))
     model.set_weights(reference.get_weights())
     ref_logs = tf.function(reference.train_step)(data)
-    logs = gc_tests._distributed_step(strategy, model, data)
+    logs = distributed_step(strategy, model, data)
     for key in ("loss", "contrast_loss", "contrast_acc", "supervised_loss"):
         np.testing.assert_allclose(logs[key], ref_logs[key], rtol=1e-5,
                                    err_msg=key)
@@ -124,7 +122,7 @@ def test_mixed_bfloat16_step_is_close_to_float32():
     try:
         for policy in ("float32", "mixed_bfloat16"):
             keras.mixed_precision.set_global_policy(policy)
-            model = _supcon(gc_tests._tiny_model(micro_batch_size=4))
+            model = _supcon(tiny_model(micro_batch_size=4))
             logs[policy] = tf.function(model.train_step)(data)
     finally:
         keras.mixed_precision.set_global_policy("float32")
@@ -140,7 +138,7 @@ def test_run_py_pretrains_with_supcon_on_two_replicas(tmp_path):
                   "--eval_steps=1", "--contrastive_loss=supcon",
                   "--micro_batch_size=8", "--num_logical_cpu_devices=2",
                   "--export_after_eval=false", "--knn_eval=false",
-                  f"--model_dir={model_dir}", *TINY)
+                  f"--model_dir={model_dir}", *TINY_FLAGS)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "2 replica(s)" in proc.stdout and "step 2/2" in proc.stdout
     flags_json = json.load(open(model_dir / "flags.json"))
@@ -156,7 +154,7 @@ def test_supcon_on_an_unlabeled_dataset_is_one_line_error(tmp_path):
             images / f"img{i}.png")
     proc = run_py("--mode=train", "--train_steps=1",
                   "--contrastive_loss=supcon", f"--dataset=folder:{images}",
-                  f"--model_dir={tmp_path / 'm'}", *TINY)
+                  f"--model_dir={tmp_path / 'm'}", *TINY_FLAGS)
     assert_user_error(proc, "--contrastive_loss=supcon needs labels",
                       "--contrastive_loss=nt_xent")
 
@@ -164,5 +162,5 @@ def test_supcon_on_an_unlabeled_dataset_is_one_line_error(tmp_path):
 def test_supcon_outside_pretraining_is_one_line_error(tmp_path):
     proc = run_py("--mode=train", "--train_steps=1", "--train_mode=finetune",
                   "--contrastive_loss=supcon",
-                  f"--model_dir={tmp_path / 'm'}", *TINY)
+                  f"--model_dir={tmp_path / 'm'}", *TINY_FLAGS)
     assert_user_error(proc, "--contrastive_loss=supcon only applies")

@@ -1,4 +1,4 @@
-"""Tests of simclr_tf2/experiment.py and trainer.py on a tiny digits run."""
+"""Tests of simclr_tf2/training/experiment.py and trainer.py on a tiny digits run."""
 
 import json
 import math
@@ -8,26 +8,10 @@ import pytest
 import tensorflow as tf
 
 from simclr_tf2 import tasks
-from simclr_tf2.config import RunConfig
-from simclr_tf2.experiment import Experiment
+from simclr_tf2.training.experiment import Experiment
 from simclr_tf2.rundir import recorded_final_step
-from simclr_tf2.trainer import Trainer
-
-TINY = dict(dataset="digits", image_size=16, resnet_depth=18,
-            width_multiplier=0.125, proj_out_dim=8, num_proj_layers=2,
-            train_batch_size=32, eval_batch_size=128, eval_steps=1,
-            log_every_steps=1, global_bn=False, knn_eval=False,
-            learning_rate=0.1, warmup_epochs=0)
-
-
-def tiny_config(model_dir, **overrides):
-    return RunConfig.from_flat(dict(TINY, model_dir=str(model_dir), **overrides))
-
-
-def tiny_experiment(model_dir, lines=None, **overrides):
-    printer = (lines.append if lines is not None else lambda _: None)
-    return Experiment(tiny_config(model_dir, **overrides),
-                      tf.distribute.get_strategy(), printer=printer)
+from simclr_tf2.training.trainer import Trainer
+from tests.harness import tiny_config, tiny_experiment
 
 
 def test_experiment_plans_steps_and_compiles_the_configured_task(tmp_path):

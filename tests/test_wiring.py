@@ -9,11 +9,11 @@ import pytest
 import tensorflow as tf
 
 from simclr_tf2.errors import ConfigError
-from simclr_tf2.evaluator import Evaluator
-from simclr_tf2.teacher import Teacher
-from simclr_tf2.trainer import Trainer
+from simclr_tf2.training.evaluator import Evaluator
+from simclr_tf2.training.teacher import Teacher
+from simclr_tf2.training.trainer import Trainer
 from tests import harness
-from tests.test_trainer import tiny_experiment
+from tests.harness import tiny_experiment
 
 
 def _logged_steps(lines):

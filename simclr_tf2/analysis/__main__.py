@@ -13,10 +13,10 @@ import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from simclr_tf2 import cli  # noqa: E402
+from simclr_tf2 import entrypoints  # noqa: E402
 from simclr_tf2 import config as config_lib  # noqa: E402
 
-cli.quiet_tensorflow_import()  # Before the modules below import TF.
+entrypoints.quiet_tensorflow_import()  # Before the modules below import TF.
 
 from simclr_tf2.analysis import features, pictures, probes  # noqa: E402
 from simclr_tf2.data import subsets  # noqa: E402
@@ -183,7 +183,7 @@ def run_pictures(args):
 def main(argv=None):
     args = _parser().parse_args(argv)
     command = {"probes": run_probes, "pictures": run_pictures}[args.command]
-    cli.report_user_errors(lambda: command(args))
+    entrypoints.report_user_errors(lambda: command(args))
 
 
 if __name__ == "__main__":

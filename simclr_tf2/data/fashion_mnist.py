@@ -16,7 +16,8 @@ import numpy as np
 
 from simclr_tf2.data import tfds_source
 from simclr_tf2.data.in_memory import ArraySource
-from simclr_tf2.data.source import DataError, DatasetInfo
+from simclr_tf2.data.source import DatasetInfo
+from simclr_tf2.errors import DataError
 
 # Where Debian's `dataset-fashion-mnist` package installs the IDX files.
 SYSTEM_FASHION_MNIST_DIRS = ("/usr/share/datasets/fashion-mnist",)

@@ -27,7 +27,8 @@ import os
 import numpy as np
 import tensorflow as tf
 
-from simclr_tf2.data.source import DataError, DatasetInfo, Source, SplitSlice
+from simclr_tf2.data.source import DatasetInfo, Source, SplitSlice
+from simclr_tf2.errors import DataError
 
 logger = logging.getLogger(__name__)
 

@@ -5,7 +5,8 @@ from typing import Callable, Mapping
 import numpy as np
 import tensorflow as tf
 
-from simclr_tf2.data.source import DataError, DatasetInfo, Source, SplitSlice
+from simclr_tf2.data.source import DatasetInfo, Source, SplitSlice
+from simclr_tf2.errors import DataError
 
 ArrayLoader = Callable[[], tuple[np.ndarray, np.ndarray]]
 

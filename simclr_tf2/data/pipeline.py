@@ -2,8 +2,9 @@
 
 Every source yields dicts {"image": uint8 [H, W, C], "label": int64, "id":
 int64}; this module turns them into {"image": float32 [B, S, S, 3 or 6],
-"label": int64 [B], "id": int64 [B]} training batches (the task of the
-train mode augments each example) and {"image", "label"} eval batches.
+"label": int64 [B], "id": int64 [B]} training batches (a transform, the
+train mode's augmentation, maps each example: `two_view_transform` or
+`single_view_transform`) and {"image", "label"} eval batches.
 `contrastive_batches` makes the same pretraining batches from a user's own
 tf.data.Dataset of images (library use, no Source needed).
 
@@ -25,7 +26,6 @@ import logging
 import numpy as np
 import tensorflow as tf
 
-from simclr_tf2 import tasks
 from simclr_tf2.data import augment
 from simclr_tf2.data.source import decoded_buffer_size
 
@@ -60,31 +60,57 @@ def copies_note(global_batch_size, num_examples):
             f"learning rate is scaled as for a batch of {num_examples}.")
 
 
-def build_train_dataset(source, split, global_batch_size, task,
-                        image_size, color_jitter_strength=1.0, use_blur=True,
-                        seed=0, cache=False, example_ids=None,
-                        start_step=0, crop_min_area=0.08, random_flip=True):
+def two_view_transform(image_size, color_jitter_strength=1.0, use_blur=True,
+                       crop_min_area=0.08, random_flip=True):
+    """(example, seed) -> two augmented views: pretraining's augmentation.
+
+    Args:
+      image_size: output side S.
+      color_jitter_strength: colour distortion strength s.
+      use_blur: random Gaussian blur (p = 0.5).
+      crop_min_area: smallest area fraction of a random crop.
+      random_flip: random left-right flips.
+
+    Returns:
+      fn(example {"image": [H, W, C], "label", "id"}, seed int [2]) ->
+      {"image": float32 [S, S, 6] (view 1 in channels 0:3), "label", "id"}.
+    """
+    def transform(example, seed):
+        image = augment.two_views(example["image"], image_size, seed,
+                                  color_jitter_strength, use_blur,
+                                  crop_min_area, random_flip)
+        return {"image": image, "label": example["label"], "id": example["id"]}
+    return transform
+
+
+def single_view_transform(image_size, crop_min_area=0.08, random_flip=True):
+    """(example, seed) -> one cropped (and randomly flipped) view: the
+    supervised modes' training augmentation ({"image": float32 [S, S, 3],
+    "label", "id"})."""
+    def transform(example, seed):
+        image = augment.preprocess_for_finetune(example["image"], image_size,
+                                                seed, crop_min_area, random_flip)
+        return {"image": image, "label": example["label"], "id": example["id"]}
+    return transform
+
+
+def build_train_dataset(source, split, global_batch_size, transform, *,
+                        seed=0, cache=False, example_ids=None, start_step=0):
     """Infinite, shuffled, augmented training batches.
 
     Args:
       source: an opened `simclr_tf2.data.registry.Source`.
       split: split name, TFDS slicing allowed ("train[:10%]").
       global_batch_size: examples per step over all replicas.
-      task: the training mode's `tasks.Task` (class or object) or its
-        registry name; its `train_transform` augments each example
-        (pretraining: two views, full SimCLR augmentation; otherwise crop
-        and flip).
-      image_size: output side S.
-      color_jitter_strength: colour distortion strength s.
-      use_blur: Gaussian blur in pretraining.
+      transform: fn(example, seed int [2]) -> augmented example, the train
+        mode's augmentation (`two_view_transform`, `single_view_transform`;
+        a task's `train_transform`).
       seed: seeds shuffling and augmentation.
       cache: keep decoded examples in memory (one permutation is cached;
         later epochs re-mix it in a buffer sized for memory).
       example_ids: optional list of example ids to restrict to.
       start_step: the global step training starts from; folded into the
         seeds so a resumed run draws new orders and augmentations.
-      crop_min_area: smallest area fraction of a random crop (all modes).
-      random_flip: random left-right flips (all modes).
 
     Returns:
       tf.data.Dataset of {"image": float32 [B, S, S, 6 or 3], "label": int64
@@ -101,15 +127,11 @@ def build_train_dataset(source, split, global_batch_size, task,
             seed=order_seed, reshuffle_each_iteration=True)
     if global_batch_size > num_examples:
         logging.warning("%s", copies_note(global_batch_size, num_examples))
-    return augment_and_batch(
-        dataset.repeat(), global_batch_size, task, image_size,
-        color_jitter_strength, use_blur, crop_min_area, augment_seed,
-        random_flip)
+    return augment_and_batch(dataset.repeat(), global_batch_size, transform,
+                             augment_seed)
 
 
-def augment_and_batch(dataset, global_batch_size, task, image_size,
-                      color_jitter_strength, use_blur, crop_min_area,
-                      augment_seed, random_flip=True):
+def augment_and_batch(dataset, global_batch_size, transform, augment_seed):
     """Seeded per-example training augmentation, then fixed-size batches.
 
     The step shared by `build_train_dataset` and `contrastive_batches`.
@@ -117,10 +139,7 @@ def augment_and_batch(dataset, global_batch_size, task, image_size,
     Args:
       dataset: examples {"image": [H, W, C], "label": int64, "id": int64}.
       global_batch_size: examples per batch (remainder dropped).
-      task: a `tasks.Task` (class or object) or registry name; its
-        `train_transform` augments each example.
-      image_size, color_jitter_strength, use_blur, crop_min_area,
-        random_flip: see `build_train_dataset`.
+      transform: see `build_train_dataset`.
       augment_seed: seeds the stream of per-example [2] seeds.
 
     Returns:
@@ -128,8 +147,6 @@ def augment_and_batch(dataset, global_batch_size, task, image_size,
       [B], "id": int64 [B]}, prefetched, auto-sharded by DATA.
     """
     seeds = tf.data.Dataset.random(seed=augment_seed).batch(2)
-    transform = tasks.get(task).train_transform(
-        image_size, color_jitter_strength, use_blur, crop_min_area, random_flip)
     dataset = tf.data.Dataset.zip(dataset, seeds).map(
         transform, num_parallel_calls=AUTOTUNE, deterministic=True)
     dataset = dataset.batch(global_batch_size, drop_remainder=True)
@@ -185,13 +202,16 @@ def _image_rank(spec):
     return getattr(getattr(spec, "shape", None), "rank", None)
 
 
-def contrastive_batches(dataset, *, image_size, batch_size, seed=0,
-                        shuffle_buffer=1024, color_jitter_strength=1.0,
-                        use_blur=True, crop_min_area=0.08, random_flip=True):
+def contrastive_batches(dataset: tf.data.Dataset, *, image_size: int,
+                        batch_size: int, seed: int = 0,
+                        shuffle_buffer: int = 1024,
+                        color_jitter_strength: float = 1.0,
+                        use_blur: bool = True, crop_min_area: float = 0.08,
+                        random_flip: bool = True) -> tf.data.Dataset:
     """SimCLR pretraining batches from any `tf.data.Dataset` of images.
 
-    Each image gets the pretraining augmentation of `tasks.PretrainTask`
-    (two independently cropped, flipped, colour-distorted, blurred views),
+    Each image gets the pretraining augmentation (`two_view_transform`:
+    two independently cropped, flipped, colour-distorted, blurred views),
     seeded per example from one stream as in `build_train_dataset`, so the
     batches are the same for the same `seed`. The dataset is repeated
     forever: give `fit` its `steps_per_epoch`.
@@ -233,9 +253,9 @@ def contrastive_batches(dataset, *, image_size, batch_size, seed=0,
     if shuffle_buffer > 0:
         dataset = dataset.shuffle(shuffle_buffer, seed=seed,
                                   reshuffle_each_iteration=True)
-    return augment_and_batch(
-        dataset.repeat(), batch_size, tasks.PretrainTask, image_size,
-        color_jitter_strength, use_blur, crop_min_area, seed, random_flip)
+    transform = two_view_transform(image_size, color_jitter_strength, use_blur,
+                                   crop_min_area, random_flip)
+    return augment_and_batch(dataset.repeat(), batch_size, transform, seed)
 
 
 def build_eval_dataset(source, split, batch_size, image_size, cache=False,

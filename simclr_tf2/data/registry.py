@@ -22,10 +22,10 @@ Example:
 from simclr_tf2.data import fashion_mnist, tfds_source
 from simclr_tf2.data.digits import DIGITS, open_digits
 from simclr_tf2.data.folder import FolderSource
-from simclr_tf2.data.source import (DataError, DatasetInfo, Source, SplitSlice,
-                                    parse_split)
+from simclr_tf2.data.source import DatasetInfo, Source, SplitSlice, parse_split
+from simclr_tf2.errors import DataError
 
-__all__ = ["DataError", "DatasetInfo", "Source", "SplitSlice", "FolderSource",
+__all__ = ["DatasetInfo", "Source", "SplitSlice", "FolderSource",
            "open_source", "describe_datasets", "parse_split", "DIGITS"]
 
 FASHION_MNIST = "fashion_mnist"

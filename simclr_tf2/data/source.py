@@ -24,7 +24,7 @@ from typing import Mapping
 import numpy as np
 import tensorflow as tf
 
-from simclr_tf2.errors import DataError  # noqa: F401  (re-exported)
+from simclr_tf2.errors import DataError
 
 logger = logging.getLogger(__name__)
 

@@ -3,7 +3,7 @@
 import numpy as np
 import tensorflow as tf
 
-from simclr_tf2.data.source import DataError
+from simclr_tf2.errors import DataError
 
 
 def labels_and_ids(source, split):

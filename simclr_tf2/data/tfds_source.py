@@ -10,10 +10,11 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from simclr_tf2.data.source import (DataError, DatasetInfo, Source, SplitSlice,
+from simclr_tf2.data.source import (DatasetInfo, Source, SplitSlice,
                                     collect_labels_and_ids,
                                     decoded_buffer_size, filter_ids,
                                     parse_split)
+from simclr_tf2.errors import DataError
 from simclr_tf2.errors import one_line
 
 # Files read at once when training: examples of 16 shuffled files mix.

@@ -56,10 +56,10 @@ nothing. The mean over positives sits outside the log, as in
 
 import tensorflow as tf
 
-from simclr_tf2.losses import LARGE_NUM
-from simclr_tf2.losses import _replica_id
-from simclr_tf2.losses import cross_replica_concat
-from simclr_tf2.losses import supervised_contrastive_targets
+from simclr_tf2.losses.contrastive import LARGE_NUM
+from simclr_tf2.losses.contrastive import cross_replica_concat
+from simclr_tf2.losses.contrastive import replica_id
+from simclr_tf2.losses.supcon import supervised_contrastive_targets
 
 
 def _memory_logits(queries, keys, buffer, buffer_valid, hidden_norm,
@@ -94,7 +94,7 @@ def _memory_logits(queries, keys, buffer, buffer_valid, hidden_norm,
     key1_all = cross_replica_concat(key1, strategy)
     key2_all = cross_replica_concat(key2, strategy)
     local_batch = tf.shape(query1)[0]
-    positive_idx = tf.range(local_batch) + _replica_id(strategy) * local_batch
+    positive_idx = tf.range(local_batch) + replica_id(strategy) * local_batch
     self_mask = tf.one_hot(positive_idx, tf.shape(key1_all)[0])
     empty_penalty = (1.0 - tf.cast(buffer_valid, tf.float32)) * LARGE_NUM
 

@@ -108,7 +108,8 @@ class BackboneEncoder(keras.layers.Layer):
       **kwargs: `keras.layers.Layer` arguments (name, dtype, trainable).
     """
 
-    def __init__(self, model, input_mode="unit", min_image_size=1, **kwargs):
+    def __init__(self, model: keras.Model, input_mode: str = "unit",
+                 min_image_size: int = 1, **kwargs):
         super().__init__(**kwargs)
         if not isinstance(model, keras.Model):
             raise TypeError(f"model must be a keras.Model, got {type(model).__name__}.")
@@ -197,8 +198,8 @@ def with_batch_norm(app, momentum, synchronized):
     return app.__class__.from_config(config)
 
 
-def keras_application(name, *, batch_norm_decay=None, global_bn=False,
-                      **app_kwargs):
+def keras_application(name: str, *, batch_norm_decay: float | None = None,
+                      global_bn: bool = False, **app_kwargs) -> "BackboneEncoder":
     """A Keras Applications CNN (weights=None) as a `BackboneEncoder`.
 
     The network is built without its classifier, on [None, None, None, 3]

@@ -1,5 +1,6 @@
 """Assembling a SimCLRModel from a model configuration."""
 
+import keras
 import tensorflow as tf
 
 from simclr_tf2 import tasks
@@ -80,9 +81,10 @@ def build_model(model_cfg, *, num_classes, task, image_size):
     return model
 
 
-def simclr_model(encoder, *, proj_out_dim=128, num_proj_layers=2,
-                 proj_head_mode="nonlinear", batch_norm_decay=0.9,
-                 global_bn=False, image_size=None):
+def pretraining_model(encoder: keras.layers.Layer, *, proj_out_dim: int = 128,
+                      num_proj_layers: int = 2, proj_head_mode: str = "nonlinear",
+                      batch_norm_decay: float = 0.9, global_bn: bool = False,
+                      image_size: int | None = None) -> SimCLRModel:
     """A SimCLRModel for pretraining around any encoder (library use).
 
     Args:

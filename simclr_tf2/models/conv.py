@@ -85,7 +85,7 @@ def kernel_gradient_by_matmul(x, dy, kernel_size, strides, padding):
 
 
 @keras.saving.register_keras_serializable(package="simclr_tf2")
-class Conv2D(keras.layers.Conv2D):
+class MatmulGradConv2D(keras.layers.Conv2D):
     """``keras.layers.Conv2D`` (channels last, no dilation) with the faster
     kernel gradient described in the module docstring.
 

@@ -13,7 +13,7 @@ import keras
 from keras import ops
 
 from simclr_tf2.models.batch_norm import FusedBatchNormalization
-from simclr_tf2.models.conv import Conv2D
+from simclr_tf2.models.conv import MatmulGradConv2D
 
 # He (fan-in, truncated normal) init: the convs are followed by ReLU.
 KERNEL_INITIALIZER = "he_normal"
@@ -115,7 +115,7 @@ class ConvBN(BatchNormLayer):
         self.pad = keras.layers.ZeroPadding2D(
             ((total // 2, total - total // 2),) * 2, dtype=self.dtype_policy,
             name="pad") if strides > 1 and total > 0 else None
-        self.conv = Conv2D(
+        self.conv = MatmulGradConv2D(
             filters, kernel_size, strides=strides,
             padding="valid" if strides > 1 else "same", use_bias=False,
             kernel_initializer=KERNEL_INITIALIZER, dtype=self.dtype_policy, name="conv")

@@ -3,14 +3,23 @@
 import keras
 import tensorflow as tf
 
-from simclr_tf2 import gradcache
+from simclr_tf2.optim import gradcache
 from simclr_tf2 import optim
-from simclr_tf2 import tasks
 from simclr_tf2.errors import ConfigError
 from simclr_tf2.optim import WeightDecay
 
 # label_top_5_accuracy: top-k over min(TOP_K, classes) logits.
 TOP_K = 5
+
+
+# What `train_step` and `test_step` report: a task's `compute_loss` and
+# `regularization` name their metrics from this list.
+METRIC_NAMES = ("loss", "contrast_loss", "contrast_acc", "contrast_entropy",
+                "supervised_loss", "supervised_acc", "distill_loss",
+                "weight_decay", "regularization_loss")
+# Configs that name the train_mode instead of stop_gradient_to_head (the
+# earlier format of .keras files): only pretraining stopped the gradient.
+_STOP_GRADIENT_TRAIN_MODES = ("pretrain",)
 
 
 @keras.saving.register_keras_serializable(package="simclr_tf2")
@@ -50,7 +59,7 @@ class SimCLRModel(keras.Model):
         self.task = None
         self.micro_batch_size = 0
         self._trackers = {name: keras.metrics.Mean(name=name)
-                          for name in tasks.METRIC_NAMES}
+                          for name in METRIC_NAMES}
         self._top1 = keras.metrics.SparseTopKCategoricalAccuracy(
             k=1, name="label_top_1_accuracy")
         classes = supervised_head.units if supervised_head is not None else TOP_K
@@ -72,9 +81,9 @@ class SimCLRModel(keras.Model):
     @classmethod
     def from_config(cls, config):
         config = dict(config)
-        if "train_mode" in config:  # A config written by an earlier version.
-            config["stop_gradient_to_head"] = tasks.get(
-                config.pop("train_mode")).stop_gradient_to_head
+        if "train_mode" in config:
+            config["stop_gradient_to_head"] = (
+                config.pop("train_mode") in _STOP_GRADIENT_TRAIN_MODES)
         for key in ("encoder", "projection_head", "supervised_head"):
             if config.get(key) is not None:
                 # Unbuilt: the parts create their variables on the model's
@@ -84,7 +93,8 @@ class SimCLRModel(keras.Model):
                 config[key] = keras.saving.deserialize_keras_object(part)
         return cls(**config)
 
-    def compile(self, optimizer, task=None, micro_batch_size=0, **kwargs):
+    def compile(self, optimizer: keras.optimizers.Optimizer, task=None,
+                micro_batch_size: int = 0, **kwargs):
         """Keras compile, with a `tasks.Task` instead of a loss.
 
         Args:

@@ -1,4 +1,4 @@
-"""SimCLR optimizers and schedules: LARS, warmup + cosine decay, lr scaling."""
+"""SimCLR optimizers and schedules: LARS, warmup + cosine decay, lr scaling, gradient caching (`gradcache`)."""
 
 from simclr_tf2.optim.factory import EXCLUDE_FROM_WEIGHT_DECAY
 from simclr_tf2.optim.factory import WeightDecay

@@ -26,8 +26,12 @@ OPTIMIZER_NAMES = ("lars", "momentum", "adam")
 
 
 def build_optimizer(
-    name, learning_rate, momentum=0.9, weight_decay=0.0, nesterov=False
-):
+    name: str,
+    learning_rate: float | keras.optimizers.schedules.LearningRateSchedule,
+    momentum: float = 0.9,
+    weight_decay: float = 0.0,
+    nesterov: bool = False,
+) -> keras.optimizers.Optimizer:
     """Builds an optimizer by name.
 
     Args:

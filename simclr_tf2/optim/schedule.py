@@ -157,14 +157,14 @@ class WarmupCosineDecay(keras.optimizers.schedules.LearningRateSchedule):
 
 
 def build_learning_rate_schedule(
-    base_learning_rate,
-    learning_rate_scaling,
-    batch_size,
-    num_examples,
-    warmup_epochs,
-    train_epochs,
-    train_steps=0,
-):
+    base_learning_rate: float,
+    learning_rate_scaling: str,
+    batch_size: int,
+    num_examples: int,
+    warmup_epochs: float,
+    train_epochs: float,
+    train_steps: int = 0,
+) -> keras.optimizers.schedules.LearningRateSchedule:
     """Builds SimCLR's scaled warmup + cosine schedule.
 
     Args:

@@ -2,6 +2,7 @@
 
 import os
 
+from simclr_tf2 import rundir
 from simclr_tf2 import tasks
 from simclr_tf2.config import DataConfig, ModelConfig, OptimConfig, RunConfig
 from simclr_tf2.models import build
@@ -77,9 +78,11 @@ def _global_step(original):
     step = original.graph.global_step()
     if step is not None:
         return step
+    step = rundir.checkpoint_step(original.prefix)
+    if step >= 0:
+        return step
     parent = os.path.basename(os.path.dirname(original.prefix.rstrip("/")))
-    tail = os.path.basename(original.prefix).rsplit("-", 1)[-1]
-    return int(tail) if tail.isdigit() else int(parent) if parent.isdigit() else 0
+    return int(parent) if parent.isdigit() else 0
 
 
 def model_for_export(source):

@@ -1,11 +1,13 @@
 """Where the rest of the project meets original models: flags, --checkpoint, --teacher.
 
 Each function is called from one marked call site ("[original]") in
-flags/config.py, simclr_tf2/trainer.py and simclr_tf2/teacher.py.
+flags/config.py, simclr_tf2/training/trainer.py and simclr_tf2/training/teacher.py.
 """
 
 import tensorflow as tf
 
+from simclr_tf2 import rundir
+from simclr_tf2.errors import OriginalCheckpointError
 from simclr_tf2.original import convert, loader
 
 is_original = loader.is_original
@@ -61,7 +63,7 @@ def init_from_original(model, path, load_supervised_head=True):
       (checkpoint prefix read, whether the classifier was loaded).
 
     Raises:
-      loader.OriginalCheckpointError: the encoder or projection head differs.
+      OriginalCheckpointError: the encoder or projection head differs.
     """
     original = loader.open_original(path)
     head = model.supervised_head
@@ -83,7 +85,7 @@ class OriginalTeacher:
     def __init__(self, path, image_size):
         self.model, original, _, _ = convert.model_from_original(path, image_size)
         if not original.arch["num_classes"]:
-            raise loader.OriginalCheckpointError(
+            raise OriginalCheckpointError(
                 f"teacher {path} has no supervised head; pass a fine-tuned original "
                 "model_dir (or one pretrained with lineareval_while_pretraining).")
         self.model.trainable = False
@@ -97,6 +99,6 @@ class OriginalTeacher:
 
 def teacher_from_original(path, image_size):
     """An OriginalTeacher for an original checkpoint, or None (a SavedModel or ours)."""
-    if tf.io.gfile.exists(f"{path.rstrip('/')}/saved_model.pb") or not loader.is_original(path):
+    if rundir.is_export(path) or not loader.is_original(path):
         return None
     return OriginalTeacher(path, image_size)

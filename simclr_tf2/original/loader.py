@@ -13,13 +13,9 @@ import numpy as np
 import tensorflow as tf
 
 from simclr_tf2 import rundir
-from simclr_tf2.checkpoints import CheckpointMismatchError
+from simclr_tf2.errors import OriginalCheckpointError
 from simclr_tf2.original import architecture, layout
-from simclr_tf2.object_graph import ObjectGraph
-
-
-class OriginalCheckpointError(CheckpointMismatchError):
-    """An original checkpoint that does not fit; one line naming the fix."""
+from simclr_tf2.rundir.object_graph import ObjectGraph
 
 
 @dataclasses.dataclass
@@ -44,7 +40,7 @@ class OriginalModel:
 
 def _newest_saved_model(model_dir):
     root = rundir.export_root(model_dir)
-    if tf.io.gfile.exists(os.path.join(root, "saved_model.pb")):
+    if rundir.is_export(root):
         return root  # the published models: <model>/saved_model/saved_model.pb
     return rundir.latest_export(model_dir)
 
@@ -52,7 +48,7 @@ def _newest_saved_model(model_dir):
 def _locate(path):
     """(checkpoint prefix, model_dir) for a model_dir, ckpt-N prefix or SavedModel, or None."""
     path = path.rstrip("/")
-    if tf.io.gfile.exists(os.path.join(path, "saved_model.pb")):
+    if rundir.is_export(path):
         parent = os.path.dirname(path)
         model_dir = os.path.dirname(parent) if os.path.basename(parent) == rundir.SAVED_MODEL_DIR else path
         return os.path.join(path, "variables", "variables"), model_dir

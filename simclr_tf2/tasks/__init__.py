@@ -6,7 +6,6 @@ A new mode is one module with a `base.Task` subclass plus one line in
 
 from simclr_tf2.errors import ConfigError
 from simclr_tf2.tasks.base import LOGITS
-from simclr_tf2.tasks.base import METRIC_NAMES
 from simclr_tf2.tasks.base import Task
 from simclr_tf2.tasks.base import Z
 from simclr_tf2.tasks.distill import DistillTask
@@ -40,5 +39,5 @@ def from_config(config, teacher=None):
 
 
 __all__ = ["CONTRASTIVE_LOSSES", "DistillTask", "FinetuneTask", "LOGITS",
-           "METRIC_NAMES", "PretrainTask", "TASKS", "TRAIN_MODES", "Task",
+           "PretrainTask", "TASKS", "TRAIN_MODES", "Task",
            "Z", "from_config", "get"]

@@ -29,9 +29,6 @@ Z = "proj_head_output"
 LOGITS = "logits_sup"
 
 # Every metric a train or eval step can report: the model's trackers.
-METRIC_NAMES = ("loss", "contrast_loss", "contrast_acc", "contrast_entropy",
-                "supervised_loss", "supervised_acc", "distill_loss",
-                "weight_decay", "regularization_loss")
 
 
 def weight_decay_of(config):

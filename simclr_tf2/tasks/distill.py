@@ -8,8 +8,8 @@ images to logits. Optionally the true labels add a cross-entropy term.
 import tensorflow as tf
 
 from simclr_tf2 import losses
+from simclr_tf2.data import pipeline
 from simclr_tf2.tasks import base
-from simclr_tf2.tasks import finetune
 
 
 class DistillTask(base.Task):
@@ -49,7 +49,7 @@ class DistillTask(base.Task):
     def train_transform(cls, image_size, color_jitter_strength, use_blur,
                         crop_min_area, random_flip=True):
         del color_jitter_strength, use_blur  # Pretraining augmentations.
-        return finetune.single_view_transform(image_size, crop_min_area,
+        return pipeline.single_view_transform(image_size, crop_min_area,
                                               random_flip)
 
     def compute_loss(self, model, batch, outputs):

@@ -7,18 +7,8 @@ evaluation) the classifier standardises h. Training may be restricted to a
 class-balanced labelled subset (--label_fraction).
 """
 
-from simclr_tf2.data import augment
+from simclr_tf2.data import pipeline
 from simclr_tf2.tasks import base
-
-
-def single_view_transform(image_size, crop_min_area, random_flip=True):
-    """(example, seed) -> one cropped (and randomly flipped) view: the
-    supervised modes' training augmentation."""
-    def transform(example, seed):
-        image = augment.preprocess_for_finetune(example["image"], image_size,
-                                                seed, crop_min_area, random_flip)
-        return {"image": image, "label": example["label"], "id": example["id"]}
-    return transform
 
 
 class FinetuneTask(base.Task):
@@ -48,7 +38,7 @@ class FinetuneTask(base.Task):
     def train_transform(cls, image_size, color_jitter_strength, use_blur,
                         crop_min_area, random_flip=True):
         del color_jitter_strength, use_blur  # Pretraining augmentations.
-        return single_view_transform(image_size, crop_min_area, random_flip)
+        return pipeline.single_view_transform(image_size, crop_min_area, random_flip)
 
     def compute_loss(self, model, batch, outputs):
         """Masked cross entropy of logits [B, C] (label -1: ignored)."""

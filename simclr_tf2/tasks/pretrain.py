@@ -14,6 +14,7 @@ import tensorflow as tf
 
 from simclr_tf2 import losses
 from simclr_tf2.data import augment
+from simclr_tf2.data import pipeline
 from simclr_tf2.errors import ConfigError
 from simclr_tf2.memory.training import TrainingMemory
 from simclr_tf2.tasks import base
@@ -66,9 +67,10 @@ class PretrainTask(base.Task):
     stop_gradient_to_head = True
     supports_gradient_caching = True
 
-    def __init__(self, *, contrastive_loss="nt_xent", temperature=0.1,
-                 hidden_norm=True, weight_decay=None, memory_size=0,
-                 memory_momentum=0.999):
+    def __init__(self, *, contrastive_loss: str = "nt_xent",
+                 temperature: float = 0.1, hidden_norm: bool = True,
+                 weight_decay=None, memory_size: int = 0,
+                 memory_momentum: float = 0.999):
         super().__init__(weight_decay=weight_decay)
         if contrastive_loss not in CONTRASTIVE_LOSSES:
             raise ValueError(
@@ -112,13 +114,8 @@ class PretrainTask(base.Task):
     @classmethod
     def train_transform(cls, image_size, color_jitter_strength, use_blur,
                         crop_min_area, random_flip=True):
-        def transform(example, seed):
-            image = augment.two_views(example["image"], image_size, seed,
-                                      color_jitter_strength, use_blur,
-                                      crop_min_area, random_flip)
-            return {"image": image, "label": example["label"],
-                    "id": example["id"]}
-        return transform
+        return pipeline.two_view_transform(image_size, color_jitter_strength,
+                                           use_blur, crop_min_area, random_flip)
 
     @classmethod
     def views(cls, images):

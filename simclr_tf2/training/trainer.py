@@ -5,15 +5,13 @@ computes is the model's `train_step` with the experiment's `tasks.Task`.
 """
 
 import math
-import os
 
 import tensorflow as tf
 
-from simclr_tf2 import callbacks as callbacks_lib
-from simclr_tf2 import checkpoints
-from simclr_tf2 import preemption
+from simclr_tf2.training import callbacks as callbacks_lib
+from simclr_tf2.rundir import checkpoints
 from simclr_tf2 import rundir
-from simclr_tf2 import signals
+from simclr_tf2.training import preemption
 from simclr_tf2.data import pipeline
 from simclr_tf2.original import hooks as original_hooks  # [original]
 
@@ -37,13 +35,13 @@ class Trainer:
         """Batches {"image": [B, S, S, 6 or 3], "label": [B], "id": [B]},
         repeated."""
         exp, data = self.experiment, self.config.data
+        transform = exp.task.train_transform(
+            data.image_size, data.color_jitter_strength, data.use_blur,
+            data.crop_min_area, data.random_flip)
         return pipeline.build_train_dataset(
             exp.source, data.train_split, self.config.train.train_batch_size,
-            exp.task, data.image_size,
-            data.color_jitter_strength, data.use_blur,
-            seed=self.config.train.seed, cache=data.cache_dataset,
-            example_ids=exp.example_ids, start_step=seed_offset,
-            crop_min_area=data.crop_min_area, random_flip=data.random_flip)
+            transform, seed=self.config.train.seed, cache=data.cache_dataset,
+            example_ids=exp.example_ids, start_step=seed_offset)
 
     def restore_or_initialise(self):
         """Resumes the run, or loads --checkpoint into a fresh one."""
@@ -78,10 +76,8 @@ class Trainer:
             self.printer(f"already at step {start} >= {exp.total_steps}; nothing to train.")
             self.record_training_done()
             return
-        done_marker = os.path.join(self.config.train.model_dir,
-                                   rundir.TRAINING_DONE)
-        if exp.is_chief and tf.io.gfile.exists(done_marker):
-            tf.io.gfile.remove(done_marker)  # This run goes further.
+        if exp.is_chief:
+            rundir.clear_final_step(self.config.train.model_dir)  # This run goes further.
         writer = exp.summary_writer(rundir.TRAIN_SUMMARIES)
         dataset = self.train_dataset(seed_offset=start)
         self._write_example_views(dataset, writer)
@@ -93,29 +89,28 @@ class Trainer:
             f"({exp.num_train_examples} in the split), "
             f"{exp.strategy.num_replicas_in_sync} replica(s), "
             f"checkpoint every {exp.checkpoint_steps} steps")
-        # [preemption] SIGTERM / SIGINT: SaveOnSignal saves the step reached.
-        with signals.deferred():
+        # SIGTERM / SIGINT: the CheckpointSaver saves the step reached.
+        with preemption.deferred():
             exp.model.fit(
                 dataset, initial_epoch=initial_epoch,
                 epochs=initial_epoch + epochs_left,
                 steps_per_epoch=exp.checkpoint_steps, verbose=0,
                 callbacks=self._callbacks(writer))
             self.record_training_done()
-            if signals.received() is not None:  # during the final save
-                raise signals.Interrupted(
-                    signals.received(), saved=exp.manager.latest_checkpoint,
+            if preemption.received() is not None:  # during the final save
+                raise preemption.Interrupted(
+                    preemption.received(), saved=exp.manager.latest_checkpoint,
                     step=exp.global_step)
 
     def _callbacks(self, writer):
         exp, train = self.experiment, self.config.train
         callbacks = [
-            callbacks_lib.CheckpointSaver(exp.manager, writer),
             callbacks_lib.StopAtStep(exp.total_steps),
             callbacks_lib.ProgressLogger(
                 exp.total_steps, train.train_batch_size,
                 train.log_every_steps, writer, self.printer),
-            # [preemption] after the NaN guard, so a diverged step is never saved.
-            preemption.SaveOnSignal(exp.manager, exp.strategy, writer),
+            # After the NaN guard, so a diverged step is never saved.
+            callbacks_lib.CheckpointSaver(exp.manager, exp.strategy, writer),
         ]
         if train.knn_eval_every_steps and exp.num_classes and self.knn_accuracy:
             callbacks.append(callbacks_lib.PeriodicKnnEval(
@@ -134,6 +129,5 @@ class Trainer:
     def record_training_done(self):
         """Notes the final step in model_dir/training_done.json (chief only)."""
         if self.experiment.is_chief:
-            rundir.atomic_write_json(
-                os.path.join(self.config.train.model_dir, rundir.TRAINING_DONE),
-                {"final_step": self.experiment.global_step})
+            rundir.record_final_step(self.config.train.model_dir,
+                                     self.experiment.global_step)

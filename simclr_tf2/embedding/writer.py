@@ -8,7 +8,7 @@ An embedding directory holds:
 
 Writing streams batches through tf.data into a memory-mapped .npy file, so
 memory is bounded by a batch (plus the list of file names) whatever the
-number of images. Searching it is `simclr_tf2/retrieval.py`.
+number of images. Searching it is `search`.
 """
 
 import csv
@@ -35,15 +35,13 @@ INFO = "embed_info.json"
 OUTPUT_KEYS = {"h": "final_avg_pool", "z": "proj_head_output"}
 
 
-def latest_export(path):
+def find_export(path):
     """An export directory: `path` itself or a model_dir's newest saved_model/<step>/.
 
     Raises:
       ConfigError: neither, with the command that writes an export.
     """
-    if os.path.isfile(os.path.join(path, "saved_model.pb")):
-        return path
-    export = rundir.latest_export(path)
+    export = rundir.resolve_export(path)
     if export is None:
         raise ConfigError(
             f"--model={path} is neither an export nor a model_dir with an "
@@ -219,7 +217,7 @@ def load_export(model):
         net = keras.saving.load_model(model)
         shape = (net.get_build_config() or {}).get("input_shape") or [None] * 4
         return model, lambda x, trainable: net(x, training=trainable), shape[1]
-    path = latest_export(model)
+    path = find_export(model)
     return path, tf.saved_model.load(path), export_image_size(path)
 
 

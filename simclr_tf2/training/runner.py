@@ -4,33 +4,21 @@
 (flags.json, flags_origin.json), loads a distillation teacher, then trains
 (`trainer.Trainer`) and/or evaluates (`evaluator.Evaluator`) one
 `experiment.Experiment`, and hands each evaluated model to an exporter.
-The exporter is passed in (run.py passes the top-level `export` package's
-`saved_model.export_to_model_dir`), so the library never imports `export/`.
+The exporter is passed in (run.py passes
+`simclr_tf2.export.saved_model.export_to_model_dir`), so training does not
+depend on the exporter.
 """
 
-import os
 import shutil
 
-from simclr_tf2 import distribute
-from simclr_tf2 import run_lock
+from simclr_tf2.training import distribute
+from simclr_tf2.rundir import run_lock
 from simclr_tf2 import rundir
 from simclr_tf2 import tasks
-from simclr_tf2.evaluator import Evaluator
-from simclr_tf2.experiment import Experiment
-from simclr_tf2.teacher import load_teacher
-from simclr_tf2.trainer import Trainer
-
-
-def write_flags_json(config, origin):
-    """model_dir/flags.json, flat as the original code writes it:
-    {flag_name: effective value}; model_dir/flags_origin.json: where each
-    value came from ("flag", "recipe:<name>" or "default")."""
-    flat = config.to_flat()
-    model_dir = config.train.model_dir
-    rundir.atomic_write_json(os.path.join(model_dir, rundir.FLAGS_JSON), flat)
-    rundir.atomic_write_json(
-        os.path.join(model_dir, rundir.FLAGS_ORIGIN_JSON),
-        {name: origin.get(name, "default") for name in sorted(flat)})
+from simclr_tf2.training.evaluator import Evaluator
+from simclr_tf2.training.experiment import Experiment
+from simclr_tf2.training.teacher import load_teacher
+from simclr_tf2.training.trainer import Trainer
 
 
 def _make_strategy(runtime):
@@ -67,10 +55,10 @@ def run(config, origin, printer=print, exporter=None):
 
 def _run(config, origin, printer, exporter, strategy, is_chief):
     """`run` after the strategy is made and the model_dir lock is held."""
-    flags_path = os.path.join(config.train.model_dir, rundir.FLAGS_JSON)
+    model_dir = config.train.model_dir
     # An evaluator watching a training must not overwrite the trainer's record.
-    if is_chief and (config.train.mode != "eval" or not os.path.exists(flags_path)):
-        write_flags_json(config, origin)
+    if is_chief and (config.train.mode != "eval" or not rundir.has_flags_json(model_dir)):
+        rundir.write_flags_json(model_dir, config.to_flat(), origin)
     teacher = None
     if tasks.get(config.train.train_mode).needs_teacher:
         teacher = load_teacher(config.distillation.teacher, config.data.image_size)

@@ -1,11 +1,11 @@
-"""Losses of SimCLR: NT-Xent and SupCon with cross-replica negatives, distillation.
+"""NT-Xent, SimCLR's contrastive loss, with cross-replica negatives.
 
 The contrastive loss follows the original SimCLR code: `hidden` stacks the two
 augmented views along the batch axis, each example's positive is its other
 view, and the 2N-2 other examples of the (global) batch are its negatives.
-The supervised contrastive loss (SupCon) uses the same layout and adds every
-other view with the anchor's label to its positives. The supervised heads'
-loss is a cross entropy over the labelled examples of the global batch.
+The helpers here (`view_logits`, `targets_from_matches`,
+`cross_replica_concat`) are shared with SupCon (`losses.supcon`) and the
+memory's losses (`memory.loss`).
 """
 
 import tensorflow as tf
@@ -39,7 +39,7 @@ def cross_replica_concat(tensor, strategy=None):
     return replica_context.all_gather(tensor, axis=0)
 
 
-def _replica_id(strategy):
+def replica_id(strategy):
     """Index of this replica in the sync group (0 without a strategy)."""
     if strategy is None or strategy.num_replicas_in_sync == 1:
         return tf.constant(0, tf.int32)
@@ -47,7 +47,7 @@ def _replica_id(strategy):
     return tf.cast(replica_id, tf.int32)
 
 
-def _view_logits(hidden, hidden_norm, temperature, strategy):
+def view_logits(hidden, hidden_norm, temperature, strategy):
     """Similarity logits of local anchors against every view of the global batch.
 
     Args:
@@ -72,7 +72,7 @@ def _view_logits(hidden, hidden_norm, temperature, strategy):
     hidden2_all = cross_replica_concat(hidden2, strategy)
     global_batch = tf.shape(hidden1_all)[0]
 
-    positive_idx = tf.range(local_batch) + _replica_id(strategy) * local_batch
+    positive_idx = tf.range(local_batch) + replica_id(strategy) * local_batch
     self_mask = tf.one_hot(positive_idx, global_batch)
 
     inv_t = 1.0 / temperature
@@ -86,8 +86,11 @@ def _view_logits(hidden, hidden_norm, temperature, strategy):
             tf.concat([logits_ba, logits_bb], axis=1), self_mask)
 
 
-def add_contrastive_loss(hidden, hidden_norm=True, temperature=1.0,
-                         strategy=None, *, example_ids=None):
+def add_contrastive_loss(hidden: tf.Tensor, hidden_norm: bool = True,
+                         temperature: float = 1.0,
+                         strategy: tf.distribute.Strategy | None = None, *,
+                         example_ids: tf.Tensor | None = None
+                         ) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
     """NT-Xent loss of SimCLR (normalized, temperature-scaled cross entropy).
 
     Every example of view 1 classifies its view-2 partner among all 2N_g - 1
@@ -118,7 +121,7 @@ def add_contrastive_loss(hidden, hidden_norm=True, temperature=1.0,
       labels_con: [N, 2 N_g] targets; without copies, the one-hot of local
         row i's positive, column replica_id * N + i.
     """
-    logits_ab, logits_a, logits_b, self_mask = _view_logits(
+    logits_ab, logits_a, logits_b, self_mask = view_logits(
         hidden, hidden_norm, temperature, strategy)
     if example_ids is None:
         labels = tf.concat([self_mask, tf.zeros_like(self_mask)], axis=1)
@@ -127,7 +130,7 @@ def add_contrastive_loss(hidden, hidden_norm=True, temperature=1.0,
         # all_gather fails on int64 ("destinations can not be empty").
         ids = tf.cast(example_ids, tf.int32)
         ids_all = cross_replica_concat(ids, strategy)
-        labels = _targets_from_matches(
+        labels = targets_from_matches(
             tf.equal(ids[:, None], ids_all[None, :]), self_mask)
     loss_a = tf.nn.softmax_cross_entropy_with_logits(labels, logits_a)
     loss_b = tf.nn.softmax_cross_entropy_with_logits(labels, logits_b)
@@ -135,31 +138,7 @@ def add_contrastive_loss(hidden, hidden_norm=True, temperature=1.0,
     return loss, logits_ab, labels
 
 
-def supervised_contrastive_targets(labels, labels_all, self_mask):
-    """SupCon target distributions of local anchors over the global views.
-
-    Positives of an anchor: its own other view, and every other view (of
-    either augmentation) whose label equals the anchor's. Unlabeled examples
-    (label < 0) match no label, not even each other's: their only positive is
-    their own other view (as in NT-Xent), and they serve as negatives for
-    every other anchor.
-
-    Args:
-      labels: [N] int labels of the local examples (-1: unlabeled).
-      labels_all: [N_g] int labels of the global batch, replica order.
-      self_mask: [N, N_g] one-hot of each local example's global index.
-
-    Returns:
-      [N, 2 N_g] float32 rows summing to 1: uniform over the anchor's
-      positives, columns laid out like `_view_logits` (other view | same view).
-    """
-    labels = tf.cast(labels, tf.int32)[:, None]
-    labels_all = tf.cast(labels_all, tf.int32)[None, :]
-    return _targets_from_matches(
-        tf.logical_and(tf.equal(labels, labels_all), labels >= 0), self_mask)
-
-
-def _targets_from_matches(matches, self_mask):
+def targets_from_matches(matches, self_mask):
     """Targets uniform over an anchor's own other view and every match.
 
     Args:
@@ -176,49 +155,6 @@ def _targets_from_matches(matches, self_mask):
     same_view = same * (1.0 - self_mask)
     positives = tf.concat([other_view, same_view], axis=1)
     return positives / tf.reduce_sum(positives, axis=1, keepdims=True)
-
-
-def add_supervised_contrastive_loss(hidden, labels, hidden_norm=True,
-                                    temperature=1.0, strategy=None):
-    """Supervised contrastive loss L_sup_out (Khosla et al., NeurIPS 2020).
-
-    For each of the 2N_g anchors i of the global batch, with positives P(i)
-    (see `supervised_contrastive_targets`) and all 2N_g - 1 other views A(i):
-
-        L_i = -1/|P(i)| * sum_{p in P(i)} log softmax_{a in A(i)}(s_ia / tau)_p
-
-    i.e. the mean over positives sits outside the log; this is the cross
-    entropy between the uniform distribution over P(i) and the softmax.
-    Reduction as in `add_contrastive_loss`: mean over local view-1 anchors
-    plus mean over local view-2 anchors, so with all labels distinct (or all
-    unlabeled) the loss equals NT-Xent exactly, and under a strategy the
-    replicas' mean is the loss of the global batch. Positives and negatives
-    come from every replica (labels are all-gathered like the projections).
-
-    Args:
-      hidden: [2N, D] projections; rows 0..N-1 view 1, rows N..2N-1 the same
-        examples' view 2. Any float dtype; computed in float32.
-      labels: [N] int class labels of the N examples (shared by both views);
-        -1 marks an unlabeled example.
-      hidden_norm: l2-normalise rows first (cosine similarity).
-      temperature: softmax temperature tau (> 0).
-      strategy: a `tf.distribute.Strategy` (call inside `strategy.run`) or None.
-
-    Returns:
-      loss: scalar float32.
-      logits_con: [N, N_g] logits of view 1 against view 2 of the global batch.
-      labels_con: [N, 2 N_g] the view-1 anchors' target distributions
-        (one-hot of the partner when no other positive exists), for
-        `contrastive_metrics`.
-    """
-    logits_ab, logits_a, logits_b, self_mask = _view_logits(
-        hidden, hidden_norm, temperature, strategy)
-    labels_all = cross_replica_concat(tf.cast(labels, tf.int32), strategy)
-    targets = supervised_contrastive_targets(labels, labels_all, self_mask)
-    loss_a = tf.nn.softmax_cross_entropy_with_logits(targets, logits_a)
-    loss_b = tf.nn.softmax_cross_entropy_with_logits(targets, logits_b)
-    loss = tf.reduce_mean(loss_a) + tf.reduce_mean(loss_b)
-    return loss, logits_ab, targets
 
 
 def contrastive_metrics(logits_con, labels_con):
@@ -242,65 +178,3 @@ def contrastive_metrics(logits_con, labels_con):
         probs * tf.math.log(probs + 1e-8), axis=-1)
     return tf.cast(correct, tf.float32), entropy
 
-
-def distillation_loss(teacher_logits, student_logits, temperature=1.0):
-    """Cross entropy from softened teacher to student (SimCLRv2 step 3).
-
-    Args:
-      teacher_logits: [B, C] teacher logits (no gradient is taken through them).
-      student_logits: [B, C] student logits.
-      temperature: both distributions are softmax(logits / temperature).
-
-    Returns:
-      Per-example loss, float32 [B].
-    """
-    teacher_probs = tf.nn.softmax(
-        tf.stop_gradient(tf.cast(teacher_logits, tf.float32)) / temperature)
-    return tf.nn.softmax_cross_entropy_with_logits(
-        teacher_probs, tf.cast(student_logits, tf.float32) / temperature)
-
-
-def _labelled_per_replica(weights):
-    """Labelled examples per replica, counted over the global batch.
-
-    Each replica's loss is later divided by the number of replicas and the
-    replicas' gradients are summed (`optim.scale_for_replicas`). Dividing
-    each replica's sum by global count / replicas, rather than by its own
-    count, makes that sum the mean over every labelled example of the global
-    batch, however unevenly the unlabelled (-1) ones fall on the replicas.
-
-    Args:
-      weights: [B] float 0/1, this replica's labelled examples.
-
-    Returns:
-      float32 scalar: the global labelled count / number of replicas.
-    """
-    count = tf.reduce_sum(weights)
-    context = tf.distribute.get_replica_context()
-    strategy = tf.distribute.get_strategy()
-    if context is None or strategy.num_replicas_in_sync == 1:
-        return count
-    total = context.all_reduce(tf.distribute.ReduceOp.SUM, count)
-    return total / strategy.num_replicas_in_sync
-
-
-def masked_cross_entropy(labels, logits):
-    """Mean softmax cross entropy over examples with a label (label >= 0).
-
-    Under a multi-replica strategy the mean is over the labelled examples of
-    the global batch (see `_labelled_per_replica`), as on one device.
-
-    Args:
-      labels: [B] int, -1 for unlabeled examples.
-      logits: [B, C].
-
-    Returns:
-      (mean loss, per-example weights [B] of 0/1).
-    """
-    labels = tf.cast(labels, tf.int32)
-    weights = tf.cast(labels >= 0, tf.float32)
-    per_example = tf.nn.sparse_softmax_cross_entropy_with_logits(
-        tf.maximum(labels, 0), tf.cast(logits, tf.float32))
-    loss = tf.math.divide_no_nan(tf.reduce_sum(per_example * weights),
-                                 _labelled_per_replica(weights))
-    return loss, weights

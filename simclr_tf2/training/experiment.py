@@ -10,8 +10,8 @@ import os
 import keras
 import tensorflow as tf
 
-from simclr_tf2 import checkpoints
-from simclr_tf2 import distribute
+from simclr_tf2.rundir import checkpoints
+from simclr_tf2.training import distribute
 from simclr_tf2 import errors
 from simclr_tf2 import optim
 from simclr_tf2 import rundir
@@ -144,7 +144,8 @@ class Experiment:
 
     @property
     def global_step(self):
-        return int(self.optimizer.iterations.numpy())
+        """The run's current step (what the checkpoint saves as global_step)."""
+        return checkpoints.global_step(self.optimizer)
 
     def summary_writer(self, name):
         """A TensorBoard writer for write_dir/<name>."""

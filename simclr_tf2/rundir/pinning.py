@@ -27,7 +27,7 @@ import time
 import tensorflow as tf
 
 from simclr_tf2 import rundir
-from simclr_tf2.errors import CheckpointMismatchError
+from simclr_tf2.errors import CheckpointVanishedError
 
 logger = logging.getLogger(__name__)
 
@@ -48,10 +48,6 @@ Attributes:
   readable: the prefix to read from (a private link to `path`'s files,
     or `path` itself).
 """
-
-
-class VanishedError(CheckpointMismatchError):
-    """The checkpoint's files were deleted before they could be held."""
 
 
 def _files(prefix):
@@ -77,7 +73,7 @@ def _link(prefix):
       made (the checkpoint is then read in place).
 
     Raises:
-      VanishedError: a file of the checkpoint no longer exists.
+      CheckpointVanishedError: a file of the checkpoint no longer exists.
     """
     parent, name = os.path.split(prefix)
     if "://" in prefix or not os.path.isdir(parent):
@@ -95,7 +91,7 @@ def _link(prefix):
             os.link(path, os.path.join(directory, os.path.basename(path)))
     except FileNotFoundError as err:
         shutil.rmtree(directory, ignore_errors=True)
-        raise VanishedError(
+        raise CheckpointVanishedError(
             f"checkpoint {prefix} was deleted while it was being read ({err}); "
             "pass a model_dir or a ckpt-N prefix that is kept.") from err
     except OSError:
@@ -112,17 +108,17 @@ def _hold(source, retries):
         directory, readable = _link(source)
         return Pin(source, readable), directory
     for attempt in range(retries + 1):
-        path = tf.train.latest_checkpoint(source)
+        path = rundir.latest_checkpoint(source)
         listed = tf.train.get_checkpoint_state(source) is not None
         try:
             if path is None and listed:
                 # 'checkpoint' names a checkpoint whose files are gone.
-                raise VanishedError(f"checkpoint listed in {source} was deleted")
+                raise CheckpointVanishedError(f"checkpoint listed in {source} was deleted")
             if path is None:
                 return Pin(source, source), None  # the reader reports it
             directory, readable = _link(path)
             return Pin(path, readable), directory
-        except VanishedError:
+        except CheckpointVanishedError:
             if attempt == retries:
                 raise
             logger.info("the newest checkpoint of %s was deleted before it "
@@ -146,7 +142,7 @@ def pinned(source, retries=RETRIES):
       A `Pin` (path, readable).
 
     Raises:
-      VanishedError: the checkpoint kept vanishing (`retries` times) or a
+      CheckpointVanishedError: the checkpoint kept vanishing (`retries` times) or a
         named ckpt-N prefix was deleted while being linked.
     """
     pin, directory = _hold(source, retries)

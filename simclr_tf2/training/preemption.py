@@ -1,8 +1,9 @@
-"""SIGTERM / SIGINT capture for the entry points: stop cleanly, never half-written.
+"""Preemption: SIGTERM / SIGINT stop a run cleanly, never half-written.
 
 A preempted cloud machine gets SIGTERM some seconds before it is killed; a
 person stops a run with Ctrl-C (SIGINT). `install()` (called first thing by
-run.py and `python -m export`) replaces Python's handlers for both:
+run.py and the export and embed commands) replaces Python's handlers for
+both:
 
 - Outside a `deferred()` block the first signal raises `Interrupted` where
   the main thread is, like Ctrl-C's KeyboardInterrupt; the writers of
@@ -10,8 +11,10 @@ run.py and `python -m export`) replaces Python's handlers for both:
   so nothing partial is left.
 - Inside a `deferred()` block (a training run, a result being written) the
   signal is only recorded; the code polls `received()` at a safe point
-  (training: the end of the current step or `steps_per_execution` block),
-  saves and stops. Leaving the block with a recorded signal raises
+  (training: the end of the current step or `steps_per_execution` block,
+  in `callbacks.CheckpointSaver`, the one writer of a run's checkpoints,
+  which also agrees on the step with TensorFlow's
+  PreemptionCheckpointHandler across workers), saves and stops. Leaving the block with a recorded signal raises
   `Interrupted`.
 - A second signal ends the process at once (`os._exit`) with status
   128 + signal number. Checkpoints and exports are only ever made visible
@@ -104,7 +107,7 @@ def _handle(signum, frame):
     _state.signum = signum
     if _state.forward is not None:
         # A multi-worker run: TensorFlow's PreemptionCheckpointHandler decides
-        # the step every worker saves at (see preemption.py).
+        # the step every worker saves at (see callbacks.CheckpointSaver).
         _state.forward(signal.SIGTERM, frame)
     elif _state.depth == 0:
         raise Interrupted(signum)

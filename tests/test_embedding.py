@@ -2,15 +2,17 @@
 
 import csv
 import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from export import saved_model
-from simclr_tf2 import embed
-from simclr_tf2 import embedding
-from simclr_tf2 import retrieval
+from simclr_tf2.export import saved_model
+from simclr_tf2.embedding import command
+from simclr_tf2.embedding import search
+from simclr_tf2.embedding import writer
 from simclr_tf2.config import RunConfig
 from simclr_tf2.data import augment
 from simclr_tf2.errors import ConfigError
@@ -59,17 +61,17 @@ def read_csv(path):
 def test_folder_is_embedded_with_index_and_skipped_list(exported, folder,
                                                         tmp_path, capsys):
     out = tmp_path / "emb"
-    embed.main([f"--model={exported}", f"--images={folder}", f"--out={out}",
+    command.main([f"--model={exported}", f"--images={folder}", f"--out={out}",
                 "--batch_size=4"])
     printed = capsys.readouterr().out
-    vectors = np.load(out / embedding.EMBEDDINGS)
-    index = read_csv(out / embedding.INDEX)
+    vectors = np.load(out / writer.EMBEDDINGS)
+    index = read_csv(out / writer.INDEX)
     assert vectors.shape == (6, 64) and vectors.dtype == np.float32
     assert [r["row"] for r in index] == [str(i) for i in range(6)]
     assert [r["label"] for r in index] == ["cats"] * 3 + ["dogs"] * 3
     broken = str(folder / "dogs" / "broken.png")
     assert broken not in {r["file"] for r in index}
-    assert (out / embedding.SKIPPED).read_text().splitlines() == [broken]
+    assert (out / writer.SKIPPED).read_text().splitlines() == [broken]
     assert broken in printed and "wrote 6 embeddings" in printed
     # Each row is the export's h of that file, preprocessed as for eval.
     module = tf.saved_model.load(str(exported / "saved_model" / "3"))
@@ -82,10 +84,10 @@ def test_folder_is_embedded_with_index_and_skipped_list(exported, folder,
 
 def test_query_finds_itself_first(exported, folder, tmp_path, capsys):
     out = tmp_path / "emb"
-    embed.main([f"--model={exported}", f"--images={folder}", f"--out={out}"])
+    command.main([f"--model={exported}", f"--images={folder}", f"--out={out}"])
     capsys.readouterr()
     target = str(folder / "dogs" / "1.png")
-    embed.main([f"--index={out}", f"--query={target}", "--k=3"])
+    command.main([f"--index={out}", f"--query={target}", "--k=3"])
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].startswith("3 nearest of 6")
     rank, similarity, label, name = lines[2].split()
@@ -96,12 +98,12 @@ def test_query_finds_itself_first(exported, folder, tmp_path, capsys):
 
 def test_projection_output_and_dataset_split(exported, tmp_path, capsys):
     out = tmp_path / "z"
-    embed.main([f"--model={exported}/saved_model/3", "--dataset=digits",
+    command.main([f"--model={exported}/saved_model/3", "--dataset=digits",
                 "--split=test[:20]", "--output=z", f"--out={out}",
                 "--eval_precision_at=3"])
     printed = capsys.readouterr().out
-    assert np.load(out / embedding.EMBEDDINGS).shape == (20, 8)
-    index = read_csv(out / embedding.INDEX)
+    assert np.load(out / writer.EMBEDDINGS).shape == (20, 8)
+    index = read_csv(out / writer.INDEX)
     assert list(index[0]) == ["row", "id", "label"] and len(index) == 20
     assert "precision@3 of same-label neighbours" in printed
     assert "(20 labelled rows of 20)" in printed
@@ -109,12 +111,12 @@ def test_projection_output_and_dataset_split(exported, tmp_path, capsys):
 
 def test_model_dir_without_export_says_how_to_export(tmp_path):
     with pytest.raises(ConfigError, match="python -m export --model_dir="):
-        embedding.latest_export(str(tmp_path))
+        writer.find_export(str(tmp_path))
 
 
 def test_user_errors_are_one_line(tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_info:
-        embed.main([f"--model={tmp_path}", f"--images={tmp_path}",
+        command.main([f"--model={tmp_path}", f"--images={tmp_path}",
                     f"--out={tmp_path / 'o'}"])
     assert exit_info.value.code == 1
     err = capsys.readouterr().err.strip()
@@ -128,17 +130,17 @@ def test_truncate_npy_keeps_leading_rows(tmp_path):
     array[:] = np.arange(300000, dtype=np.float32).reshape(-1, 3)
     array.flush()
     del array
-    embedding.truncate_npy(path, 7, 3)  # "(7, 3)" is shorter than "(100000, 3)".
+    writer.truncate_npy(path, 7, 3)  # "(7, 3)" is shorter than "(100000, 3)".
     loaded = np.load(path)
     np.testing.assert_array_equal(loaded, np.arange(21).reshape(7, 3))
     assert os.path.getsize(path) == 128 + 7 * 3 * 4
 
 
 def test_nearest_matches_brute_force_across_chunks(monkeypatch):
-    monkeypatch.setattr(retrieval, "_CHUNK", 3)
+    monkeypatch.setattr(search, "_CHUNK", 3)
     rng = np.random.default_rng(0)
     bank = rng.normal(size=(10, 4)).astype(np.float32)
-    rows, sims = retrieval.nearest(bank, bank[2:5], 4, exclude_self_from=2)
+    rows, sims = search.nearest(bank, bank[2:5], 4, exclude_self_from=2)
     unit = bank / np.linalg.norm(bank, axis=1, keepdims=True)
     full = unit[2:5] @ unit.T
     full[np.arange(3), np.arange(2, 5)] = -np.inf
@@ -148,11 +150,11 @@ def test_nearest_matches_brute_force_across_chunks(monkeypatch):
 
 def test_precision_at_k():
     vectors = np.array([[1, 0], [0.9, 0.1], [0, 1], [0.1, 0.9]], np.float32)
-    assert retrieval.precision_at_k(vectors, ["a", "a", "b", "b"], 1) == (1.0, 4)
-    assert retrieval.precision_at_k(vectors, ["a", "b", "a", "b"], 1) == (0.0, 4)
+    assert search.precision_at_k(vectors, ["a", "a", "b", "b"], 1) == (1.0, 4)
+    assert search.precision_at_k(vectors, ["a", "b", "a", "b"], 1) == (0.0, 4)
     # Unlabelled rows are neighbours (never a match) but not queries: rows
     # 0 and 1 find each other and row 3; row 2 finds rows 3 and 1.
-    assert retrieval.precision_at_k(vectors, ["a", "a", "b", ""], 2) == (
+    assert search.precision_at_k(vectors, ["a", "a", "b", ""], 2) == (
         pytest.approx(1 / 3), 3)
 
 
@@ -170,11 +172,22 @@ def test_keras_file_with_a_custom_encoder_is_embedded(folder, tmp_path, capsys):
     path = str(tmp_path / "m.keras")
     model.save(path)
     out = tmp_path / "emb"
-    embed.main([f"--model={path}", f"--images={folder}", f"--out={out}"])
+    command.main([f"--model={path}", f"--images={folder}", f"--out={out}"])
     capsys.readouterr()
-    vectors = np.load(out / embedding.EMBEDDINGS)
-    index = read_csv(out / embedding.INDEX)
+    vectors = np.load(out / writer.EMBEDDINGS)
+    index = read_csv(out / writer.INDEX)
     image = tf.io.decode_png(tf.io.read_file(index[3]["file"]), channels=3)
     want = model(augment.preprocess_for_eval(image, IMAGE)[None])
     np.testing.assert_allclose(vectors[3], want["final_avg_pool"][0], rtol=1e-5,
                                atol=1e-6)
+
+
+@pytest.mark.parametrize("module", ["simclr_tf2.embedding", "simclr_tf2.embed"])
+def test_python_m_embedding_and_its_short_name(module):
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    proc = subprocess.run([sys.executable, "-m", module, "--help"], cwd=root,
+                          capture_output=True, text=True, timeout=120,
+                          env=dict(os.environ, PYTHONPATH=root))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "python -m simclr_tf2.embedding" in proc.stdout
+    assert "--eval_precision_at" in proc.stdout

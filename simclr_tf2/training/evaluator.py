@@ -10,13 +10,12 @@ import os
 
 import tensorflow as tf
 
-from simclr_tf2 import checkpoints
+from simclr_tf2.rundir import checkpoints
 from simclr_tf2 import errors
 from simclr_tf2 import knn
 from simclr_tf2 import rundir
-from simclr_tf2 import signals
+from simclr_tf2.training import preemption
 from simclr_tf2.data import pipeline
-from simclr_tf2.data import registry
 
 
 def evaluate_model(model, eval_dataset, global_step):
@@ -66,7 +65,7 @@ def resolve_eval_split(source, requested):
         return requested
     if requested == "validation" and "test" in available:
         return "test"
-    raise registry.DataError(
+    raise errors.DataError(
         f"eval split {requested!r} not in dataset {source.info.name} "
         f"(splits: {', '.join(sorted(available))}); pass --eval_split.")
 
@@ -96,7 +95,7 @@ class Evaluator:
         """Evaluates the current weights; writes and returns the result."""
         exp, evaluation = self.experiment, self.config.evaluation
         if exp.num_classes == 0:
-            raise registry.DataError(
+            raise errors.DataError(
                 f"dataset {exp.source.info.name} has no labels, so it cannot "
                 "be evaluated; evaluate on a labelled dataset or use --mode=train.")
         dataset = dataset or self.eval_dataset()
@@ -106,7 +105,7 @@ class Evaluator:
         name = evaluation.eval_name
         # [preemption] result_<step>.json and result.json are written as a
         # pair; a SIGTERM / SIGINT in between waits until both are there.
-        with signals.deferred():
+        with preemption.deferred():
             write_result(exp.write_dir, result,
                          exp.summary_writer(rundir.eval_summaries(name)))
         self.printer(format_result(result))
@@ -154,9 +153,8 @@ class Evaluator:
         model_dir = self.config.train.model_dir
         timeout = self.config.evaluation.eval_timeout_secs
         for path in tf.train.checkpoints_iterator(model_dir, timeout=timeout):
-            restore = tf.train.Checkpoint(
-                model=checkpoints.model_trackable(exp.model),
-                global_step=exp.optimizer.iterations)
+            restore = checkpoints.weights_checkpoint(
+                exp.model, global_step=exp.optimizer.iterations)
             # A damaged newest checkpoint: the newest readable one before it
             # (with a warning naming it), as a resumed training does.
             checkpoints.restore_latest(restore, model_dir, newest=path)
@@ -164,7 +162,7 @@ class Evaluator:
             if on_result:
                 on_result(result)
             final = rundir.recorded_final_step(model_dir)
-            step = max(exp.global_step, checkpoints.checkpoint_step(path))
+            step = max(exp.global_step, rundir.checkpoint_step(path))
             if step >= min(exp.total_steps, final or exp.total_steps):
                 break
         if result is None:

@@ -1,12 +1,11 @@
 """Loading a distillation teacher from a SavedModel or a fine-tuning model_dir."""
 
-import os
 
 import tensorflow as tf
 
-from simclr_tf2 import checkpoint_pin
+from simclr_tf2.rundir import pinning
 from simclr_tf2 import rundir
-from simclr_tf2.data.source import DataError
+from simclr_tf2.errors import DataError
 
 
 class Teacher:
@@ -43,9 +42,7 @@ def resolve_teacher_path(path):
     Raises:
       DataError: one line with the fix when nothing loadable is there.
     """
-    if tf.io.gfile.exists(os.path.join(path, "saved_model.pb")):
-        return path
-    export = rundir.latest_export(path)
+    export = rundir.resolve_export(path)
     if export is None:
         raise DataError(
             f"--teacher={path} is neither a SavedModel nor a model_dir with "
@@ -64,11 +61,11 @@ def load_teacher(path, image_size):
     # [rotation] a model_dir whose trainer replaces saved_model/<step>/
     # (--keep_hub_module_max): an export deleted while loading is a race,
     # not the user's error; take the newest again (bounded).
-    for attempt in range(checkpoint_pin.RETRIES + 1):
+    for attempt in range(pinning.RETRIES + 1):
         export = resolve_teacher_path(path)
         try:
             return Teacher(export, image_size)
         except (OSError, ValueError, tf.errors.OpError):
             if export == path or tf.io.gfile.exists(export) \
-                    or attempt == checkpoint_pin.RETRIES:
+                    or attempt == pinning.RETRIES:
                 raise

@@ -7,7 +7,8 @@ in a fraction of a second.
 import os
 
 from simclr_tf2 import config as config_lib
-from simclr_tf2.errors import ExportError  # noqa: F401  (re-exported)
+from simclr_tf2.errors import ConfigError
+from simclr_tf2.errors import ExportError
 
 
 def load_run_config(model_dir):
@@ -24,7 +25,7 @@ def load_run_config(model_dir):
     """
     try:
         return config_lib.read_flags_json(model_dir)
-    except config_lib.ConfigError as err:
+    except ConfigError as err:
         raise ExportError(str(err)) from err
 
 

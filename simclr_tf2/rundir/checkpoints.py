@@ -9,7 +9,15 @@ a crash of the machine the newest checkpoint can still be truncated:
 fails (`save`: full disk, permissions) removes its partial files and stops
 the run with one line; the earlier checkpoints stay as they were.
 A checkpoint a trainer deletes (rotation) while another process reads the
-same model_dir is read again from the newest one (checkpoint_pin.py).
+same model_dir is read again from the newest one (rundir.pinning).
+
+The checkpoint's object layout is defined here and nowhere else:
+
+    model/<part>/variables/<i>    the model's variables, part by part
+                                  (MODEL_PARTS), in creation order
+    optimizer                     the optimizer and its slots
+    global_step                   the optimizer's iterations counter
+    <extra>                       a task's own state (e.g. memory)
 """
 
 import glob
@@ -19,14 +27,15 @@ import shutil
 
 import tensorflow as tf
 
-from simclr_tf2 import checkpoint_pin
+from simclr_tf2.rundir import pinning
 from simclr_tf2 import rundir
-from simclr_tf2.errors import CheckpointMismatchError  # noqa: F401  (re-exported)
+from simclr_tf2.errors import CheckpointMismatchError
+from simclr_tf2.errors import CheckpointVanishedError
 from simclr_tf2.errors import DamagedCheckpointError
 from simclr_tf2.errors import WriteError
 from simclr_tf2.errors import io_reason
 from simclr_tf2.errors import one_line
-from simclr_tf2.object_graph import ObjectGraph
+from simclr_tf2.rundir.object_graph import ObjectGraph
 
 logger = logging.getLogger(__name__)
 
@@ -35,7 +44,18 @@ def _reason(err):
     """First line of a TF error (its later lines are detail), shortened."""
     return one_line(err, limit=300, first_line_only=True)
 
+MODEL_NODE = "model"
 MODEL_PARTS = ("encoder", "projection_head", "supervised_head")
+
+
+def part_variables_path(part):
+    """Object-graph path of a model part's variable list: model/<part>/variables."""
+    return f"{MODEL_NODE}/{part}/variables"
+
+
+def global_step(optimizer):
+    """The run's global step: the optimizer's `iterations` counter, as saved."""
+    return int(optimizer.iterations.numpy())
 
 
 def model_trackable(model, parts=MODEL_PARTS):
@@ -61,6 +81,20 @@ def model_trackable(model, parts=MODEL_PARTS):
     return tf.train.Checkpoint(**nodes)
 
 
+def weights_checkpoint(model, parts=MODEL_PARTS, global_step=None):
+    """A checkpoint of the model's weights alone (no optimizer), same layout.
+
+    Args:
+      model: a SimCLRModel.
+      parts: which of MODEL_PARTS to include.
+      global_step: the step variable to read into, or None.
+    """
+    nodes = {MODEL_NODE: model_trackable(model, parts)}
+    if global_step is not None:
+        nodes["global_step"] = global_step
+    return tf.train.Checkpoint(**nodes)
+
+
 def make_manager(model, optimizer, model_dir, max_to_keep, **extra):
     """The run's checkpoint (model, optimizer, global step) and its manager.
 
@@ -75,12 +109,13 @@ def make_manager(model, optimizer, model_dir, max_to_keep, **extra):
     Returns:
       (tf.train.Checkpoint, tf.train.CheckpointManager).
     """
-    checkpoint = tf.train.Checkpoint(model=model_trackable(model),
+    checkpoint = tf.train.Checkpoint(**{MODEL_NODE: model_trackable(model)},
                                      optimizer=optimizer,
                                      global_step=optimizer.iterations,
                                      **extra)
-    manager = tf.train.CheckpointManager(checkpoint, model_dir,
-                                         max_to_keep=max_to_keep)
+    manager = tf.train.CheckpointManager(
+        checkpoint, model_dir, max_to_keep=max_to_keep,
+        checkpoint_name=rundir.CHECKPOINT_PREFIX)
     return checkpoint, manager
 
 
@@ -108,7 +143,7 @@ def save(manager, step):
 
 def _remove_unlisted(manager, step):
     """Deletes the files a failed save of `step` left (ckpt-N_temp, ckpt-N.*)."""
-    prefix = os.path.join(manager.directory, f"ckpt-{step}")
+    prefix = os.path.join(manager.directory, rundir.checkpoint_name(step))
     if prefix in manager.checkpoints:
         return  # an earlier, complete save of the same step: keep it
     for path in glob.glob(prefix + "_temp*") + glob.glob(prefix + ".*"):
@@ -169,7 +204,7 @@ def restore(checkpoint, path, what, name=None):
     """Reads `path` into `checkpoint`, requiring every object to be found.
 
     `name` is the checkpoint's name in messages (default: `path`; a pinned
-    checkpoint is read from a private link, see checkpoint_pin.py).
+    checkpoint is read from a private link, see pinning.py).
 
     Raises:
       CheckpointMismatchError: one line naming the mismatch and the fix.
@@ -229,12 +264,12 @@ def restore_latest(checkpoint, model_dir, newest=None):
       CheckpointMismatchError: the newest readable one does not fit.
     """
     # [rotation] a checkpoint deleted by a trainer while it was being read:
-    # list again (bounded; see checkpoint_pin.py).
-    for attempt in range(checkpoint_pin.RETRIES + 1):
+    # list again (bounded; see pinning.py).
+    for attempt in range(pinning.RETRIES + 1):
         try:
             return _restore_newest_readable(checkpoint, model_dir, newest)
-        except checkpoint_pin.VanishedError:
-            if attempt == checkpoint_pin.RETRIES:
+        except CheckpointVanishedError:
+            if attempt == pinning.RETRIES:
                 raise
     return None
 
@@ -254,7 +289,7 @@ def _restore_newest_readable(checkpoint, model_dir, newest):
             return path
         except DamagedCheckpointError as err:
             if _rotated_away(model_dir, path):
-                raise checkpoint_pin.VanishedError(f"{path} was deleted") from err
+                raise CheckpointVanishedError(f"{path} was deleted") from err
             logger.warning("checkpoint %s is damaged (%s); trying the one "
                            "before it (the damaged files are not deleted; a "
                            "later save of the same step replaces them).",
@@ -295,15 +330,15 @@ def init_from_checkpoint(model, path, include_supervised_head=False):
     # [rotation] held while read: a trainer may be rotating `path`'s
     # checkpoints. Pinning is safe here: every object read exists already
     # (model_trackable lists built variables), so nothing is restored later.
-    with checkpoint_pin.pinned(path) as pin:
+    with pinning.pinned(path) as pin:
         return init_from_pinned(model, pin, include_supervised_head)
 
 
 def init_from_pinned(model, pin, include_supervised_head=False):
-    """`init_from_checkpoint` from a `checkpoint_pin.Pin`; returns its path."""
+    """`init_from_checkpoint` from a `pinning.Pin`; returns its path."""
     readable = resolve_checkpoint_path(pin.readable)
     parts = MODEL_PARTS if include_supervised_head else MODEL_PARTS[:2]
-    partial = tf.train.Checkpoint(model=model_trackable(model, parts))
+    partial = weights_checkpoint(model, parts)
     restore(partial, readable, "encoder", name=pin.path)
     _check_variable_counts(readable, model, parts, name=pin.path)
     return pin.path
@@ -312,9 +347,30 @@ def init_from_pinned(model, pin, include_supervised_head=False):
 def _saved_part_sizes(path):
     """Number of saved variables per model part, read from the object graph."""
     graph = ObjectGraph(path)
-    return {part: len(graph.children(f"model/{part}/variables"))
+    return {part: len(graph.children(part_variables_path(part)))
             for part in MODEL_PARTS
-            if graph.node(f"model/{part}/variables") is not None}
+            if graph.node(part_variables_path(part)) is not None}
+
+
+def saved_num_classes(path):
+    """Width of the checkpoint's supervised head; 0 if it has none.
+
+    Reads the object graph: model/supervised_head/variables/<i>, the rank-2
+    one being the kernel [D, C].
+    """
+    graph = ObjectGraph(path)
+    variables = part_variables_path("supervised_head")
+    for name in graph.children(variables):
+        shape = graph.shape(f"{variables}/{name}")
+        if shape is not None and len(shape) == 2:
+            return int(shape[-1])
+    return 0
+
+
+def saved_global_step(path):
+    """The checkpoint's saved global step, else the N of its ckpt-N name."""
+    step = ObjectGraph(path).global_step()
+    return rundir.checkpoint_step(path) if step is None else step
 
 
 def _check_variable_counts(path, model, parts, name=None):
@@ -335,11 +391,3 @@ def _check_variable_counts(path, model, parts, name=None):
                 f"the flags has {len(layer.variables)}; use the same "
                 "architecture flags as the run that wrote it.")
 
-
-def checkpoint_step(path):
-    """The step number N of a 'ckpt-N' prefix (or -1)."""
-    name = os.path.basename(path)
-    try:
-        return int(name.rsplit("-", 1)[1])
-    except (IndexError, ValueError):
-        return -1

@@ -2,12 +2,14 @@
 
 The model is rebuilt from the original checkpoint by simclr_tf2/original
 (`convert.model_for_export`: architecture inferred from its variables and
-flat flags.json); this module writes it as our SavedModel (CONTRACT.md
-section 4): serving signatures, hub API, gradients with trainable=True. Its
+flat flags.json); this module writes it as our SavedModel
+(docs/serving.md): serving signatures, hub API, gradients with trainable=True. Its
 outputs equal the original SavedModel's.
 """
 
-from export import saved_model
+from simclr_tf2.errors import OriginalCheckpointError
+from simclr_tf2.export import preflight
+from simclr_tf2.export import saved_model
 from simclr_tf2.original import convert, loader
 
 
@@ -31,10 +33,10 @@ def export_original(source, export_dir, *, include_projection_head=True,
       (export directory, global step, checkpoint prefix read).
     """
     if not export_dir:
-        raise loader.OriginalCheckpointError(
+        raise OriginalCheckpointError(
             f"{source} was written by the original SimCLR code; pass --export_dir=OUT "
             "(its own saved_model/ directory is not overwritten).")
-    saved_model.preflight.check_destination(export_dir, overwrite)
+    preflight.check_destination(export_dir, overwrite)
     with saved_model.float32_policy():
         model, config, step, info = convert.model_for_export(source)
     out = saved_model.export_model(

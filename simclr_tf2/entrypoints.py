@@ -1,8 +1,10 @@
 """What the command-line entry points share: a quiet TF start and one-line errors.
 
-Flag parsing stays in the entry points themselves (run.py, export/__main__.py).
+Flag parsing stays in the entry points themselves (run.py, export/__main__.py,
+simclr_tf2/export/command.py, simclr_tf2/embedding/command.py,
+simclr_tf2/analysis/__main__.py).
 
-run.py, `python -m export` and `python -m simclr_tf2.analysis` end a user
+run.py, the export and embed commands and `python -m simclr_tf2.analysis` end a user
 error (a `simclr_tf2.errors.UserError`: bad flag, missing data, mismatched
 checkpoint, ...) with one `error: ...` line on stderr and exit status 1;
 anything else is a bug and keeps its traceback. Setting
@@ -12,7 +14,7 @@ SIMCLR_TF2_TRACEBACK=1 shows the traceback of user errors too.
 import os
 import sys
 
-from simclr_tf2 import signals
+from simclr_tf2.training import preemption
 from simclr_tf2.errors import UserError
 from simclr_tf2.errors import one_line
 
@@ -44,7 +46,7 @@ def quiet_tensorflow_import():
 def report_user_errors(function):
     """Calls function(); a `UserError` becomes one `error:` line and exit 1.
 
-    A SIGTERM / SIGINT that stopped the program (`signals.Interrupted`)
+    A SIGTERM / SIGINT that stopped the program (`preemption.Interrupted`)
     becomes one line and exit status 75 (a checkpoint of the step reached
     was saved) or 128 + the signal number (nothing new was written).
 
@@ -54,14 +56,14 @@ def report_user_errors(function):
     """
     try:
         function()
-    except signals.Interrupted as stop:  # [preemption] SIGTERM / SIGINT
-        print(signals.stop_message(stop), file=sys.stderr, flush=True)
+    except preemption.Interrupted as stop:  # [preemption] SIGTERM / SIGINT
+        print(preemption.stop_message(stop), file=sys.stderr, flush=True)
         sys.stdout.flush()
         # Everything is on disk (checkpoints and summaries are flushed, the
         # model_dir lock released). A normal interpreter exit after fit was
         # interrupted spent 9 s tearing TensorFlow down (tiny model, 2 CPU
         # cores), a large part of a preemption notice; skip it.
-        os._exit(signals.exit_status(stop))
+        os._exit(preemption.exit_status(stop))
     except UserError as err:
         if os.environ.get("SIMCLR_TF2_TRACEBACK"):
             raise

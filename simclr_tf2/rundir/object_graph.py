@@ -4,7 +4,7 @@ Both a tf.train.Checkpoint prefix and a SavedModel's ``variables/variables``
 hold a ``_CHECKPOINTABLE_OBJECT_GRAPH``. Its variables are keyed by their
 shortest path (``model/resnet_model/variables/7`` in a SavedModel), so keys
 are not looked up as strings: paths are followed child by child. Our own
-checkpoints (checkpoints.py, `python -m export`) and the original code's
+checkpoints (rundir.checkpoints, `python -m export`) and the original code's
 (simclr_tf2/original/) are read through the same `ObjectGraph`.
 """
 

@@ -20,11 +20,12 @@ import uuid
 import keras
 import tensorflow as tf
 
-from export import module as module_lib
-from export import preflight
-from export import single_replica_bn
+from simclr_tf2.export import module as module_lib
+from simclr_tf2.export import preflight
+from simclr_tf2.export import single_replica_bn
 from simclr_tf2 import rundir
 from simclr_tf2 import tasks
+from simclr_tf2.errors import ExportError
 from simclr_tf2.errors import WriteError
 from simclr_tf2.errors import io_reason
 
@@ -115,8 +116,10 @@ def export_copy(model, image_size, include_supervised_head=True):
     return copy
 
 
-def build_module(model, image_size, include_projection_head=True,
-                 include_supervised_head=True, weight_decay=0.0):
+def build_module(model: keras.Model, image_size: int,
+                 include_projection_head: bool = True,
+                 include_supervised_head: bool = True,
+                 weight_decay: float = 0.0) -> module_lib.SimCLRHubModule:
     """The traced hub module of a trained model (see `export_copy`).
 
     Returns:
@@ -129,9 +132,11 @@ def build_module(model, image_size, include_projection_head=True,
         weight_decay=weight_decay).trace()
 
 
-def save_module(module, export_dir, image_size, *,
+def save_module(module: module_lib.SimCLRHubModule, export_dir: str,
+                image_size: int, *,
                 serving_outputs=module_lib.VECTOR_OUTPUTS,
-                include_bytes_signature=True, info=None, overwrite=False):
+                include_bytes_signature: bool = True,
+                info: dict | None = None, overwrite: bool = False) -> str:
     """Saves a hub module atomically: all of it at `export_dir`, or nothing.
 
     Writes into a hidden temporary sibling directory, then renames it into
@@ -168,7 +173,7 @@ def save_module(module, export_dir, image_size, *,
         os.makedirs(parent, exist_ok=True)
         os.mkdir(tmp)
     except OSError as err:
-        raise preflight.ExportError(
+        raise ExportError(
             f"export directory {export_dir} cannot be written ({err.strerror}); "
             "pass a writable --export_dir.") from err
     try:

@@ -44,7 +44,7 @@ the previous one finished (control dependencies keep memory bounded).
 import keras
 import tensorflow as tf
 
-from simclr_tf2 import optim
+from simclr_tf2.optim.gradients import scale_for_replicas
 from simclr_tf2.errors import ConfigError
 
 
@@ -264,7 +264,7 @@ def compute_gradients(model, task, data, *, micro_batch_size):
     images = data["image"]
     variables = model.trainable_variables
     num_chunks(images.shape[0], micro_batch_size)
-    scale = optim.scale_for_replicas(model.optimizer, tf.constant(1.0))
+    scale = scale_for_replicas(model.optimizer, tf.constant(1.0))
     stats = moving_statistics(model.non_trainable_variables)
     unroll = must_unroll(model._flatten_layers())
 

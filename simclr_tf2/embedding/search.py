@@ -1,4 +1,4 @@
-"""Cosine search and precision@k over an embedding directory (see embedding.py).
+"""Cosine search and precision@k over an embedding directory (see `writer`).
 
 The .npy file is read memory-mapped and compared in chunks of `_CHUNK`
 rows, so memory is bounded by a chunk times the number of queries.
@@ -10,7 +10,7 @@ import os
 
 import numpy as np
 
-from simclr_tf2.embedding import EMBEDDINGS, INDEX, INFO
+from simclr_tf2.embedding.writer import EMBEDDINGS, INDEX, INFO
 from simclr_tf2.errors import ConfigError
 
 _CHUNK = 2048  # Rows compared at once.

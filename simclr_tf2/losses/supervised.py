@@ -1,0 +1,50 @@
+"""The supervised heads' loss: cross entropy over the labelled examples of the global batch."""
+
+import tensorflow as tf
+
+
+def _labelled_per_replica(weights):
+    """Labelled examples per replica, counted over the global batch.
+
+    Each replica's loss is later divided by the number of replicas and the
+    replicas' gradients are summed (`optim.scale_for_replicas`). Dividing
+    each replica's sum by global count / replicas, rather than by its own
+    count, makes that sum the mean over every labelled example of the global
+    batch, however unevenly the unlabelled (-1) ones fall on the replicas.
+
+    Args:
+      weights: [B] float 0/1, this replica's labelled examples.
+
+    Returns:
+      float32 scalar: the global labelled count / number of replicas.
+    """
+    count = tf.reduce_sum(weights)
+    context = tf.distribute.get_replica_context()
+    strategy = tf.distribute.get_strategy()
+    if context is None or strategy.num_replicas_in_sync == 1:
+        return count
+    total = context.all_reduce(tf.distribute.ReduceOp.SUM, count)
+    return total / strategy.num_replicas_in_sync
+
+
+def masked_cross_entropy(labels, logits):
+    """Mean softmax cross entropy over examples with a label (label >= 0).
+
+    Under a multi-replica strategy the mean is over the labelled examples of
+    the global batch (see `_labelled_per_replica`), as on one device.
+
+    Args:
+      labels: [B] int, -1 for unlabeled examples.
+      logits: [B, C].
+
+    Returns:
+      (mean loss, per-example weights [B] of 0/1).
+    """
+    labels = tf.cast(labels, tf.int32)
+    weights = tf.cast(labels >= 0, tf.float32)
+    per_example = tf.nn.sparse_softmax_cross_entropy_with_logits(
+        tf.maximum(labels, 0), tf.cast(logits, tf.float32))
+    loss = tf.math.divide_no_nan(tf.reduce_sum(per_example * weights),
+                                 _labelled_per_replica(weights))
+    return loss, weights
+
