@@ -37,13 +37,13 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MODULES = {
     "losses": (["simclr_tf2/losses.py"],
                ["tests/test_losses.py", "tests/test_supcon.py",
-                "tests/test_mutation_kills.py"]),
+                "tests/test_mutants_losses.py"]),
     "knn": (["simclr_tf2/knn.py"],
-            ["tests/test_knn.py", "tests/test_mutation_kills.py"]),
+            ["tests/test_knn.py", "tests/test_mutants_knn.py"]),
     "subsets": (["simclr_tf2/data/subsets.py"],
-                ["tests/test_subsets.py", "tests/test_mutation_kills.py"]),
+                ["tests/test_subsets.py", "tests/test_mutants_subsets.py"]),
     "schedule": (["simclr_tf2/optim/schedule.py"],
-                 ["tests/test_optim.py", "tests/test_mutation_kills.py"]),
+                 ["tests/test_optim.py", "tests/test_mutants_schedule.py"]),
     "tasks": (["simclr_tf2/tasks/"], ["tests/test_tasks.py"]),
     "pipeline": (["simclr_tf2/data/pipeline.py"],
                  ["tests/test_input_order.py",
@@ -209,6 +209,8 @@ def main():
     parser.add_argument("modules", nargs="*", help=f"of {', '.join(MODULES)}, or all")
     parser.add_argument("--list", action="store_true")
     parser.add_argument("--out", help="also write the report (markdown) here")
+    parser.add_argument("--nice", type=int, default=10,
+                        help="niceness of the test runs (default 10)")
     parser.add_argument("--keep", action="store_true",
                         help="keep the working copy (to inspect mutants)")
     parser.add_argument("--serve", help=argparse.SUPPRESS)
@@ -234,7 +236,7 @@ def main():
     env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1",
                TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=workdir)
     server = subprocess.Popen(
-        ["nice", "-n", "15", sys.executable, __file__, f"--serve={sock_path}"],
+        ["nice", "-n", str(args.nice), sys.executable, __file__, f"--serve={sock_path}"],
         cwd=workdir, env=env)
     results = []
     try:
