@@ -15,7 +15,10 @@ The run works on a copy of the checkout (mutmut edits files in place), so
 the checkout stays clean and usable while it runs. One process at a time,
 started with `nice`: it uses about one core. TensorFlow is imported once by
 a fork server and every mutant's tests run in a forked child (about 4 s a
-mutant instead of 12 s with a fresh interpreter each time).
+mutant instead of 12 s with a fresh interpreter each time). mutmut's
+results are kept per module in .mutation-cache/ (--cache_dir): killed
+mutants stay killed, so after adding tests a re-run tests only the
+survivors; --cache_dir='' starts afresh.
 
 Module paths and test files are in MODULES below: one place to edit when
 modules move.
@@ -155,12 +158,17 @@ def parse_junit(xml_text):
     return found
 
 
-def run_module(name, workdir, sock_path, mutmut):
+def run_module(name, workdir, sock_path, mutmut, cache_dir):
     paths, tests = MODULES[name]
     tests = [t for t in tests if os.path.exists(os.path.join(workdir, t))]
     cache = os.path.join(workdir, ".mutmut-cache")
     if os.path.exists(cache):
         os.remove(cache)
+    # mutmut keeps killed mutants killed and re-tests the others when the
+    # tests change: a later run re-tests only the survivors.
+    kept = os.path.join(cache_dir, f"{name}.mutmut-cache") if cache_dir else None
+    if kept and os.path.exists(kept):
+        shutil.copy(kept, cache)
     runner = (f"{sys.executable} {os.path.join(workdir, 'benchmarks', 'mutation.py')}"
               f" --client={sock_path} " + " ".join(tests))
     start = time.time()
@@ -180,6 +188,9 @@ def run_module(name, workdir, sock_path, mutmut):
     by_status = {}
     for _, status, _ in found:
         by_status[status] = by_status.get(status, 0) + 1
+    if kept:
+        os.makedirs(cache_dir, exist_ok=True)
+        shutil.copy(cache, kept)
     shutil.move(cache, os.path.join(workdir, f".mutmut-cache-{name}"))
     if total == 0:
         print(proc.stdout[-3000:], proc.stderr[-3000:], file=sys.stderr)
@@ -211,6 +222,10 @@ def main():
     parser.add_argument("--out", help="also write the report (markdown) here")
     parser.add_argument("--nice", type=int, default=10,
                         help="niceness of the test runs (default 10)")
+    parser.add_argument(
+        "--cache_dir", default=os.path.join(ROOT, ".mutation-cache"),
+        help="mutmut's results per module, kept between runs so that a "
+             "re-run tests only the mutants that survived ('' : start afresh)")
     parser.add_argument("--keep", action="store_true",
                         help="keep the working copy (to inspect mutants)")
     parser.add_argument("--serve", help=argparse.SUPPRESS)
@@ -245,7 +260,8 @@ def main():
                 raise RuntimeError("the fork server did not start")
             time.sleep(0.5)
         for name in names:
-            result = run_module(name, workdir, sock_path, mutmut)
+            result = run_module(name, workdir, sock_path, mutmut,
+                                args.cache_dir)
             results.append(result)
             print(f"{name}: {result['killed']} / {result['total']} killed "
                   f"({result['seconds']} s)", flush=True)
