@@ -36,17 +36,18 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
-# name -> (paths to mutate, test files that should kill its mutants).
+# name -> (paths to mutate, test files that should kill its mutants). The
+# fast unit tests come first: pytest -x stops at the first failure.
 MODULES = {
     "losses": (["simclr_tf2/losses.py"],
-               ["tests/test_losses.py", "tests/test_supcon.py",
-                "tests/test_mutants_losses.py"]),
+               ["tests/test_mutants_losses.py", "tests/test_losses.py",
+                "tests/test_supcon.py"]),
     "knn": (["simclr_tf2/knn.py"],
-            ["tests/test_knn.py", "tests/test_mutants_knn.py"]),
+            ["tests/test_mutants_knn.py", "tests/test_knn.py"]),
     "subsets": (["simclr_tf2/data/subsets.py"],
-                ["tests/test_subsets.py", "tests/test_mutants_subsets.py"]),
+                ["tests/test_mutants_subsets.py", "tests/test_subsets.py"]),
     "schedule": (["simclr_tf2/optim/schedule.py"],
-                 ["tests/test_optim.py", "tests/test_mutants_schedule.py"]),
+                 ["tests/test_mutants_schedule.py", "tests/test_optim.py"]),
     "tasks": (["simclr_tf2/tasks/"], ["tests/test_tasks.py"]),
     "pipeline": (["simclr_tf2/data/pipeline.py"],
                  ["tests/test_input_order.py",
