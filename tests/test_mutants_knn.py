@@ -104,3 +104,17 @@ def test_extract_features_reads_h_l2_normalised_with_labels_in_order():
     other, _ = knn.extract_features(_FakeModel(), dataset, key="other",
                                     normalize=False)
     np.testing.assert_allclose(other, np.ones((5, 3)))
+
+
+def test_knn_accuracy_default_k_is_200_exactly():
+    # 100 neighbours of class 0 at cos 0.9, 100 of class 1 at cos 0.8999 and
+    # one more of class 1 at 0.89: the 200 nearest vote class 0 by a hair;
+    # the 201st would tip the vote to class 1.
+    def at(cos, n):
+        return np.repeat([[cos, np.sqrt(1 - cos ** 2)]], n, axis=0)
+
+    bank = np.concatenate([at(0.9, 100), at(0.8999, 100), at(0.89, 1)])
+    labels = np.array([0] * 100 + [1] * 101)
+    query = np.array([[1.0, 0.0]])
+    assert knn.knn_accuracy(bank, labels, query, np.array([0]), 2) == 1.0
+    assert knn.knn_accuracy(bank, labels, query, np.array([0]), 2, k=201) == 0.0
