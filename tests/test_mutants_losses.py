@@ -112,3 +112,16 @@ def test_masked_cross_entropy_on_two_replicas_is_the_global_labelled_mean(
         rtol=1e-5)
     np.testing.assert_allclose(np.mean(replica_losses),
                                per_example.sum() / 5, rtol=1e-5)
+
+
+def test_masked_cross_entropy_in_cross_replica_context_is_the_local_mean(
+        two_replica_strategy):
+    # Inside strategy.scope() but outside strategy.run (e.g. a loss computed
+    # for a report): no replica to all-reduce with, the plain labelled mean.
+    logits = np.array([[2.0, 0.0], [0.0, 1.0], [1.0, 1.0]], np.float32)
+    labels = np.array([0, -1, 1])
+    want = -np.log(_softmax(logits.astype(np.float64)))[[0, 2], [0, 1]].mean()
+    with two_replica_strategy.scope():
+        loss, _ = losses.masked_cross_entropy(tf.constant(labels),
+                                              tf.constant(logits))
+    np.testing.assert_allclose(float(loss), want, rtol=1e-5)
