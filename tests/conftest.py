@@ -19,6 +19,9 @@ except RuntimeError:
 # session instead of letting those tests skip unseen.
 ON_CI = os.environ.get("CI", "").lower() in ("true", "1")
 TWO_DEVICE_SKIP = "needs 2 logical CPU devices"
+# A test that lost a timing race after its retries skips with this reason
+# off CI; on CI that skip is a failure (a race lost every time is a bug).
+TIMING_RACE_SKIP = "lost a timing race"
 if ON_CI and len(tf.config.list_logical_devices("CPU")) < 2:
     raise RuntimeError(
         "CI=true but TensorFlow was initialised before tests/conftest.py could "
@@ -48,10 +51,13 @@ def _fresh_collective_keys():
 
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item, call):
-    """On CI, a test skipped for want of 2 logical devices is a failure."""
+    """On CI, a test skipped for want of 2 logical devices, or for a timing
+    race it lost on every attempt, is a failure."""
     outcome = yield
     report = outcome.get_result()
-    if ON_CI and report.skipped and TWO_DEVICE_SKIP in str(report.longrepr):
+    if ON_CI and report.skipped and any(
+            reason in str(report.longrepr)
+            for reason in (TWO_DEVICE_SKIP, TIMING_RACE_SKIP)):
         report.outcome = "failed"
 
 
