@@ -39,7 +39,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # name -> (paths to mutate, test files that should kill its mutants). The
 # fast unit tests come first: pytest -x stops at the first failure.
 MODULES = {
-    "losses": (["simclr_tf2/losses.py"],
+    "losses": (["simclr_tf2/losses/"],
                ["tests/test_mutants_losses.py", "tests/test_losses.py",
                 "tests/test_supcon.py"]),
     "knn": (["simclr_tf2/knn.py"],
@@ -52,7 +52,7 @@ MODULES = {
     "pipeline": (["simclr_tf2/data/pipeline.py"],
                  ["tests/test_input_order.py",
                   "tests/test_wiring_augmentation_flags.py"]),
-    "embedding": (["simclr_tf2/embedding.py"], ["tests/test_embed.py"]),
+    "embedding": (["simclr_tf2/embedding/"], ["tests/test_embedding.py"]),
     "memory": (["simclr_tf2/memory/"], ["tests/test_memory.py"]),
 }
 

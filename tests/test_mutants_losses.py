@@ -1,4 +1,4 @@
-"""Behaviour of simclr_tf2/losses.py that the mutation run (benchmarks/mutation.py)
+"""Behaviour of simclr_tf2/losses/ that the mutation run (benchmarks/mutation.py)
 found unpinned: each test kills mutants that survived the module's own tests
 (a default of the library API, an exact rule, an error a user acts on).
 """

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from simclr_tf2.data import subsets
-from simclr_tf2.data.source import DataError
+from simclr_tf2.errors import DataError
 
 
 def test_labels_and_ids_of_an_empty_split_is_one_clear_error():

@@ -1,21 +1,10 @@
 """--precision=auto: the policy chosen from the CPU's flags and devices, and why."""
 
-import copy
-
 import pytest
-from absl import flags as absl_flags
 
 import flags as simclr_flags
 from simclr_tf2.models import precision
-
-
-def parsed(*argv):
-    """Fresh FlagValues of run.py's flags, parsed from `argv`."""
-    values = absl_flags.FlagValues()
-    for flag in absl_flags.FLAGS.get_flags_for_module(simclr_flags.definitions):
-        values[flag.name] = copy.deepcopy(flag)
-    values(["run.py", *argv])
-    return values
+from tests.harness import parsed
 
 
 @pytest.mark.parametrize("cpu_flags,expected", [

@@ -260,7 +260,7 @@ class _RecordingTask(tasks.PretrainTask):
 
 
 def test_train_step_asks_the_task_and_runs_after_step_each_step():
-    from tests.test_simclr_model import batch, make_model
+    from tests.harness import batch, make_model
     model = make_model()
     task = _RecordingTask(temperature=0.5, weight_decay=model.task.weight_decay)
     task.steps = tf.Variable(0)

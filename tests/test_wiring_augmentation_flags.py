@@ -18,8 +18,8 @@ from absl import flags as absl_flags
 import flags as run_flags
 # The only library imports (paths may change when modules move).
 from simclr_tf2.data import registry
-from simclr_tf2.experiment import Experiment
-from simclr_tf2.trainer import Trainer
+from simclr_tf2.training.experiment import Experiment
+from simclr_tf2.training.trainer import Trainer
 
 TINY = ["--dataset=digits", "--resnet_depth=18", "--width_multiplier=0.125",
         "--proj_out_dim=8", "--num_proj_layers=2", "--train_batch_size=32",

@@ -17,9 +17,9 @@ import pytest
 import tensorflow as tf
 
 # The only project imports (paths may change when modules move).
-from simclr_tf2 import embed as embed_command
+from simclr_tf2.embedding import command as embed_command
 from simclr_tf2.data import registry
-from tests.test_run import TINY, run_py
+from tests.harness import TINY_FLAGS as TINY, run_py
 
 IMAGE = 16
 KNN_K, KNN_TEMPERATURE = 7, 0.2

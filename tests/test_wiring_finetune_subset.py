@@ -14,7 +14,7 @@ import sys
 
 import pytest
 
-from tests.test_run import ROOT, TINY
+from tests.harness import ROOT, TINY_FLAGS as TINY
 
 PROBE = os.path.join(ROOT, "tests", "train_step_probe.py")
 # 30 ids spread over digits' 1437 training examples, every class among them.

@@ -19,8 +19,8 @@ from absl import flags as absl_flags
 
 import flags as run_flags
 # The only library imports (paths may change when modules move).
-from simclr_tf2.experiment import Experiment
-from simclr_tf2.trainer import Trainer
+from simclr_tf2.training.experiment import Experiment
+from simclr_tf2.training.trainer import Trainer
 
 N = 1437  # digits' training examples
 BATCH, LR, WARMUP_EPOCHS, EPOCHS = 64, 0.3, 0.5, 2
