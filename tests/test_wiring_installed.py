@@ -3,7 +3,7 @@
 `pip install --no-deps --target=T <copy of the checkout>` (the dependencies
 are this environment's), then everything runs from an empty directory with
 only T on PYTHONPATH: the library imports from T, the checkout's top-level
-names are not importable, the `simclr-embed` console script works, and
+names are not importable, the `simclr-embed` and `simclr-export` console scripts work, and
 README's library example runs as written and its saved model embeds a folder
 through that script.
 """
@@ -16,6 +16,8 @@ import sys
 
 import numpy as np
 import pytest
+
+from tests.harness import TINY_FLAGS, run_py
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -141,14 +143,25 @@ np.save("h.npy", h[:3])
                                np.load(cwd / "h.npy"), atol=1e-4)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "no console script exports a model_dir to a SavedModel yet: the "
-    "exporter is the checkout's `python -m export`, which pip does not "
-    "install; remove this mark when the package ships one"))
-def test_a_console_script_exports_a_model_dir(installed):
-    target, _, _ = installed
-    (dist_info,) = target.glob("simclr_tf2-*.dist-info")
-    entry_points = (dist_info / "entry_points.txt").read_text()
-    scripts = [line.split("=")[0].strip() for line in entry_points.splitlines()
-               if "=" in line]
-    assert any("export" in name for name in scripts), scripts
+def test_simclr_export_exports_a_model_dir_outside_the_checkout(installed, tmp_path):
+    """A model_dir trained by the checkout's run.py, exported by the installed
+    `simclr-export` from an empty directory, loads and gives h."""
+    target, cwd, env = installed
+    model_dir = tmp_path / "run"
+    proc = run_py("--mode=train", "--train_steps=1", f"--model_dir={model_dir}",
+                  *TINY_FLAGS)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    proc = subprocess.run(
+        [str(target / "bin" / "simclr-export"), f"--model_dir={model_dir}",
+         "--export_dir=exported"], cwd=cwd, env=env, capture_output=True,
+        text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    proc = _python(installed, """
+import tensorflow as tf
+m = tf.saved_model.load("exported")
+out = m(tf.zeros([2, 16, 16, 3]), trainable=False)
+print(out["final_avg_pool"].shape, sorted(m.signatures))
+""")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    # TINY_FLAGS: ResNet-18 at 1/8 width, so h has 512 / 8 = 64 dimensions.
+    assert "(2, 64)" in proc.stdout and "serving_default" in proc.stdout, proc.stdout
