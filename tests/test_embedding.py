@@ -191,3 +191,14 @@ def test_python_m_embedding_and_its_short_name(module):
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "python -m simclr_tf2.embedding" in proc.stdout
     assert "--eval_precision_at" in proc.stdout
+
+
+def test_progress_writes_to_the_stderr_of_its_creation(monkeypatch):
+    """Not to the stream that was sys.stderr when the module was imported."""
+    import io
+
+    from simclr_tf2.embedding import writer
+    stream = io.StringIO()
+    monkeypatch.setattr("sys.stderr", stream)
+    writer.Progress(4).update(4, final=True)
+    assert "embedded 4/4 images" in stream.getvalue()

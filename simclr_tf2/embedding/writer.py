@@ -122,7 +122,10 @@ def source_batches(source, split, image_size, batch_size):
 class Progress:
     """One status line on stderr: rewritten in place on a terminal, else every ~10%."""
 
-    def __init__(self, total, stream=sys.stderr):
+    def __init__(self, total, stream=None):
+        # sys.stderr when the object is made, not when the module was
+        # imported (a test harness may have swapped it since).
+        stream = sys.stderr if stream is None else stream
         self.total, self.stream = total, stream
         self.start, self.shown, self.last = time.time(), -1, None
         self.tty = getattr(stream, "isatty", lambda: False)()
