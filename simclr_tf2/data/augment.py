@@ -339,6 +339,7 @@ def preprocess_for_pretrain(image, image_size, seed, color_jitter_strength=1.0,
     # A grey image (one channel known when the graph is built) is augmented
     # as one channel and tiled at the end: the same view as its three-channel
     # copy would get, for a third of the work and no hue/saturation ops.
+    image = tf.convert_to_tensor(image)
     grey = image.shape.rank == 3 and image.shape[-1] == 1
     image = (tf.image.convert_image_dtype(image, tf.float32) if grey
              else to_float_rgb(image))
