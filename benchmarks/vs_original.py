@@ -80,7 +80,7 @@ def main():
     parser.add_argument("--original_git", required=True,
                         help="bare git dir of google-research/simclr")
     parser.add_argument("--mockrun", required=True,
-                        help="original_simclr/mockrun.py of the shared kit")
+                        help="a wrapper that runs the original's run.py on TFDS mock data")
     parser.add_argument("--short", type=int, default=2)
     parser.add_argument("--long", type=int, default=8)
     parser.add_argument("--precisions", default="float32,mixed_bfloat16")
