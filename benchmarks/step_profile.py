@@ -19,6 +19,10 @@ Usage:
     python benchmarks/step_profile.py --config fmnist_cpu_budget --precision float32
     python benchmarks/step_profile.py --config fmnist_w4 --precision mixed_bfloat16 \
         --out profile.json
+    python benchmarks/step_profile.py --config fmnist_w4 --alternate --steps 6
+
+--alternate times the float32 and mixed_bfloat16 steps instead, alternating
+in one process (no profiler).
 """
 
 import argparse
@@ -148,6 +152,35 @@ def profile(config, precision, steps, warmup):
             "device": device_string()}
 
 
+def alternate(config, steps, warmup):
+    """float32 and mixed_bfloat16 steps of `config`, alternating in one process.
+
+    Both models are built side by side and their steps interleaved, so a
+    background load slows both alike. Returns {precision: (images/s, CPU
+    seconds per step)}, medians over `steps`.
+    """
+    depth, width, stem, size, batch, _, _, _ = CONFIGS[config]
+    data = fixed_batch(batch, size)
+    steps_by_precision = {}
+    for precision in ("float32", "mixed_bfloat16"):
+        model = build_model(model_config(depth, width, stem), size, precision)
+        steps_by_precision[precision] = tf.function(model.train_step)
+        for _ in range(warmup):
+            float(steps_by_precision[precision](data)["loss"])
+    times = {precision: [] for precision in steps_by_precision}
+    for _ in range(steps):
+        for precision, step in steps_by_precision.items():
+            wall, cpu = time.perf_counter(), time.process_time()
+            float(step(data)["loss"])
+            times[precision].append((time.perf_counter() - wall,
+                                     time.process_time() - cpu))
+    result = {}
+    for precision, pairs in times.items():
+        wall, cpu = np.median(np.array(pairs), axis=0)
+        result[precision] = (batch / wall, cpu)
+    return result
+
+
 def print_profile(result):
     total = sum(result["ms_by_kind"].values())
     print(f"{result['config']} {result['precision']} batch {result['batch']}: "
@@ -168,8 +201,21 @@ def main(argv=None):
                         choices=["float32", "mixed_bfloat16"])
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--alternate", action="store_true",
+                        help="no profile: time float32 and mixed_bfloat16 steps "
+                             "alternating in one process")
     parser.add_argument("--out", default="")
     args = parser.parse_args(argv)
+    if args.alternate:
+        rates = alternate(args.config, args.steps, args.warmup)
+        for precision, (images_per_s, cpu) in rates.items():
+            print(f"{args.config} {precision}: {images_per_s:.0f} images/s, "
+                  f"{cpu:.2f} CPU s/step ({device_string()})")
+        if args.out:
+            with open(args.out, "w") as f:
+                json.dump({"config": args.config, "rates": rates,
+                           "device": device_string()}, f, indent=1)
+        return
     result = profile(args.config, args.precision, args.steps, args.warmup)
     print_profile(result)
     if args.out:

@@ -69,6 +69,8 @@ CONFIGS = {
     # images seen as 3 channels, jitter 1.0.
     "fmnist_w4": (18, 0.25, True, 28, 512, 128, 1.0, False),
     "resnet50_224px": (50, 1.0, False, 224, 32, 4, 1.0, True),
+    # The main job's model: width 1/4, CIFAR stem, 8 px digits, batch 128.
+    "digits_8px": (18, 0.25, True, 8, 128, 64, 0.5, False),
 }
 # name: (precision, fused batch norm, XLA). f32_unfused is the Keras 3
 # BatchNormalization path every step took before the fused layer.
