@@ -281,18 +281,20 @@ def test_signal_during_export_leaves_no_partial_export(tmp_path):
     # TF imported, the model being built or saved; an export that finishes
     # before the signal is retried with an earlier one. Losing the race every
     # time skips off CI and fails on CI (tests/conftest.py).
-    for delay in (12, 8, 5):
+    for delay in (12, 8, 5, 3):
         export = Run([f"--model_dir={model_dir}", f"--export_dir={out}"],
                      module="export")
         time.sleep(delay)
         export.proc.send_signal(signal.SIGTERM)
         status, err = export.finish()
-        if status != 0:
+        # A complete export means the signal came after the work (at worst
+        # in interpreter teardown): a lost race, not a stop during export.
+        if status != 0 and not (out / "saved_model.pb").exists():
             break
-        shutil.rmtree(out)
+        shutil.rmtree(out, ignore_errors=True)
     else:
         pytest.skip("lost a timing race: the export finished before the "
-                    "signal at every delay (12, 8, 5 s)")
+                    "signal at every delay (12, 8, 5, 3 s)")
     assert status == 143, err[-3000:]
     assert "Traceback" not in err and "stopped by SIGTERM" in err
     assert os.listdir(out.parent) == []
