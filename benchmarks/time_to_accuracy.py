@@ -35,6 +35,10 @@ import sys
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if ROOT not in sys.path:
+    sys.path.insert(0, ROOT)
+
+from simclr_tf2.models import precision  # noqa: E402  (no TensorFlow)
 PYTHON = sys.executable
 TRAIN_EXAMPLES = 60000
 # The recipe: the fashion_mnist dataset recipe (LARS, temperature 0.5,
@@ -252,15 +256,15 @@ def plot(rows, pixels, path):
 
 
 def cpu_model():
+    """(model name, sorted bf16/AMX feature flags) of this machine's CPU."""
+    model = platform.processor()
     try:
         with open("/proc/cpuinfo") as cpuinfo:
-            lines = cpuinfo.read().splitlines()
+            model = next((line.split(":", 1)[1].strip() for line in cpuinfo
+                           if line.startswith("model name")), model)
     except OSError:
-        return platform.processor(), []
-    model = next((line.split(":", 1)[1].strip() for line in lines
-                  if line.startswith("model name")), platform.processor())
-    flags = next((line.split(":", 1)[1].split() for line in lines
-                  if line.startswith("flags")), [])
+        pass
+    flags = precision.cpu_flags()
     return model, sorted(f for f in flags if "bf16" in f or f.startswith("amx"))
 
 
