@@ -153,10 +153,12 @@ flags.DEFINE_integer(
 flags.DEFINE_float(
     "label_fraction", DEFAULTS["label_fraction"],
     "Fraction in (0, 1] of the labelled train split to use, class-balanced, "
-    "chosen with --seed; the chosen ids are written to model_dir/label_subset.txt.")
+    "chosen with --seed; the chosen ids are written to model_dir/label_subset.txt. "
+    "finetune trains on them; distill trains on every image and reads only their labels.")
 flags.DEFINE_string(
     "label_subset_file", DEFAULTS["label_subset_file"],
-    "File of example ids (one per line, e.g. a label_subset.txt) to train on.")
+    "File of example ids (one per line, e.g. a label_subset.txt): finetune trains "
+    "on them; distill reads only their labels.")
 flags.DEFINE_string(
     "teacher", DEFAULTS["teacher"],
     "train_mode=distill: teacher SavedModel directory (hub-style callable "
@@ -164,7 +166,8 @@ flags.DEFINE_string(
 flags.DEFINE_float("distill_temperature", DEFAULTS["distill_temperature"], "Softmax temperature of teacher and student when distilling.")
 flags.DEFINE_float(
     "distill_label_weight", DEFAULTS["distill_label_weight"],
-    "Weight of the true-label cross entropy added to the distillation loss (0: unlabeled only).")
+    "Weight of the true-label cross entropy added to the distillation loss (0: "
+    "unlabeled only); with --label_fraction or --label_subset_file only those labels count.")
 flags.DEFINE_bool("export_after_eval", DEFAULTS["export_after_eval"], "Export a SavedModel to model_dir/saved_model/<step> after evaluation.")
 flags.DEFINE_bool("nesterov", DEFAULTS["nesterov"], "Use Nesterov momentum with --optimizer=momentum (the fine-tuning recipe does).")
 flags.DEFINE_integer(

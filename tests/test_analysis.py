@@ -226,8 +226,7 @@ def _claims_module():
 
 def test_claims_runs_depend_only_on_earlier_runs_of_their_seed():
     claims = _claims_module()
-    settings = tuple(name for name, spec in claims.DISTILL_SETTINGS.items()
-                     if not spec.get("blocked"))
+    settings = tuple(claims.DISTILL_SETTINGS)
     for budget in claims.BUDGETS:
         for seed in claims.SEEDS:
             done = set()
@@ -261,6 +260,14 @@ def test_claims_arms_cover_the_budget_and_every_distillation_setting():
         assert "--train_epochs=3" in runs[f"distill{fraction}_short_s0"]
         assert "--checkpoint=/o/pre3_s0" in runs[f"distill{fraction}_long_s0"]
         assert not any(f.startswith("--checkpoint") for f in runs[f"distill{fraction}_long_random_s0"])
+        # Only the label arm reads labels, and only its teacher's subset.
+        assert not any(f.startswith(("--label_subset_file", "--distill_label_weight"))
+                       for f in runs[f"distill{fraction}_long_s0"])
+    labelled = dict(claims.run_list("/o", 0, "cpu", ("long_labels",)))
+    for fraction in (1, 10):
+        flags = labelled[f"distill{fraction}_long_labels_s0"]
+        assert "--distill_label_weight=1" in flags
+        assert f"--label_subset_file=/o/ft{fraction}_pre3_l1_s0/label_subset.txt" in flags
     # The smaller student learns from the first setting's recipe.
     assert "--train_epochs=18" in runs["distill1_small_s0"]
     assert "--checkpoint=/o/pre3_small_s0" in runs["distill1_small_s0"]
@@ -273,14 +280,14 @@ def test_claims_arms_cover_the_budget_and_every_distillation_setting():
     assert names[:4] == ["pre3_s0", "pre3_s1", "pre3_s2", "ft1_pre3_l1_s0"]
 
 
-def test_claims_distillation_settings_are_selectable_and_blocked_ones_refused():
+def test_claims_distillation_settings_are_selectable_and_unknown_ones_refused():
     claims = _claims_module()
     args = claims.parse_args(["--seeds=0,2", "--distill_settings=short,long_t2"])
     assert args.seeds == (0, 2) and args.distill_settings == ("short", "long_t2")
     names = [name for name, _ in claims.run_list("/o", 0, "cpu", args.distill_settings)]
     assert "distill1_short_s0" in names and "distill10_long_t2_s0" in names
     assert not any(name.startswith("distill1_long_s") for name in names)
-    for bad in ("--distill_settings=nope", "--distill_settings=long_labels", "--seeds=a"):
+    for bad in ("--distill_settings=nope", "--distill_settings=", "--seeds=a"):
         with pytest.raises(SystemExit):
             claims.parse_args([bad])
 

@@ -1,4 +1,5 @@
-"""A fine-tune with --label_subset_file trains on exactly those ids.
+"""A fine-tune with --label_subset_file trains on exactly those ids; a
+distillation with it trains on every id and reads only those ids' labels.
 
 Observed from outside: run.py runs unchanged under tests/train_step_probe.py,
 which records the ids and labels of every example that reaches the training
@@ -73,5 +74,41 @@ def test_finetune_labels_are_the_labels_of_those_ids(finetuned):
 
 def test_finetune_records_the_subset_it_used(finetuned):
     _, _, model_dir = finetuned
+    recorded = open(model_dir / "label_subset.txt").read().split()
+    assert [int(i) for i in recorded] == SUBSET
+
+
+@pytest.fixture(scope="module")
+def distilled(finetuned, tmp_path_factory):
+    """A distillation taught by the fine-tuned model, with the label term on
+    and the subset's labels only."""
+    _, _, teacher = finetuned
+    root = tmp_path_factory.mktemp("distill")
+    record = root / "steps.json"
+    proc = _run(PROBE, str(record), "--mode=train", "--train_mode=distill",
+                f"--teacher={teacher}", "--distill_label_weight=1",
+                f"--label_subset_file={teacher / 'label_subset.txt'}",
+                "--train_steps=12", "--checkpoint_steps=12", "--knn_eval=false",
+                f"--model_dir={root / 'student'}", *TINY)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.load(open(record))["steps"], root / "student"
+
+
+def test_distill_trains_on_every_image_not_only_the_subset(distilled):
+    steps, _ = distilled
+    seen = {i for step in steps for i in step["id"]}
+    # 12 steps of 32 from 1437 ids: far more distinct ids than the 30 labelled.
+    assert len(steps) == 12 and len(seen - set(SUBSET)) > 200
+
+
+def test_distill_reads_only_the_subset_labels(distilled, finetuned):
+    steps, model_dir = distilled
+    _, truth, _ = finetuned
+    pairs = [(i, l) for step in steps for i, l in zip(step["id"], step["label"])]
+    leaked = [(i, l) for i, l in pairs if i not in SUBSET and l != -1]
+    assert not leaked, f"(id, label) read outside the subset: {leaked[:10]}"
+    wrong = [(i, l, truth[i]) for i, l in pairs
+             if i in SUBSET and str(l) != truth[i]]
+    assert not wrong, f"(id, label trained on, true label): {wrong[:10]}"
     recorded = open(model_dir / "label_subset.txt").read().split()
     assert [int(i) for i in recorded] == SUBSET

@@ -27,7 +27,7 @@ import numpy as np
 import tensorflow as tf
 
 from simclr_tf2.data import augment
-from simclr_tf2.data.source import decoded_buffer_size
+from simclr_tf2.data.source import decoded_buffer_size, hide_labels_outside
 
 AUTOTUNE = tf.data.AUTOTUNE
 
@@ -95,7 +95,8 @@ def single_view_transform(image_size, crop_min_area=0.08, random_flip=True):
 
 
 def build_train_dataset(source, split, global_batch_size, transform, *,
-                        seed=0, cache=False, example_ids=None, start_step=0):
+                        seed=0, cache=False, example_ids=None, labelled_ids=None,
+                        start_step=0):
     """Infinite, shuffled, augmented training batches.
 
     Args:
@@ -109,6 +110,9 @@ def build_train_dataset(source, split, global_batch_size, transform, *,
       cache: keep decoded examples in memory (one permutation is cached;
         later epochs re-mix it in a buffer sized for memory).
       example_ids: optional list of example ids to restrict to.
+      labelled_ids: optional list of example ids whose labels the batches
+        keep; every other example trains with label -1 (distillation on all
+        images with a label subset).
       start_step: the global step training starts from; folded into the
         seeds so a resumed run draws new orders and augmentations.
 
@@ -118,6 +122,8 @@ def build_train_dataset(source, split, global_batch_size, transform, *,
     """
     order_seed, augment_seed = derive_seeds(seed, start_step)
     dataset = source.shuffled(split, order_seed, example_ids)
+    if labelled_ids is not None:
+        dataset = hide_labels_outside(dataset, labelled_ids)
     num_examples = (len(example_ids) if example_ids is not None
                     else source.num_examples(split))
     if cache or example_ids is not None:

@@ -186,13 +186,37 @@ def collect_labels_and_ids(dataset: tf.data.Dataset) -> tuple[np.ndarray, np.nda
             np.concatenate(ids) if ids else empty)
 
 
-def filter_ids(dataset: tf.data.Dataset, example_ids) -> tf.data.Dataset:
-    """Keeps only the elements whose 'id' is in `example_ids` (ints)."""
-    table = tf.lookup.StaticHashTable(
+def _membership_table(example_ids) -> tf.lookup.StaticHashTable:
+    """int64 id -> 1 for `example_ids`, 0 for every other id."""
+    return tf.lookup.StaticHashTable(
         tf.lookup.KeyValueTensorInitializer(
             tf.constant(list(example_ids), tf.int64),
             tf.ones([len(example_ids)], tf.int64)), default_value=0)
+
+
+def filter_ids(dataset: tf.data.Dataset, example_ids) -> tf.data.Dataset:
+    """Keeps only the elements whose 'id' is in `example_ids` (ints)."""
+    table = _membership_table(example_ids)
     return dataset.filter(lambda ex: table.lookup(ex["id"]) > 0)
+
+
+def hide_labels_outside(dataset: tf.data.Dataset, labelled_ids) -> tf.data.Dataset:
+    """Sets 'label' to -1 (unlabeled) on every element whose 'id' is not in
+    `labelled_ids`; the elements themselves all stay.
+
+    Distillation trains on every image but may read only a label subset's
+    labels: the masked cross entropy skips -1.
+    """
+    table = _membership_table(labelled_ids)
+
+    def hide(example):
+        known = table.lookup(example["id"]) > 0
+        label = tf.where(known, example["label"],
+                         tf.constant(-1, example["label"].dtype))
+        return {**example, "label": label}
+
+    return dataset.map(hide, num_parallel_calls=tf.data.AUTOTUNE,
+                       deterministic=True)
 
 
 class Source:

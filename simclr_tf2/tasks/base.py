@@ -67,6 +67,9 @@ class Task:
         passes it to `from_config`.
       uses_label_subset: training may be restricted to a labelled subset
         (--label_fraction, --label_subset_file).
+      hides_labels_outside_subset: training reads every example but only
+        the labels of a labelled subset (--label_fraction,
+        --label_subset_file); the others arrive as -1.
       supports_gradient_caching: `compute_loss` couples the whole batch
         (contrastive), so --micro_batch_size applies gradient caching.
       export_projection_head, export_supervised_head: what an export after
@@ -82,6 +85,7 @@ class Task:
     stop_gradient_to_head = False
     needs_teacher = False
     uses_label_subset = False
+    hides_labels_outside_subset = False
     supports_gradient_caching = False
     export_projection_head = True
     export_supervised_head = True

@@ -2,7 +2,9 @@
 
 The student is a freshly built network of this run's architecture with a
 classifier; the teacher (`teacher.load_teacher`) maps the same training
-images to logits. Optionally the true labels add a cross-entropy term.
+images to logits. Optionally the true labels add a cross-entropy term; with
+a label subset (--label_fraction, --label_subset_file) only the subset's
+labels reach it.
 """
 
 import tensorflow as tf
@@ -24,6 +26,9 @@ class DistillTask(base.Task):
 
     name = "distill"
     needs_teacher = True
+    # Soft labels come from every image; a label subset bounds which true
+    # labels the --distill_label_weight term may read.
+    hides_labels_outside_subset = True
 
     def __init__(self, teacher=None, *, distill_temperature=1.0,
                  distill_label_weight=0.0, weight_decay=None):

@@ -32,6 +32,8 @@ class Experiment:
     Attributes:
       task: the run's `tasks.Task` object (compiled into the model).
       source, num_classes, example_ids (fine-tuning label subset or None),
+      labelled_ids (distillation: the ids whose labels training may read,
+      or None for all),
       num_train_examples, warmup_steps, total_steps, checkpoint_steps,
       model, optimizer, checkpoint, manager, is_chief, write_dir (model_dir,
       or a private directory on non-chief workers).
@@ -54,7 +56,12 @@ class Experiment:
         task_type = tasks.get(train.train_mode)
         task_type.check_data(config, self.num_classes, self.source.info.name)
         self.task = task_type.from_config(config, teacher)
-        self.example_ids = self._label_subset()
+        subset = self._label_subset()
+        # Fine-tuning trains on the subset; distillation trains on every
+        # example and reads only the subset's labels.
+        self.example_ids = subset if self.task.uses_label_subset else None
+        self.labelled_ids = (subset if self.task.hides_labels_outside_subset
+                             else None)
         self.num_train_examples = (
             len(self.example_ids) if self.example_ids is not None
             else self.source.num_examples(data.train_split))
@@ -95,13 +102,16 @@ class Experiment:
                 "--steps_per_execution=1.")
 
     def _label_subset(self):
-        """Example ids of the labelled subset to fine-tune on, or None.
+        """Example ids of the labelled subset (fine-tuning trains on them;
+        distillation reads only their labels), or None.
 
         Chosen once (class-balanced, --seed) and written to
         model_dir/label_subset.txt; a resumed run reads that file back.
         """
         data, train = self.config.data, self.config.train
-        if not self.task.uses_label_subset or (
+        reads_subset = (self.task.uses_label_subset
+                        or self.task.hides_labels_outside_subset)
+        if not reads_subset or (
                 data.label_fraction >= 1.0 and not data.label_subset_file):
             return None
         path = os.path.join(self.write_dir, rundir.LABEL_SUBSET)
@@ -114,8 +124,10 @@ class Experiment:
             ids = subsets.balanced_subset(labels, all_ids, data.label_fraction,
                                           train.seed)
         subsets.write_subset_file(path, ids)
+        hidden = (", every other label hidden"
+                  if self.task.hides_labels_outside_subset else "")
         self.printer(f"label subset: {len(ids)} examples of {data.train_split} "
-                     f"(ids in {path})")
+                     f"(ids in {path}{hidden})")
         return ids
 
     def _build(self):

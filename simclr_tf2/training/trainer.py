@@ -41,7 +41,8 @@ class Trainer:
         return pipeline.build_train_dataset(
             exp.source, data.train_split, self.config.train.train_batch_size,
             transform, seed=self.config.train.seed, cache=data.cache_dataset,
-            example_ids=exp.example_ids, start_step=seed_offset)
+            example_ids=exp.example_ids, labelled_ids=exp.labelled_ids,
+            start_step=seed_offset)
 
     def restore_or_initialise(self):
         """Resumes the run, or loads --checkpoint into a fresh one."""
