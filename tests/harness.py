@@ -11,6 +11,7 @@ and their tasks (`model_cfg`, `make_model`, `compile_model`, `batch`,
 
 import copy
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -326,3 +327,15 @@ class _TinyEncoder(keras.layers.Layer):
 
 
 _KEY_BASE = [10_000]
+
+
+def package_source_copy(tmp_path_factory):
+    """A temporary copy of what `pip install` builds from (pyproject.toml,
+    requirements.txt, README.md and simclr_tf2/), so that building or
+    installing leaves no build/ or *.egg-info in the checkout."""
+    src = tmp_path_factory.mktemp("src")
+    for name in ("pyproject.toml", "requirements.txt", "README.md"):
+        shutil.copy(os.path.join(ROOT, name), src / name)
+    shutil.copytree(os.path.join(ROOT, "simclr_tf2"), src / "simclr_tf2",
+                    ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    return src

@@ -2,13 +2,14 @@
 
 import email
 import pathlib
-import shutil
 import subprocess
 import sys
 import zipfile
 
 import pytest
 from packaging.requirements import Requirement
+
+from tests.harness import package_source_copy
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -28,11 +29,7 @@ def _requirements(lines):
 def wheel(tmp_path_factory):
     # Build from a copy: setuptools writes build/ and *.egg-info next to
     # pyproject.toml, and the checkout should stay clean.
-    src = tmp_path_factory.mktemp("src")
-    for name in ("pyproject.toml", "requirements.txt", "README.md"):
-        shutil.copy(ROOT / name, src / name)
-    shutil.copytree(ROOT / "simclr_tf2", src / "simclr_tf2",
-                    ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    src = package_source_copy(tmp_path_factory)
     out = tmp_path_factory.mktemp("wheel")
     subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--no-deps",

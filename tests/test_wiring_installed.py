@@ -17,7 +17,7 @@ import sys
 import numpy as np
 import pytest
 
-from tests.harness import TINY_FLAGS, run_py
+from tests.harness import TINY_FLAGS, package_source_copy, run_py
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -31,11 +31,7 @@ def _readme_example():
 @pytest.fixture(scope="module")
 def installed(tmp_path_factory):
     """(target dir, empty working dir, environment) of an installed copy."""
-    src = tmp_path_factory.mktemp("src")
-    for name in ("pyproject.toml", "requirements.txt", "README.md"):
-        shutil.copy(ROOT / name, src / name)
-    shutil.copytree(ROOT / "simclr_tf2", src / "simclr_tf2",
-                    ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    src = package_source_copy(tmp_path_factory)
     target = tmp_path_factory.mktemp("site")
     proc = subprocess.run(
         [sys.executable, "-m", "pip", "install", "--no-deps",
