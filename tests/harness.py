@@ -10,6 +10,7 @@ and their tasks (`model_cfg`, `make_model`, `compile_model`, `batch`,
 """
 
 import copy
+import importlib
 import os
 import shutil
 import socket
@@ -339,3 +340,21 @@ def package_source_copy(tmp_path_factory):
     shutil.copytree(os.path.join(ROOT, "simclr_tf2"), src / "simclr_tf2",
                     ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
     return src
+
+
+def blobs(n, d, seed, separation):
+    """(rows float32 [n, d], labels int [n]): three Gaussian clusters whose
+    centres lie `separation` standard deviations apart on average."""
+    rng = np.random.default_rng(seed)
+    labels = np.arange(n) % 3
+    centres = rng.normal(size=(3, d)) * separation
+    return (centres[labels] + rng.normal(size=(n, d))).astype(np.float32), labels
+
+
+def benchmark_module(name):
+    """benchmarks/<name>.py, imported as a module."""
+    sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
+    try:
+        return importlib.import_module(name)
+    finally:
+        sys.path.pop(0)

@@ -1,10 +1,10 @@
 """The L-BFGS probe fits with one BLAS thread and still learns."""
 
-import numpy as np
 import threadpoolctl
 from sklearn.linear_model import LogisticRegression
 
 from simclr_tf2.analysis import probes
+from tests import harness
 
 
 def test_logistic_regression_fits_with_one_blas_thread(monkeypatch):
@@ -17,10 +17,7 @@ def test_logistic_regression_fits_with_one_blas_thread(monkeypatch):
         return original_fit(self, x, y, *args, **kwargs)
 
     monkeypatch.setattr(LogisticRegression, "fit", recording_fit)
-    rng = np.random.default_rng(0)
-    centres = rng.normal(size=(3, 8)) * 4
-    labels = rng.integers(0, 3, size=300)
-    rows = centres[labels] + rng.normal(size=(300, 8))
+    rows, labels = harness.blobs(300, 8, 0, separation=4.0)
     top1 = probes.logistic_regression_top1(rows[:200], labels[:200],
                                            rows[200:], labels[200:])
     assert seen and set(seen) == {probes.FIT_BLAS_THREADS} == {1}
