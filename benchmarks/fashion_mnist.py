@@ -174,8 +174,35 @@ def _call_logged(name, command, out):
     return round(time.time() - start)
 
 
+def _set_aside_if_other_command(name, command, out):
+    """Moves OUT/<name> (and its done file) to OUT/<name>.before-<time> when it
+    was written by another command, so that run.py starts afresh instead of
+    resuming another configuration's checkpoint. Nothing is deleted."""
+    model_dir = os.path.join(out, name)
+    recorded = None
+    for path, key in ((os.path.join(out, name + ".done.json"), "command"),
+                      (os.path.join(out, name + ".command.json"), "command")):
+        if os.path.exists(path):
+            recorded = json.load(open(path))[key]
+            break
+    if recorded is None or recorded == command or not os.path.exists(model_dir):
+        return
+    aside = f"{model_dir}.before-{time.strftime('%Y%m%d-%H%M%S')}"
+    os.replace(model_dir, aside)
+    done_file = os.path.join(out, name + ".done.json")
+    if os.path.exists(done_file):
+        os.replace(done_file, aside + ".done.json")
+    print(f"[{name}] {model_dir} was written by another command; moved to {aside}",
+          flush=True)
+
+
 def run_one(name, command, out):
-    """Runs (or reuses) one run.py command; returns its result row."""
+    """Runs (or reuses) one run.py command; returns its result row.
+
+    A result of the same command is reused and an interrupted run of it
+    resumes from its checkpoint; a model_dir of another command is set
+    aside first (`_set_aside_if_other_command`).
+    """
     model_dir = os.path.join(out, name)
     done_file = os.path.join(out, name + ".done.json")
     if os.path.exists(done_file):
@@ -183,6 +210,9 @@ def run_one(name, command, out):
         if done["command"] == _display(command):
             print(f"[{name}] reused ({done['seconds']} s)", flush=True)
             return done
+    _set_aside_if_other_command(name, _display(command), out)
+    with open(os.path.join(out, name + ".command.json"), "w") as f:
+        json.dump({"command": _display(command)}, f)
     seconds = _call_logged(name, command, out)
     result = json.load(open(os.path.join(model_dir, "result.json")))
     row = {"run": name, "command": _display(command), "seconds": seconds,

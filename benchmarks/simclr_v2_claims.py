@@ -29,14 +29,15 @@ Arms per seed S (model_dir OUT/<name>_sS):
   pre3_small  1/8 width, 3-layer head
   ft{1,10}_{pre}_{h,l1}   fine-tuned on 1% / 10% of the labels from h
                           (--ft_proj_selector=0) or from the head's first
-                          layer (--ft_proj_selector=1)
+                          layer (--ft_proj_selector=1), on whole images
+                          with random flips (--crop_min_area=1.0)
   scratch1, scratch100    supervised from random init (1/4 width) on the
                           600 ids of ft1_pre3_l1 and on all 60,000 labels
   distill{1,10}_<setting> student of pre3's size taught by ft{1,10}_pre3_l1
                           on the 60k images without their labels, with the
-                          fine-tuning augmentation (crops and flips); one
-                          row per distillation setting (DISTILL_SETTINGS,
-                          --distill_settings picks them)
+                          fine-tuning augmentation (whole images, random
+                          flips); one row per distillation setting
+                          (DISTILL_SETTINGS, --distill_settings picks them)
   distill1_small          1/8-width student started from pre3_small, taught
                           by the 1/4-width ft1_pre3_l1 (the first setting)
   probes_{pre}            L-BFGS logistic regression (all labels and the

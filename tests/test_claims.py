@@ -3,6 +3,7 @@ tables (claims_report), the SVM row, --plan and --only."""
 
 import json
 import os
+import sys
 
 import pytest
 
@@ -55,6 +56,12 @@ def test_claims_arms_cover_the_budget_and_every_distillation_setting():
         flags = labelled[f"distill{fraction}_long_labels_s0"]
         assert "--distill_label_weight=1" in flags
         assert f"--label_subset_file=/o/ft{fraction}_pre3_l1_s0/label_subset.txt" in flags
+    # Fine-tuning and distillation see whole images; long_crops crops them.
+    for name in ("ft1_pre3_l1_s0", "ft10_pre2_h_s0", "distill1_long_s0", "distill10_short_s0"):
+        assert "--crop_min_area=1.0" in runs[name], name
+    crops = dict(arms.run_list("/o", 0, "cpu", ("long_crops",)))["distill1_long_crops_s0"]
+    assert "--crop_min_area=0.35" in crops and "--crop_min_area=1.0" not in crops
+    assert "--crop_min_area=1.0" not in runs["pre3_s0"]
     # The smaller student learns from the first setting's recipe.
     assert "--train_epochs=18" in runs["distill1_small_s0"]
     assert "--checkpoint=/o/pre3_small_s0" in runs["distill1_small_s0"]
@@ -186,3 +193,38 @@ def test_claims_only_runs_the_named_arms_and_reports_the_rest(tmp_path, monkeypa
     assert {"finetune_1pct", "distill_1pct"} <= {row["run"] for row in rows}
     with pytest.raises(SystemExit):
         claims.main([f"--out={out}", "--only=nope"])
+
+
+def _fake_run(model_dir, top1):
+    """A command that 'trains' in model_dir: records whether it found an
+    earlier checkpoint there, then writes a checkpoint and result.json."""
+    script = (
+        "import json, os, sys\n"
+        f"d = {model_dir!r}\n"
+        "os.makedirs(d, exist_ok=True)\n"
+        "resumed = os.path.exists(os.path.join(d, 'ckpt'))\n"
+        "open(os.path.join(d, 'ckpt'), 'w').write('x')\n"
+        f"json.dump({{'eval/label_top_1_accuracy': {top1}, 'eval/knn_top_1_accuracy': 0.5,"
+        " 'global_step': 1, 'resumed': resumed}, open(os.path.join(d, 'result.json'), 'w'))\n")
+    return [sys.executable, "-c", script]
+
+
+def test_a_changed_command_does_not_resume_the_old_runs_checkpoint(tmp_path, capsys):
+    suite = claims.suite
+    out, name = str(tmp_path), "ft1_pre3_l1_s0"
+    model_dir = os.path.join(out, name)
+    first = suite.run_one(name, _fake_run(model_dir, 0.8), out)
+    assert first["top1"] == 0.8
+    assert suite.run_one(name, _fake_run(model_dir, 0.8), out) == first  # Reused.
+    second = suite.run_one(name, _fake_run(model_dir, 0.9), out)  # Another command.
+    assert second["top1"] == 0.9
+    assert json.load(open(os.path.join(model_dir, "result.json")))["resumed"] is False
+    aside = sorted(p for p in os.listdir(out) if p.startswith(name + ".before-"))
+    assert len(aside) == 2 and aside[1] == aside[0] + ".done.json"  # Kept, not deleted.
+    assert json.load(open(os.path.join(out, aside[1])))["top1"] == 0.8
+    assert os.path.exists(os.path.join(out, aside[0], "ckpt"))
+    assert "written by another command" in capsys.readouterr().out
+    # An interrupted run of the same command resumes from its checkpoint.
+    os.remove(os.path.join(out, name + ".done.json"))
+    suite.run_one(name, _fake_run(model_dir, 0.9), out)
+    assert json.load(open(os.path.join(model_dir, "result.json")))["resumed"] is True
