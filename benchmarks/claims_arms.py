@@ -90,7 +90,7 @@ DISTILL_SETTINGS = {
         f"{PRETRAIN_EPOCHS} epochs, plus the true-label loss (weight 1) on the "
         "teacher's labelled subset only")),
 }
-DEFAULT_DISTILL = ("long", "short", "long_t2", "long_random")
+DEFAULT_DISTILL = ("long", "long_crops", "long_labels", "long_t2", "long_random", "short")
 
 
 def pretrain_arms():

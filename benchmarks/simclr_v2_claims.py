@@ -62,17 +62,17 @@ Usage:
 Cost: `--plan` prints every command in order and the work in pretraining-
 epoch equivalents (one epoch of two augmented views of 60k images at 1/4
 width; fine-tuning and distillation count their single views, distillation
-adds a third of a view for the teacher's forward pass, the memory 1.3x)
-plus 90 s per run.py step for start-up, evaluation and export. The default
-suite (3 seeds, distillation settings long, short, long_t2, long_random) is
-84 steps and 570 equivalents, 216 of them pretraining epochs and 264
-distillation: about 26 hours on 2 shared cores at the 400 images/s a
-1/4-width pretraining step ran there (median of a time-to-accuracy run's
-progress lines), and 12 hours on 2 idle ones (931 images/s, the width
-sweep), before the SVM (extrapolated from 2,000 and 4,000 images: over an
-hour on one loaded core). --distill_settings=long alone is 414 equivalents
-(about 19 hours shared). Seeds run interleaved claim by claim, so a partial
-suite answers the first claims for every seed.
+adds a third of a view for the teacher's forward pass, the memory 1.3x) plus
+90 s per run.py step for start-up, evaluation and export. The default suite
+(3 seeds, distillation settings long, long_crops, long_labels, long_t2,
+long_random, short) is 96 steps and 714 equivalents, 216 of them pretraining
+epochs and 408 distillation: about 32 hours on 2 shared cores at the 400
+images/s a 1/4-width pretraining step ran there (median of a time-to-
+accuracy run's progress lines), and 20 hours at 650 images/s (2 idle cores
+of an AMD EPYC), before the SVM (extrapolated from 2,000 and 4,000 images:
+over an hour on one loaded core). --distill_settings=long alone is 414
+equivalents (about 19 hours shared). Seeds run interleaved claim by claim,
+so a partial suite answers the first claims for every seed.
 
 Writes OUT/claims.json (every run's command, wall time and result),
 OUT/claims.md (verdicts, the distillation settings, every arm) and
@@ -258,8 +258,8 @@ def cost(name, flags):
         return epochs * width * factor, epochs
     fraction = float(_flag(flags, "label_fraction", 1.0))
     examples = TRAIN_EXAMPLES * (1.0 if mode == "distill" else fraction)
-    if _flag(flags, "label_subset_file"):
-        examples = TRAIN_EXAMPLES * 0.01
+    if mode == "finetune" and _flag(flags, "label_subset_file"):
+        examples = TRAIN_EXAMPLES * 0.01  # A distillation reads every image.
     views = 1 + (TEACHER_COST if mode == "distill" else 0)
     return epochs * examples * views * width / (2 * TRAIN_EXAMPLES), 0.0
 

@@ -149,6 +149,11 @@ def test_claims_plan_prints_every_command_and_the_cost(capsys):
     # 8 pretrainings of 18 epochs (3 at 1/4 width, the small one at half cost,
     # the memory at 1.3x) per seed.
     assert "(144 of them pretraining epochs" in lines[-1]
+    # A distillation reads every image, also when it reads a subset's labels.
+    labelled = dict(arms.run_list("/o", 0, "cpu", ("long", "long_labels")))
+    assert claims.cost("d", labelled["distill1_long_labels_s0"]) == \
+        claims.cost("d", labelled["distill1_long_s0"])
+    assert claims.cost("s", labelled["scratch1_s0"])[0] < 1  # 600 images.
     total = sum(claims.cost(name, flags)[0] for name, flags in runs)
     steps = sum(flags != arms.PROBE for _, flags in runs)
     hours = (total * 60000 / 300 + steps * claims.STEP_OVERHEAD_S) / 3600
