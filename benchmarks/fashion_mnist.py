@@ -179,12 +179,12 @@ def _set_aside_if_other_command(name, command, out):
     was written by another command, so that run.py starts afresh instead of
     resuming another configuration's checkpoint. Nothing is deleted."""
     model_dir = os.path.join(out, name)
-    recorded = None
-    for path, key in ((os.path.join(out, name + ".done.json"), "command"),
-                      (os.path.join(out, name + ".command.json"), "command")):
-        if os.path.exists(path):
-            recorded = json.load(open(path))[key]
-            break
+    # The command of the latest start (<name>.command.json), else of the
+    # result (a folder written before starts were recorded).
+    recorded = next((json.load(open(path))["command"]
+                     for path in (os.path.join(out, name + suffix)
+                                  for suffix in (".command.json", ".done.json"))
+                     if os.path.exists(path)), None)
     if recorded is None or recorded == command or not os.path.exists(model_dir):
         return
     aside = f"{model_dir}.before-{time.strftime('%Y%m%d-%H%M%S')}"

@@ -4,12 +4,14 @@
 LogisticRegression (L-BFGS) on standardised rows with C=1 and one BLAS
 thread. This script measures both choices on the Fashion-MNIST split:
 
-  threads  wall seconds of the C=1 fit on all training rows with 1, 2, ...
-           BLAS threads (threadpoolctl), each a median of --repeats fits;
-  C        the paper's transfer protocol (Appendix B.8): every C of --cs
-           fit on the training rows minus a stratified held-out tenth,
-           scored there; the C with the best held-out accuracy refit on
-           all training rows and scored on the test split, beside C=1.
+  threads  wall seconds of the probe (`probes.logistic_regression_top1`,
+           C=1: standardise, fit on all training rows, score the test
+           rows) with 1, 2, ... BLAS threads, each a median of --repeats;
+  C        the paper's transfer protocol (Appendix B.8): the same probe
+           for every C of --cs, fit on the training rows minus a
+           stratified held-out tenth and scored there; the C with the best
+           held-out accuracy refit on all training rows and scored on the
+           test split, beside C=1.
 
 Rows are the raw pixels, or the frozen h of an export (--export, the
 `saved_model/<step>` folder run.py writes). Prints a table, writes JSON:
@@ -26,18 +28,13 @@ import statistics
 import sys
 import time
 
-import numpy as np
-
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import threadpoolctl  # noqa: E402
-from sklearn.linear_model import LogisticRegression  # noqa: E402
 from sklearn.model_selection import train_test_split  # noqa: E402
-from sklearn.preprocessing import StandardScaler  # noqa: E402
 
-from simclr_tf2.analysis import features  # noqa: E402
+from simclr_tf2.analysis import features, probes  # noqa: E402
 from simclr_tf2.data.registry import open_source  # noqa: E402
 
 DEFAULT_CS = "0.001,0.01,0.1,1,10"
@@ -62,39 +59,28 @@ def parse_args(argv=None):
 
 
 def load_rows(args):
-    """(train_x [N, D], train_y [N], test_x [M, D], test_y [M]) standardised
-    on the training rows."""
+    """(train_x [N, D], train_y [N], test_x [M, D], test_y [M])."""
     source = open_source(args.dataset, args.data_dir)
     if args.export:
         train_x, train_y = features.split_features(args.export, source, "train")
         test_x, test_y = features.split_features(args.export, source, "test")
-    else:
-        train_x, train_y, _ = features.split_pixels(source, "train")
-        test_x, test_y, _ = features.split_pixels(source, "test")
-    scaler = StandardScaler().fit(train_x)
-    return scaler.transform(train_x), train_y, scaler.transform(test_x), test_y
-
-
-def fit(train_x, train_y, c, threads):
-    """(fitted LogisticRegression, wall seconds) with `threads` BLAS threads."""
-    with threadpoolctl.threadpool_limits(threads, user_api="blas"):
-        start = time.time()
-        model = LogisticRegression(C=c, max_iter=1000).fit(train_x, train_y)
-        return model, time.time() - start
-
-
-def accuracy(model, x, y):
-    return float(np.mean(model.predict(x) == y))
+        return train_x, train_y, test_x, test_y
+    train_x, train_y, _ = features.split_pixels(source, "train")
+    test_x, test_y, _ = features.split_pixels(source, "test")
+    return train_x, train_y, test_x, test_y
 
 
 def time_threads(rows, thread_counts, repeats):
-    train_x, train_y, _, _ = rows
     timings = []
     for threads in thread_counts:
-        seconds = [fit(train_x, train_y, 1.0, threads)[1] for _ in range(repeats)]
+        seconds = []
+        for _ in range(repeats):
+            start = time.time()
+            probes.logistic_regression_top1(*rows, blas_threads=threads)
+            seconds.append(time.time() - start)
         timings.append({"blas_threads": threads,
                         "seconds": round(statistics.median(seconds), 2)})
-        print(f"C=1 fit on {len(train_y)} rows, {threads} BLAS thread(s): "
+        print(f"C=1 probe on {len(rows[1])} rows, {threads} BLAS thread(s): "
               f"{timings[-1]['seconds']} s", flush=True)
     return timings
 
@@ -106,14 +92,14 @@ def select_c(rows, cs, held_out, seed):
         train_x, train_y, test_size=held_out, stratify=train_y, random_state=seed)
     held = []
     for c in cs:
-        model, seconds = fit(fit_x, fit_y, c, 1)
-        held.append({"c": c, "held_out_top1": accuracy(model, val_x, val_y),
-                     "seconds": round(seconds, 1)})
-        print(f"C={c:g}: held-out top-1 {held[-1]['held_out_top1']:.4f}", flush=True)
+        top1, seconds = probes.timed(probes.logistic_regression_top1,
+                                     fit_x, fit_y, val_x, val_y, c=c)
+        held.append({"c": c, "held_out_top1": top1, "seconds": seconds})
+        print(f"C={c:g}: held-out top-1 {top1:.4f}", flush=True)
     best = max(held, key=lambda row: row["held_out_top1"])["c"]
     test = {}
     for c in sorted({best, 1.0}):
-        test[str(c)] = accuracy(fit(train_x, train_y, c, 1)[0], test_x, test_y)
+        test[str(c)] = probes.logistic_regression_top1(train_x, train_y, test_x, test_y, c=c)
         print(f"C={c:g} refit on all {len(train_y)} rows: test top-1 "
               f"{test[str(c)]:.4f}", flush=True)
     return {"held_out_fraction": held_out, "held_out": held, "chosen_c": best,

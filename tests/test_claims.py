@@ -1,5 +1,5 @@
 """benchmarks/simclr_v2_claims.py: its arms (claims_arms), verdicts and
-tables (claims_report), the SVM row, --plan and --only."""
+tables (claims_report), the SVM row (claims_svm), --plan and --only."""
 
 import json
 import os
@@ -12,6 +12,7 @@ from tests import harness
 claims = harness.benchmark_module("simclr_v2_claims")
 arms = harness.benchmark_module("claims_arms")
 report = harness.benchmark_module("claims_report")
+svm = harness.benchmark_module("claims_svm")
 
 
 def test_claims_runs_depend_only_on_earlier_runs_of_their_seed():
@@ -123,14 +124,14 @@ def test_claims_svm_row_is_computed_once_per_out_and_its_settings(tmp_path):
         calls.append(settings["train_examples"])
         n = settings["train_examples"]
         return x[:n], y[:n], x[60:], y[60:]
-    settings = claims.svm_settings(60)
+    settings = svm.svm_settings(60)
     assert settings["C"] == 10.0 and settings["train_split"] == "train"
-    row = claims.svm_row(str(tmp_path), settings, load)
+    row = svm.svm_row(str(tmp_path), settings, load)
     assert row["top1"] > 0.9 and row["train_examples"] == 60 and calls == [60]
-    assert claims.svm_row(str(tmp_path), settings, load) == row and calls == [60]
-    claims.svm_row(str(tmp_path), claims.svm_settings(30), load)  # Other settings.
+    assert svm.svm_row(str(tmp_path), settings, load) == row and calls == [60]
+    svm.svm_row(str(tmp_path), svm.svm_settings(30), load)  # Other settings.
     assert calls == [60, 30]
-    smoke = claims.svm_settings(2000, "smoke")
+    smoke = svm.svm_settings(2000, "smoke")
     assert smoke["train_split"] == "train[:2048]" and smoke["eval_split"] == "test[:512]"
 
 
