@@ -259,7 +259,7 @@ def parse_args(argv=None):
                         help="comma-separated distillation settings; the first also "
                              "teaches the smaller student. Known: "
                              + ", ".join(f"{k} ({v['what']})" for k, v in
-                                         DISTILL_SETTINGS.items()))
+                                         DISTILL_SETTINGS.items()).replace("%", "%%"))
     parser.add_argument("--svm_train_examples", type=int, default=TRAIN_EXAMPLES,
                         help="training images of the RBF-SVM row (a seed-0 subsample "
                              "when below the split's size; 0: no SVM row)")
