@@ -73,9 +73,22 @@ def test_rerun_resumes_and_eval_mode_evaluates_latest(trained_dir):
     assert json.load(open(os.path.join(model_dir, "training_done.json"))) == {
         "final_step": 6}
     proc = run_py("--mode=train", "--train_steps=6", f"--model_dir={model_dir}",
-                  *TINY_FLAGS)
+                  "--temperature=0.3", *TINY_FLAGS)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "nothing to train" in proc.stdout
+
+
+def test_resuming_with_other_flags_is_refused_and_changes_nothing(trained_dir):
+    model_dir, _ = trained_dir
+    flags_json = os.path.join(model_dir, "flags.json")
+    recorded, files = open(flags_json).read(), sorted(os.listdir(model_dir))
+    # The run used --temperature=0.3; the digits recipe's value would train
+    # another objective on its weights.
+    proc = run_py("--mode=train", "--train_steps=8", f"--model_dir={model_dir}",
+                  *TINY_FLAGS)
+    assert_user_error(proc, "--temperature=0.3 (now 0.2)", "flags.json")
+    assert open(flags_json).read() == recorded
+    assert sorted(os.listdir(model_dir)) == files
 
 
 def test_resume_after_sigkill_reaches_the_same_final_step(tmp_path):
@@ -193,6 +206,9 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
     good = run_py("--mode=train", "--train_steps=2", "--checkpoint_steps=2",
                   "--optimizer=momentum", f"--model_dir={model_dir}", *TINY_FLAGS)
     assert good.returncode == 0, good.stderr[-3000:]
+    # Continuing a checkpoint under another learning rate: deleting flags.json
+    # is how a user overrides the refusal to resume with changed flags.
+    os.remove(model_dir / "flags.json")
     proc = run_py("--mode=train", "--train_steps=12", "--checkpoint_steps=2",
                   "--optimizer=momentum", "--learning_rate=1e30",
                   "--warmup_epochs=0", f"--model_dir={model_dir}", *TINY_FLAGS)

@@ -19,8 +19,9 @@ The package's modules: this one (names, atomic JSON writes, the JSON
 records flags.json and training_done.json, the newest checkpoint and
 export), `checkpoints` (the run's checkpoint: its object layout, saving,
 restoring), `pinning` (reading a checkpoint a trainer may delete),
-`run_lock` (one training per model_dir) and `object_graph` (reading a
-checkpoint's object graph).
+`run_lock` (one training per model_dir), `same_run` (resuming only with
+the recorded flags) and `object_graph` (reading a checkpoint's object
+graph).
 
 The original SimCLR TF2 code uses the same names for flags.json, ckpt-N and
 saved_model/, so readers of its model_dirs use these constants too.

@@ -1,6 +1,7 @@
 """Library side of run.py: one --mode (train, eval, train_then_eval), end to end.
 
-`run` makes the strategy, records the configuration in model_dir
+`run` makes the strategy, refuses to resume a model_dir trained with
+other flags (`rundir.same_run`), records the configuration in model_dir
 (flags.json, flags_origin.json), loads a distillation teacher, then trains
 (`trainer.Trainer`) and/or evaluates (`evaluator.Evaluator`) one
 `experiment.Experiment`, and hands each evaluated model to an exporter.
@@ -12,7 +13,7 @@ depend on the exporter.
 import shutil
 
 from simclr_tf2.training import distribute
-from simclr_tf2.rundir import run_lock
+from simclr_tf2.rundir import run_lock, same_run
 from simclr_tf2 import rundir
 from simclr_tf2 import tasks
 from simclr_tf2.training.evaluator import Evaluator
@@ -56,6 +57,8 @@ def run(config, origin, printer=print, exporter=None):
 def _run(config, origin, printer, exporter, strategy, is_chief):
     """`run` after the strategy is made and the model_dir lock is held."""
     model_dir = config.train.model_dir
+    if config.train.mode != "eval":  # every worker, so none waits for a failed chief
+        same_run.check_resumable(model_dir, config.to_flat())
     # An evaluator watching a training must not overwrite the trainer's record.
     if is_chief and (config.train.mode != "eval" or not rundir.has_flags_json(model_dir)):
         rundir.write_flags_json(model_dir, config.to_flat(), origin)
