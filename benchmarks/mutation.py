@@ -48,12 +48,14 @@ MODULES = {
                 ["tests/test_mutants_subsets.py", "tests/test_subsets.py"]),
     "schedule": (["simclr_tf2/optim/schedule.py"],
                  ["tests/test_mutants_schedule.py", "tests/test_optim.py"]),
-    "tasks": (["simclr_tf2/tasks/"], ["tests/test_tasks.py"]),
+    "tasks": (["simclr_tf2/tasks/"],
+              ["tests/test_mutants_tasks.py", "tests/test_tasks.py"]),
     "pipeline": (["simclr_tf2/data/pipeline.py"],
                  ["tests/test_input_order.py",
                   "tests/test_wiring_augmentation_flags.py"]),
     "embedding": (["simclr_tf2/embedding/"], ["tests/test_embedding.py"]),
     "memory": (["simclr_tf2/memory/"], ["tests/test_memory.py"]),
+    "same_run": (["simclr_tf2/rundir/same_run.py"], ["tests/test_same_run.py"]),
 }
 
 PYTEST_ARGS = ["-q", "-x", "-n", "0", "-p", "no:cacheprovider",
@@ -277,6 +279,7 @@ def main():
     text = report(results)
     print(text)
     if args.out:
+        os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
         with open(args.out, "w") as f:
             f.write(text + "\n")
     return 0

@@ -59,3 +59,18 @@ def test_a_model_dir_without_checkpoint_or_record_starts_afresh(tmp_path):
     empty = tmp_path / "empty"
     empty.mkdir()
     same_run.check_resumable(str(empty), flat)
+
+
+def test_the_refusal_spells_each_value_as_it_is_typed(tmp_path):
+    flat = RunConfig().to_flat()
+    model_dir = _model_dir_with_checkpoint(
+        tmp_path, dict(flat, use_blur=True, teacher=None, random_flip=False))
+    with pytest.raises(ConfigError) as raised:
+        same_run.check_resumable(model_dir, dict(flat, use_blur=False, teacher="/t",
+                                                 random_flip=True))
+    assert str(raised.value) == (
+        f"--model_dir={model_dir} holds a checkpoint trained with other flags: "
+        "--random_flip=false (now true); --teacher='' (now /t); "
+        "--use_blur=true (now false). Pass the same flags to resume it, a new "
+        "--model_dir to start another run, or delete "
+        f"{model_dir}/flags.json to continue its weights under the new flags.")
