@@ -1,7 +1,8 @@
 """Verdicts and tables of the SimCLRv2 claims suite from its runs' results.
 
 A claim holds when every seed's paired difference has the paper's sign and
-their mean exceeds the larger half-range of the two arms over seeds.
+their mean exceeds the larger half-range of the two arms over seeds; the
+seeds are those that measured both arms (two at least).
 """
 
 import os
@@ -99,18 +100,26 @@ def _metric(results, run, metric, seed):
     return values.get(metric)
 
 
+# A verdict needs both arms measured on at least this many seeds.
+MIN_SEEDS = 2
+
+
 def verdict_rows(results, seeds=SEEDS, rows=None):
     """Markdown rows: claim, expected-higher arm, other arm, paired difference,
     verdict ("holds" when every seed's difference has the paper's sign and
-    their mean exceeds the larger half-range of the two arms)."""
+    their mean exceeds the larger half-range of the two arms), over the
+    seeds that measured both arms (at least MIN_SEEDS)."""
     lines = ["| claim (the paper's direction) | higher arm | other arm | "
              "paired difference (per seed) | holds? |", "|---|---|---|---|---|"]
     for claim, high, low, metric in (verdicts() if rows is None else rows):
         # "probe:ROW" or "probe:HIGH_ROW|LOW_ROW" (the same run, two rows).
         high_row, _, low_row = metric.removeprefix("probe:").partition("|")
-        a = [_metric(results, high, high_row, s) for s in seeds]
-        b = [_metric(results, low, low_row or high_row, s) for s in seeds]
-        if None in a or None in b:
+        pairs = [(_metric(results, high, high_row, s),
+                  _metric(results, low, low_row or high_row, s)) for s in seeds]
+        # The seeds that measured both arms (comparison settings run on two).
+        pairs = [(x, y) for x, y in pairs if x is not None and y is not None]
+        a, b = [x for x, _ in pairs], [y for _, y in pairs]
+        if len(pairs) < MIN_SEEDS:
             lines.append(f"| {claim} | {_mean_spread(a)[0]} | {_mean_spread(b)[0]} | | not measured |")
             continue
         diffs = [100 * (x - y) for x, y in zip(a, b)]

@@ -75,6 +75,37 @@ def test_claims_arms_cover_the_budget_and_every_distillation_setting():
     assert names[:4] == ["pre3_s0", "pre3_s1", "pre3_s2", "ft1_pre3_l1_s0"]
 
 
+def test_comparison_distillation_settings_run_on_the_first_two_seeds():
+    settings = ("long", "long_t2", "short")
+    names = [name for name, _ in arms.all_runs("/o", (0, 1, 2), "cpu", settings)]
+    assert len(names) == len(set(names))
+    for fraction in (1, 10):
+        assert {f"distill{fraction}_long_s{s}" for s in (0, 1, 2)} <= set(names)
+        for setting in ("long_t2", "short"):
+            assert {f"distill{fraction}_{setting}_s{s}" for s in (0, 1)} <= set(names)
+            assert f"distill{fraction}_{setting}_s2" not in names
+    # Everything else runs for all three seeds: only the 8 comparison runs are missing.
+    full = [name for name, _ in arms.run_list("/o", 2, "cpu", settings)]
+    assert sorted(set(full) - set(names)) == sorted(
+        f"distill{f}_{s}_s2" for f in (1, 10) for s in ("long_t2", "short"))
+    # Seed 2's runs keep their order among themselves.
+    assert [n for n in names if n.endswith("_s2")] == [n for n in full if n in names]
+
+
+def test_verdicts_use_the_seeds_that_measured_both_arms():
+    def run(top1):
+        return {"top1": top1}
+    rows = [("two seeds", "distill1_long_t2", "ft1_pre3_l1", "top1"),
+            ("one seed", "distill1_short", "ft1_pre3_l1", "top1")]
+    results = {"ft1_pre3_l1_s0": run(0.80), "ft1_pre3_l1_s1": run(0.81),
+               "ft1_pre3_l1_s2": run(0.82),
+               "distill1_long_t2_s0": run(0.83), "distill1_long_t2_s1": run(0.84),
+               "distill1_short_s0": run(0.85)}
+    two, one = report.verdict_rows(results, seeds=(0, 1, 2), rows=rows).splitlines()[2:]
+    assert "+3.0 (+3.0, +3.0)" in two and "(n=2)" in two and two.endswith("| holds |")
+    assert one.endswith("| not measured |")
+
+
 def test_claims_distillation_settings_are_selectable_and_unknown_ones_refused():
     args = claims.parse_args(["--seeds=0,2", "--distill_settings=short,long_t2"])
     assert args.seeds == (0, 2) and args.distill_settings == ("short", "long_t2")
