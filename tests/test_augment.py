@@ -1,4 +1,5 @@
-"""Tests for simclr_tf2.data.augment: values, statistics, eager vs tf.data."""
+"""Tests for simclr_tf2.data.augment (geometry, policies) and photometric
+(colour, blur): values, statistics, eager vs tf.data."""
 
 import numpy as np
 import pytest
@@ -6,7 +7,7 @@ import scipy.ndimage
 import tensorflow as tf
 
 from simclr_tf2 import tasks
-from simclr_tf2.data import augment
+from simclr_tf2.data import augment, photometric
 
 SIZE = 16
 SEED = tf.constant([3, 7], tf.int64)
@@ -31,9 +32,9 @@ def _over_seeds(fn, num=200):
 RANDOM_OPS = {
     "crop": lambda x, s: augment.random_crop_and_resize(x, SIZE, s),
     "flip": augment.flip_left_right,
-    "jitter": lambda x, s: augment.color_jitter(x, 1.0, s),
-    "distortion": lambda x, s: augment.color_distortion(x, 0.5, s),
-    "blur": augment.random_blur,
+    "jitter": lambda x, s: photometric.color_jitter(x, 1.0, s),
+    "distortion": lambda x, s: photometric.color_distortion(x, 0.5, s),
+    "blur": photometric.random_blur,
     "pretrain": lambda x, s: augment.preprocess_for_pretrain(x, SIZE, s),
     "finetune": lambda x, s: augment.preprocess_for_finetune(x, SIZE, s),
     "two_views": lambda x, s: augment.two_views(x, SIZE, s),
@@ -190,7 +191,7 @@ def test_random_flip_false_never_mirrors_a_view():
 
 def test_color_drop_is_grayscale_in_three_channels():
     image = _colorful()
-    out = augment.color_drop(image).numpy()
+    out = photometric.color_drop(image).numpy()
     gray = tf.image.rgb_to_grayscale(image).numpy()
     for c in range(3):
         np.testing.assert_allclose(out[..., c:c + 1], gray)
@@ -199,24 +200,24 @@ def test_color_drop_is_grayscale_in_three_channels():
 def test_color_jitter_brightness_is_multiplicative():
     # Every jitter op maps black to black only if brightness scales, not adds.
     black = tf.zeros([4, 4, 3])
-    outs = _over_seeds(lambda s: augment.color_jitter(black, 1.0, s), 50)
+    outs = _over_seeds(lambda s: photometric.color_jitter(black, 1.0, s), 50)
     np.testing.assert_allclose(outs, 0.0, atol=1e-6)
 
 
 def test_color_jitter_order_is_a_random_permutation():
-    orders = _over_seeds(lambda s: augment._random_order(4, s), 100)
+    orders = _over_seeds(lambda s: photometric._random_order(4, s), 100)
     assert all(sorted(o) == [0, 1, 2, 3] for o in orders)
     assert len({tuple(o) for o in orders}) > 12  # 24 possible orders.
 
 
 def test_color_jitter_zero_strength_is_identity():
     image = _colorful()
-    np.testing.assert_array_equal(augment.color_jitter(image, 0.0, SEED), image)
+    np.testing.assert_array_equal(photometric.color_jitter(image, 0.0, SEED), image)
 
 
 def test_color_distortion_frequencies():
     image = _colorful(6, 6)
-    outs = _over_seeds(lambda s: augment.color_distortion(image, 1.0, s), 400)
+    outs = _over_seeds(lambda s: photometric.color_distortion(image, 1.0, s), 400)
     gray = np.all(np.abs(outs - outs[..., :1]) < 1e-6, axis=(1, 2, 3))
     unchanged = np.all(np.abs(outs - image.numpy()) < 1e-6, axis=(1, 2, 3))
     assert 0.12 < gray.mean() < 0.28  # Color drop p = 0.2.
@@ -230,7 +231,7 @@ def test_gaussian_blur_matches_scipy_on_impulse(sigma, kernel_size):
     impulse = np.zeros([11, 11, 3], np.float32)
     impulse[5, 5] = 1.0
     impulse[1, 2, 1] = 0.5  # Near the border: checks the zero padding too.
-    out = augment.gaussian_blur(tf.constant(impulse), sigma, kernel_size).numpy()
+    out = photometric.gaussian_blur(tf.constant(impulse), sigma, kernel_size).numpy()
     expected = scipy.ndimage.gaussian_filter(
         impulse, sigma, mode="constant", radius=kernel_size // 2, axes=(0, 1))
     np.testing.assert_allclose(out, expected, atol=1e-6)
@@ -239,16 +240,16 @@ def test_gaussian_blur_matches_scipy_on_impulse(sigma, kernel_size):
 def test_gaussian_blur_keeps_sum_and_constant_interior():
     impulse = np.zeros([15, 15, 1], np.float32)
     impulse[7, 7] = 1.0
-    blurred = augment.gaussian_blur(tf.constant(impulse), 1.5, 7).numpy()
+    blurred = photometric.gaussian_blur(tf.constant(impulse), 1.5, 7).numpy()
     assert blurred[7, 7, 0] < 0.5
     np.testing.assert_allclose(blurred.sum(), 1.0, atol=1e-5)
-    constant = augment.gaussian_blur(tf.fill([15, 15, 3], 0.4), 1.5, 7).numpy()
+    constant = photometric.gaussian_blur(tf.fill([15, 15, 3], 0.4), 1.5, 7).numpy()
     np.testing.assert_allclose(constant[3:-3, 3:-3], 0.4, atol=1e-6)
 
 
 def test_random_blur_half_the_time():
     image = _colorful(20, 20)
-    outs = _over_seeds(lambda s: augment.random_blur(image, s))
+    outs = _over_seeds(lambda s: photometric.random_blur(image, s))
     blurred = ~np.all(np.abs(outs - image.numpy()) < 1e-6, axis=(1, 2, 3))
     assert 0.35 < blurred.mean() < 0.65
 

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from simclr_tf2.data import augment
+from simclr_tf2.data import photometric
 
 SEEDS = 200
 PIXEL = tf.constant([[[0.5, 0.3, 0.2], [0.3, 0.4, 0.45]]], tf.float32)  # [1,2,3]
@@ -17,7 +17,7 @@ def _samples(op, measure):
 
 def _ops(strength):
     return dict(zip(["brightness", "contrast", "saturation", "hue"],
-                    augment._jitter_ops(strength)))
+                    photometric._jitter_ops(strength)))
 
 
 def _assert_spans(samples, low, high, slack=0.06):
@@ -70,7 +70,7 @@ def test_gaussian_blur_matches_the_numpy_kernel():
     image = np.zeros((21, 21, 1), np.float32)
     image[10, 10, 0] = 1.0
     for sigma, size in [(0.7, 5), (1.5, 7), (2.0, 9), (1.0, 6)]:
-        out = augment.gaussian_blur(tf.constant(image), sigma, size).numpy()[..., 0]
+        out = photometric.gaussian_blur(tf.constant(image), sigma, size).numpy()[..., 0]
         radius = size // 2  # an even size is centred as size + 1
         t = np.arange(-radius, radius + 1)
         k = np.exp(-t ** 2 / (2 * sigma ** 2))
@@ -96,7 +96,7 @@ def test_random_blur_sigma_range_and_kernel_size(height, size):
     image[height // 2, height // 2, 0] = 1.0
     sigmas, supports = [], []
     for i in range(120):
-        out = augment.random_blur(tf.constant(image), tf.constant([i, 3]),
+        out = photometric.random_blur(tf.constant(image), tf.constant([i, 3]),
                                   p=1.0).numpy()[..., 0]
         sigma, support = _fitted_sigma_and_support(out)
         sigmas.append(sigma)
