@@ -116,3 +116,14 @@ def test_errors_name_the_choices():
         "contrastive_loss must be one of ['nt_xent', 'supcon'], got 'infonce'.")
     with pytest.raises(ValueError, match="^train_mode=distill needs a teacher.$"):
         tasks.DistillTask()
+
+
+def test_supervised_tasks_want_a_classifier_and_supcon_says_what_to_do():
+    for task in (tasks.FinetuneTask, tasks.DistillTask):
+        assert task.wants_supervised_head(None) is True
+    config = type("Config", (), {"loss": type("Loss", (), {"contrastive_loss": "supcon"})})
+    with pytest.raises(ValueError) as raised:
+        tasks.PretrainTask.check_data(config, 0, "folder:/x")
+    assert str(raised.value) == (
+        "--contrastive_loss=supcon needs labels, but dataset folder:/x has none; "
+        "use a labelled dataset or --contrastive_loss=nt_xent.")
