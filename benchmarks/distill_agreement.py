@@ -35,6 +35,7 @@ sys.path.insert(0, ROOT)
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
+import scipy.special  # noqa: E402
 
 CONFIDENT = 0.99
 
@@ -50,15 +51,8 @@ def parse_args(argv=None):
     parser.add_argument("--data_dir", default=None)
     parser.add_argument("--label_subset_file", default=None,
                         help="the teacher's labelled ids (default: "
-                             "TEACHER/label_subset.txt when it exists)")
+                             "TEACHER/label_subset.txt)")
     return parser.parse_args(argv)
-
-
-def softmax(logits):
-    """Row-wise softmax of float [N, C] logits."""
-    shifted = logits - logits.max(axis=1, keepdims=True)
-    exp = np.exp(shifted)
-    return exp / exp.sum(axis=1, keepdims=True)
 
 
 def teacher_targets(teacher_logits, labels, labelled):
@@ -75,7 +69,7 @@ def teacher_targets(teacher_logits, labels, labelled):
       share_confident (largest probability > CONFIDENT), per_class_top1
       (list over classes).
     """
-    probs = softmax(teacher_logits.astype(np.float64))
+    probs = scipy.special.softmax(teacher_logits.astype(np.float64), axis=1)
     right = probs.argmax(axis=1) == labels
     top = probs.max(axis=1)
     classes = range(teacher_logits.shape[1])
@@ -88,7 +82,7 @@ def teacher_targets(teacher_logits, labels, labelled):
     }
 
 
-def test_agreement(teacher_logits, student_logits, labels):
+def agreement_on_test(teacher_logits, student_logits, labels):
     """Teacher and student on the same test images.
 
     Args:
@@ -127,14 +121,19 @@ def main(argv=None):
     from simclr_tf2.analysis import features, probes
     from simclr_tf2.data import subsets
     from simclr_tf2.data.registry import open_source
+    from simclr_tf2.errors import DataError
     start = time.time()
     source = open_source(args.dataset, args.data_dir)
-    subset_ids = subsets.read_subset_file(
-        args.label_subset_file or os.path.join(args.teacher, "label_subset.txt"))
+    try:
+        subset_ids = subsets.read_subset_file(
+            args.label_subset_file or os.path.join(args.teacher, "label_subset.txt"))
+    except DataError as error:
+        sys.exit(f"error: {error}")
     _, train_labels, train_ids = features.split_pixels(source, "train")
     labelled = probes.subset_rows(train_ids, subset_ids)
     teacher_train, labels = _logits(args.teacher, source, "train")
-    assert np.array_equal(labels, train_labels), "split order changed between reads"
+    if not np.array_equal(labels, train_labels):
+        sys.exit("error: the training split came back in another order; rerun.")
     teacher_test, test_labels = _logits(args.teacher, source, "test")
     student_test, _ = _logits(args.student, source, "test")
     result = {
@@ -142,7 +141,7 @@ def main(argv=None):
         "student": os.path.abspath(args.student),
         "labelled_images": int(labelled.sum()),
         "train_targets": teacher_targets(teacher_train, labels, labelled),
-        "test": test_agreement(teacher_test, student_test, test_labels),
+        "test": agreement_on_test(teacher_test, student_test, test_labels),
         "seconds": round(time.time() - start, 1),
     }
     targets, test = result["train_targets"], result["test"]

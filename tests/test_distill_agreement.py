@@ -29,6 +29,6 @@ def test_test_agreement_counts_what_the_student_fixes_and_breaks():
     eye = np.eye(3)
     teacher = eye[[0, 0, 2, 1, 1]]   # wrong on rows 1 and 3
     student = eye[[0, 1, 1, 1, 1]]   # fixes row 1, breaks row 2, keeps row 3 wrong
-    result = agreement.test_agreement(teacher, student, labels)
+    result = agreement.agreement_on_test(teacher, student, labels)
     assert result == {"teacher_top1": 0.6, "student_top1": 0.6, "agreement": 0.6,
                       "fixed": 1, "broken": 1, "n": 5}
