@@ -167,7 +167,9 @@ flags.DEFINE_float("distill_temperature", DEFAULTS["distill_temperature"], "Soft
 flags.DEFINE_float(
     "distill_label_weight", DEFAULTS["distill_label_weight"],
     "Weight of the true-label cross entropy added to the distillation loss (0: "
-    "unlabeled only); with --label_fraction or --label_subset_file only those labels count.")
+    "unlabeled only), per labelled image against one image's soft-label loss (the "
+    "label term is summed over the batch's labelled images and divided by the batch "
+    "size); with --label_fraction or --label_subset_file only those labels count.")
 flags.DEFINE_bool("export_after_eval", DEFAULTS["export_after_eval"], "Export a SavedModel to model_dir/saved_model/<step> after evaluation.")
 flags.DEFINE_bool("nesterov", DEFAULTS["nesterov"], "Use Nesterov momentum with --optimizer=momentum (the fine-tuning recipe does).")
 flags.DEFINE_integer(

@@ -125,3 +125,28 @@ def test_masked_cross_entropy_in_cross_replica_context_is_the_local_mean(
         loss, _ = losses.masked_cross_entropy(tf.constant(labels),
                                               tf.constant(logits))
     np.testing.assert_allclose(float(loss), want, rtol=1e-5)
+
+
+def test_labelled_cross_entropy_per_image_on_two_replicas_is_the_global_sum_per_image(
+        two_replica_strategy):
+    # Distillation's label term: the labelled images' cross entropy summed,
+    # per image of the global batch, however the labelled ones fall.
+    logits = np.random.default_rng(4).normal(size=(8, 3)).astype(np.float32)
+    labels = np.array([2, -1, -1, -1, 0, 1, 2, 0])
+
+    def step():
+        i = tf.distribute.get_replica_context().replica_id_in_sync_group
+        return losses.labelled_cross_entropy_per_image(
+            tf.constant(labels.reshape(2, 4))[i],
+            tf.constant(logits.reshape(2, 4, 3))[i])[0]
+
+    results = two_replica_strategy.run(step)
+    replica_losses = [float(v) for v in
+                      two_replica_strategy.experimental_local_results(results)]
+    per_example = -np.log(_softmax(logits.astype(np.float64)))[
+        np.arange(8), np.maximum(labels, 0)] * (labels >= 0)
+    np.testing.assert_allclose(
+        replica_losses, [per_example[:4].sum() / 4, per_example[4:].sum() / 4],
+        rtol=1e-5)
+    np.testing.assert_allclose(np.mean(replica_losses), per_example.sum() / 8,
+                               rtol=1e-5)

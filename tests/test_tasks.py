@@ -112,7 +112,7 @@ def test_distill_matches_the_teachers_soft_labels():
     outputs = _outputs(views=1)
     images = tf.zeros([4, 8, 8, 3])
     teacher_logits = _outputs(views=1, seed=1)[tasks.LOGITS]
-    labels = tf.constant([0, 1, 2, 0], tf.int64)
+    labels = tf.constant([0, -1, 2, -1], tf.int64)  # Two of four labelled.
     task = tasks.DistillTask(
         lambda x: teacher_logits, distill_temperature=2.0,
         distill_label_weight=0.5)
@@ -120,9 +120,17 @@ def test_distill_matches_the_teachers_soft_labels():
         None, {"image": images, "label": labels}, outputs)
     kd = tf.reduce_mean(losses.distillation_loss(
         teacher_logits, outputs[tasks.LOGITS], 2.0))
-    sup = _numpy_ce(labels.numpy(), outputs[tasks.LOGITS].numpy())
+    # The label term is a sum over the labelled images per image of the
+    # batch (SimCLRv2's two sums), not a mean over the labelled ones.
+    mean_over_labelled = _numpy_ce(labels.numpy(), outputs[tasks.LOGITS].numpy())
+    sup = mean_over_labelled * 2 / 4
     np.testing.assert_allclose(metrics["distill_loss"], kd, rtol=1e-6)
     np.testing.assert_allclose(loss, kd + 0.5 * sup, rtol=1e-5)
+    assert abs(0.5 * (mean_over_labelled - sup)) > 0.05  # Tells them apart.
+    correct, weights = metrics["supervised_acc"]
+    np.testing.assert_array_equal(weights, [1, 0, 1, 0])
+    predicted = np.argmax(outputs[tasks.LOGITS].numpy(), -1)
+    np.testing.assert_array_equal(correct, predicted == labels.numpy())
 
 
 @pytest.mark.parametrize("make,message", [

@@ -16,8 +16,9 @@ from simclr_tf2.losses.contrastive import cross_replica_concat
 from simclr_tf2.losses.distillation import distillation_loss
 from simclr_tf2.losses.supcon import add_supervised_contrastive_loss
 from simclr_tf2.losses.supcon import supervised_contrastive_targets
+from simclr_tf2.losses.supervised import labelled_cross_entropy_per_image
 from simclr_tf2.losses.supervised import masked_cross_entropy
 
 __all__ = ["LARGE_NUM", "add_contrastive_loss", "add_supervised_contrastive_loss",
            "contrastive_metrics", "cross_replica_concat", "distillation_loss",
-           "masked_cross_entropy", "supervised_contrastive_targets"]
+           "labelled_cross_entropy_per_image", "masked_cross_entropy", "supervised_contrastive_targets"]

@@ -1,4 +1,6 @@
-"""The supervised heads' loss: cross entropy over the labelled examples of the global batch."""
+"""Cross entropy over the labelled examples: the supervised heads' loss (a
+mean over the labelled examples) and distillation's label term (a sum over
+them, per image of the batch)."""
 
 import tensorflow as tf
 
@@ -48,3 +50,28 @@ def masked_cross_entropy(labels, logits):
                                  _labelled_per_replica(weights))
     return loss, weights
 
+
+
+def labelled_cross_entropy_per_image(labels, logits):
+    """Cross entropy summed over the labelled examples, divided by the batch size.
+
+    SimCLRv2's distillation objective sums the true-label term over the
+    labelled images and the soft-label term over all images, so one labelled
+    image weighs as much in the first as any image in the second. With a few
+    labelled images per batch (600 of 60,000 put ~5 in 512), a mean over the
+    labelled ones would weigh each of them ~100 times more. Each replica
+    divides by its own batch size; averaging the replicas' gradients then
+    divides the global sum by the global batch size.
+
+    Args:
+      labels: [B] int, -1 for unlabeled examples.
+      logits: [B, C].
+
+    Returns:
+      (loss, per-example weights [B] of 0/1).
+    """
+    labels = tf.cast(labels, tf.int32)
+    weights = tf.cast(labels >= 0, tf.float32)
+    per_example = tf.nn.sparse_softmax_cross_entropy_with_logits(
+        tf.maximum(labels, 0), tf.cast(logits, tf.float32))
+    return tf.reduce_mean(per_example * weights), weights

@@ -49,9 +49,17 @@ def supervised_loss(labels, logits):
       weights [B])}); a pair is (values, sample_weight) for a Mean tracker.
     """
     loss, weights = losses.masked_cross_entropy(labels, logits)
+    return loss, {"supervised_loss": loss,
+                  "supervised_acc": labelled_accuracy(labels, logits, weights)}
+
+
+def labelled_accuracy(labels, logits, weights):
+    """Top-1 hits of logits [B, C] against labels [B], as a pair
+    (correct [B], sample_weight [B]) for a Mean tracker that skips the
+    examples of weight 0 (the unlabelled ones)."""
     correct = tf.cast(tf.equal(tf.argmax(logits, -1, output_type=tf.int32),
                                tf.cast(labels, tf.int32)), tf.float32)
-    return loss, {"supervised_loss": loss, "supervised_acc": (correct, weights)}
+    return correct, weights
 
 
 class Task:

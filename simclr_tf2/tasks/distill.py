@@ -20,7 +20,10 @@ class DistillTask(base.Task):
     Args:
       teacher: callable images [B, H, W, 3] -> logits [B, C].
       distill_temperature: softmax temperature of teacher and student.
-      distill_label_weight: weight of the true-label loss (0: none).
+      distill_label_weight: weight of the true-label loss (0: none), per
+        labelled image against one image's soft-label loss: the label
+        cross entropy is summed over the labelled images of the batch and
+        divided by the batch size, as SimCLRv2 weighs the two sums.
       weight_decay: see `base.Task`.
     """
 
@@ -59,16 +62,19 @@ class DistillTask(base.Task):
 
     def compute_loss(self, model, batch, outputs):
         """Soft-label cross entropy of logits [B, C] against the teacher's
-        logits of the same images, plus the weighted label loss."""
+        logits of the same images (mean over B), plus the weighted label
+        loss (sum over the labelled images / B)."""
         logits = outputs[base.LOGITS]
         per_example = losses.distillation_loss(
             self.teacher(batch["image"]), logits, self.distill_temperature)
         loss = tf.reduce_mean(per_example)
         metrics = {"distill_loss": loss}
         if self.distill_label_weight:
-            sup_loss, sup_metrics = base.supervised_loss(batch["label"], logits)
-            loss += self.distill_label_weight * sup_loss
-            metrics.update(sup_metrics)
+            label_loss, weights = losses.labelled_cross_entropy_per_image(
+                batch["label"], logits)
+            loss += self.distill_label_weight * label_loss
+            metrics["supervised_acc"] = base.labelled_accuracy(
+                batch["label"], logits, weights)
         return loss, metrics
 
     def output_keys(self, has_supervised_head):
