@@ -87,11 +87,16 @@ DISTILL_SETTINGS = {
     "long_crops": dict(_distill(PRETRAIN_EPOCHS, augmentation=RECIPE_CROPS), what=(
         f"{PRETRAIN_EPOCHS} epochs, temperature 1, from the checkpoint, "
         "crops of 35-100% of the area")),
+    "long_noisy": dict(_distill(PRETRAIN_EPOCHS, "--distill_teacher_input=whole_image",
+                                augmentation=RECIPE_CROPS), what=(
+        f"{PRETRAIN_EPOCHS} epochs, temperature 1, from the checkpoint; the teacher "
+        "labels whole images, the student learns them from crops of 35-100%")),
     "long_labels": dict(_distill(PRETRAIN_EPOCHS, labels=True), what=(
         f"{PRETRAIN_EPOCHS} epochs, plus the true-label loss (weight 1) on the "
         "teacher's labelled subset only")),
 }
-DEFAULT_DISTILL = ("long", "long_crops", "long_labels", "long_t2", "long_random", "short")
+DEFAULT_DISTILL = ("long", "long_crops", "long_noisy", "long_labels", "long_t2",
+                   "long_random", "short")
 
 
 def pretrain_arms():

@@ -170,6 +170,12 @@ flags.DEFINE_float(
     "unlabeled only), per labelled image against one image's soft-label loss (the "
     "label term is summed over the batch's labelled images and divided by the batch "
     "size); with --label_fraction or --label_subset_file only those labels count.")
+flags.DEFINE_enum(
+    "distill_teacher_input", DEFAULTS["distill_teacher_input"],
+    ["student_view", "whole_image"],
+    "What the distillation teacher labels: student_view, the student's augmented "
+    "image (SimCLRv2); whole_image, the image as evaluated, while the student sees "
+    "its augmented view (--crop_min_area, flips).")
 flags.DEFINE_bool("export_after_eval", DEFAULTS["export_after_eval"], "Export a SavedModel to model_dir/saved_model/<step> after evaluation.")
 flags.DEFINE_bool("nesterov", DEFAULTS["nesterov"], "Use Nesterov momentum with --optimizer=momentum (the fine-tuning recipe does).")
 flags.DEFINE_integer(

@@ -115,6 +115,7 @@ class DistillationConfig(_Section):
     teacher: str | None = None
     distill_temperature: float = 1.0
     distill_label_weight: float = 0.0
+    distill_teacher_input: str = "student_view"
 
 
 @dataclasses.dataclass(frozen=True)

@@ -62,6 +62,12 @@ def test_claims_arms_cover_the_budget_and_every_distillation_setting():
         assert "--crop_min_area=1.0" in runs[name], name
     crops = dict(arms.run_list("/o", 0, "cpu", ("long_crops",)))["distill1_long_crops_s0"]
     assert "--crop_min_area=0.35" in crops and "--crop_min_area=1.0" not in crops
+    assert not any(f.startswith("--distill_teacher_input") for f in crops)
+    # long_noisy: the same crops for the student, whole images for the teacher.
+    noisy = dict(arms.run_list("/o", 0, "cpu", ("long_noisy",)))["distill1_long_noisy_s0"]
+    assert "--crop_min_area=0.35" in noisy
+    assert "--distill_teacher_input=whole_image" in noisy
+    assert "--teacher=/o/ft1_pre3_l1_s0" in noisy
     assert "--crop_min_area=1.0" not in runs["pre3_s0"]
     # The smaller student learns from the first setting's recipe.
     assert "--train_epochs=18" in runs["distill1_small_s0"]

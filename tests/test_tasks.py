@@ -9,8 +9,10 @@ import tensorflow as tf
 from simclr_tf2 import losses
 from simclr_tf2 import optim
 from simclr_tf2 import tasks
+from simclr_tf2.data import augment
 from simclr_tf2.models import simclr_model
 from simclr_tf2.optim import WeightDecay
+from tests.harness import tiny_config
 
 
 def _outputs(n=4, p=6, c=3, views=2, seed=0):
@@ -299,3 +301,36 @@ def test_pretrain_loss_counts_a_copy_of_the_image_as_positive_not_negative():
     # Without an "id" key (a user's own batches) it is plain NT-Xent.
     plain, _ = task.compute_loss(None, {"label": labels}, {tasks.Z: z})
     np.testing.assert_allclose(float(plain), float(as_negative), rtol=1e-6)
+
+
+def test_distill_whole_image_teacher_labels_the_eval_image_student_a_crop():
+    image = tf.constant(np.random.default_rng(0).integers(
+        0, 255, (16, 16, 3)), tf.uint8)
+    example = {"image": image, "label": tf.constant(1, tf.int64),
+               "id": tf.constant(7, tf.int64)}
+    seen = []
+
+    def teacher(images):
+        seen.append(images)
+        return tf.zeros([images.shape[0], 3])
+
+    config = tiny_config("/tmp/unused", train_mode="distill", crop_min_area=0.08,
+                         distill_teacher_input="whole_image")
+    task = tasks.from_config(config, teacher=teacher)
+    out = task.train_transform_for(config.data)(example, tf.constant([3, 4], tf.int64))
+    whole = augment.preprocess_for_eval(image, config.data.image_size)
+    np.testing.assert_allclose(out["teacher_image"], whole)
+    assert not np.allclose(out["image"], whole)  # A random crop.
+    batch = {k: v[None] for k, v in out.items()}
+    task.compute_loss(None, batch, {tasks.LOGITS: tf.zeros([1, 3])})
+    np.testing.assert_allclose(seen[-1], batch["teacher_image"])
+    # The default (SimCLRv2): the teacher sees the student's own view.
+    default = tasks.from_config(
+        tiny_config("/tmp/unused", train_mode="distill"), teacher=teacher)
+    plain = default.train_transform_for(config.data)(example, tf.constant([3, 4], tf.int64))
+    assert "teacher_image" not in plain
+    default.compute_loss(None, {k: v[None] for k, v in plain.items()},
+                         {tasks.LOGITS: tf.zeros([1, 3])})
+    np.testing.assert_allclose(seen[-1], plain["image"][None])
+    with pytest.raises(ValueError, match="teacher_input='clean' is not one of"):
+        tasks.DistillTask(teacher, teacher_input="clean")

@@ -112,3 +112,21 @@ def test_distill_reads_only_the_subset_labels(distilled, finetuned):
     assert not wrong, f"(id, label trained on, true label): {wrong[:10]}"
     recorded = open(model_dir / "label_subset.txt").read().split()
     assert [int(i) for i in recorded] == SUBSET
+
+
+def test_distill_teacher_input_flag_reaches_the_batches(finetuned, tmp_path):
+    # --distill_teacher_input=whole_image: every training batch carries the
+    # teacher's whole image beside the student's view; by default it does not.
+    _, _, teacher = finetuned
+    keys = {}
+    for value in ("student_view", "whole_image"):
+        record = tmp_path / f"{value}.json"
+        proc = _run(PROBE, str(record), "--mode=train", "--train_mode=distill",
+                    f"--teacher={teacher}", f"--distill_teacher_input={value}",
+                    "--train_steps=2", "--checkpoint_steps=2", "--knn_eval=false",
+                    f"--model_dir={tmp_path / value}", *TINY)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        keys[value] = json.load(open(record))["batch_keys"]
+    assert "teacher_image" not in keys["student_view"]
+    assert "teacher_image" in keys["whole_image"]
+    assert "image" in keys["whole_image"]

@@ -5,7 +5,8 @@
 A user's command line, with one addition: `keras.Model.fit` (a Keras API,
 not project code) is wrapped so that the model's `train_step` first records
 the "id" and "label" of every example of its batch. At exit, OUT.json holds
-{"steps": [{"id": [...], "label": [...]}, ...]} in the order the steps ran.
+{"steps": [{"id": [...], "label": [...]}, ...], "batch_keys": [...]}: the
+steps in the order they ran and the keys of their batches.
 Nothing of the project is imported here, so this does not change when
 library modules move.
 """
@@ -26,6 +27,7 @@ def main():
     import tensorflow as tf
 
     steps = []
+    batch_keys = set()
 
     def record(ids, labels):
         steps.append({"id": np.asarray(ids).tolist(),
@@ -38,6 +40,7 @@ def main():
         inner = self.train_step
 
         def train_step(data):
+            batch_keys.update(data)  # Known when the step is traced.
             done = tf.py_function(record, [data["id"], data["label"]], tf.int64)
             with tf.control_dependencies([done]):
                 data = tf.nest.map_structure(tf.identity, data)
@@ -51,7 +54,7 @@ def main():
 
     def dump():
         with open(out_path, "w") as f:
-            json.dump({"steps": steps}, f)
+            json.dump({"steps": steps, "batch_keys": sorted(batch_keys)}, f)
 
     atexit.register(dump)
     sys.argv = [os.path.join(ROOT, "run.py"), *argv]

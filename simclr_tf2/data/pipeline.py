@@ -94,6 +94,26 @@ def single_view_transform(image_size, crop_min_area=0.08, random_flip=True):
     return transform
 
 
+def student_and_teacher_transform(image_size, crop_min_area=0.08,
+                                  random_flip=True):
+    """(example, seed) -> the student's augmented view and the teacher's
+    whole image: distillation where the teacher labels what evaluation
+    sees and the student learns that label from an augmented view.
+
+    Returns:
+      fn(example, seed int [2]) -> {"image": float32 [S, S, 3] (cropped,
+      randomly flipped), "teacher_image": float32 [S, S, 3] (the eval
+      preprocessing), "label", "id"}.
+    """
+    def transform(example, seed):
+        image = augment.preprocess_for_finetune(example["image"], image_size,
+                                                seed, crop_min_area, random_flip)
+        whole = augment.preprocess_for_eval(example["image"], image_size)
+        return {"image": image, "teacher_image": whole,
+                "label": example["label"], "id": example["id"]}
+    return transform
+
+
 def build_train_dataset(source, split, global_batch_size, transform, *,
                         seed=0, cache=False, example_ids=None, labelled_ids=None,
                         start_step=0):

@@ -145,6 +145,14 @@ class Task:
         """
         raise NotImplementedError
 
+    def train_transform_for(self, data_config):
+        """This task's per-example training augmentation for a run's
+        `config.DataConfig` (see `train_transform`)."""
+        return self.train_transform(
+            data_config.image_size, data_config.color_jitter_strength,
+            data_config.use_blur, data_config.crop_min_area,
+            data_config.random_flip)
+
     @classmethod
     def views(cls, images):
         """Batch images -> list of [B, H, W, 3] views (one when the task

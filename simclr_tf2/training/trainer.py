@@ -35,12 +35,9 @@ class Trainer:
         """Batches {"image": [B, S, S, 6 or 3], "label": [B], "id": [B]},
         repeated."""
         exp, data = self.experiment, self.config.data
-        transform = exp.task.train_transform(
-            data.image_size, data.color_jitter_strength, data.use_blur,
-            data.crop_min_area, data.random_flip)
         return pipeline.build_train_dataset(
             exp.source, data.train_split, self.config.train.train_batch_size,
-            transform, seed=self.config.train.seed, cache=data.cache_dataset,
+            exp.task.train_transform_for(data), seed=self.config.train.seed, cache=data.cache_dataset,
             example_ids=exp.example_ids, labelled_ids=exp.labelled_ids,
             start_step=seed_offset)
 
