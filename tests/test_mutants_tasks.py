@@ -38,7 +38,8 @@ def test_library_defaults_follow_the_original_code():
     assert (pretrain.contrastive_loss, pretrain.temperature, pretrain.hidden_norm,
             pretrain.memory) == ("nt_xent", 0.1, True, None)
     distill = tasks.DistillTask(lambda images: images)
-    assert (distill.distill_temperature, distill.distill_label_weight) == (1.0, 0.0)
+    assert (distill.distill_temperature, distill.distill_label_weight,
+            distill.teacher_input) == (1.0, 0.0, "student_view")
     no_decay = tasks.FinetuneTask()
     loss, _ = no_decay.regularization([tf.Variable(tf.ones([3, 3]), name="kernel")])
     assert float(loss) == 0.0
@@ -54,7 +55,10 @@ def test_distillation_defaults_are_the_plain_soft_label_loss():
         {tasks.LOGITS: student})
     expected = tf.reduce_mean(losses.distillation_loss(teacher, student, 1.0))
     np.testing.assert_allclose(loss, expected, rtol=1e-6)
-    assert set(metrics) == {"distill_loss"}  # No label term by default.
+    assert set(metrics) == {"distill_loss"}  # No label term by default...
+    assert task.metric_names(True) == ["distill_loss"]  # ...nor its accuracy.
+    labelled = tasks.DistillTask(lambda images: teacher, distill_label_weight=0.5)
+    assert labelled.metric_names(True) == ["distill_loss", "supervised_acc"]
 
 
 def test_the_memory_is_built_only_when_asked_and_follows_the_loss():

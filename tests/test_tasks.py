@@ -204,8 +204,9 @@ def test_result_names_follow_the_task_and_the_head():
     assert names == ["loss", "weight_decay", "contrast_loss", "contrast_acc",
                      "contrast_entropy", "supervised_loss", "supervised_acc"]
     assert "supervised_acc" not in tasks.PretrainTask().result_names(False)
-    assert tasks.DistillTask(lambda x: x).result_names(True)[2:] == [
-        "distill_loss", "supervised_acc"]
+    assert tasks.DistillTask(lambda x: x).result_names(True)[2:] == ["distill_loss"]
+    assert tasks.DistillTask(lambda x: x, distill_label_weight=1.0).result_names(
+        True)[2:] == ["distill_loss", "supervised_acc"]
     assert set(simclr_model.METRIC_NAMES) >= set(names)
 
 

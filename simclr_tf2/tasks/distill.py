@@ -109,4 +109,6 @@ class DistillTask(base.Task):
         return [base.LOGITS]
 
     def metric_names(self, has_supervised_head):
-        return ["distill_loss", "supervised_acc"]
+        # Training accuracy exists only where the label term reads labels.
+        return ["distill_loss"] + (["supervised_acc"] if self.distill_label_weight
+                                   else [])
