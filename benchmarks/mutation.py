@@ -51,7 +51,7 @@ MODULES = {
     "tasks": (["simclr_tf2/tasks/"],
               ["tests/test_mutants_tasks.py", "tests/test_tasks.py"]),
     "pipeline": (["simclr_tf2/data/pipeline.py"],
-                 ["tests/test_input_order.py",
+                 ["tests/test_mutants_pipeline.py", "tests/test_input_order.py",
                   "tests/test_wiring_augmentation_flags.py"]),
     "embedding": (["simclr_tf2/embedding/"], ["tests/test_embedding.py"]),
     "memory": (["simclr_tf2/memory/"],
