@@ -88,30 +88,47 @@ def test_masked_cross_entropy_means_over_labelled_examples_label_0_included():
                                rtol=1e-5)
 
 
-def test_masked_cross_entropy_on_two_replicas_is_the_global_labelled_mean(
-        two_replica_strategy):
-    strategy = two_replica_strategy
-    logits = np.random.default_rng(3).normal(size=(8, 3)).astype(np.float32)
-    # Unlabelled examples fall unevenly: replica 0 has 1 labelled, replica 1 has 4.
+def _on_two_replicas(strategy, loss_fn, seed):
+    """loss_fn(labels [4], logits [4, 3]) on each of two replicas' halves of
+    a batch of 8 whose labelled examples fall 1 / 4.
+
+    Returns:
+      (the two replicas' losses, per-example cross entropy [8], 0 where
+      unlabelled).
+    """
+    logits = np.random.default_rng(seed).normal(size=(8, 3)).astype(np.float32)
     labels = np.array([2, -1, -1, -1, 0, 1, 2, 0])
 
     def step():
         i = tf.distribute.get_replica_context().replica_id_in_sync_group
-        return losses.masked_cross_entropy(
-            tf.constant(labels.reshape(2, 4))[i],
-            tf.constant(logits.reshape(2, 4, 3))[i])[0]
+        return loss_fn(tf.constant(labels.reshape(2, 4))[i],
+                       tf.constant(logits.reshape(2, 4, 3))[i])[0]
 
     results = strategy.run(step)
     replica_losses = [float(v) for v in strategy.experimental_local_results(results)]
     per_example = -np.log(_softmax(logits.astype(np.float64)))[
         np.arange(8), np.maximum(labels, 0)] * (labels >= 0)
-    # Each replica divides its sum by (global count 5) / 2 replicas; their
-    # mean is the mean over the 5 labelled examples of the global batch.
+    return replica_losses, per_example
+
+
+@pytest.mark.parametrize("loss_fn,replica_divisor,global_divisor", [
+    # The heads' loss: each replica divides its sum by (global labelled count
+    # 5) / 2 replicas; their mean is the mean over the 5 labelled examples.
+    (losses.masked_cross_entropy, 2.5, 5),
+    # Distillation's label term: each replica divides by its batch of 4;
+    # their mean is the labelled sum per image of the global batch of 8.
+    (losses.labelled_cross_entropy_per_image, 4, 8),
+])
+def test_label_losses_on_two_replicas_have_the_global_normaliser(
+        two_replica_strategy, loss_fn, replica_divisor, global_divisor):
+    # Labelled examples fall unevenly: 1 on replica 0, 4 on replica 1.
+    replica_losses, per_example = _on_two_replicas(two_replica_strategy,
+                                                   loss_fn, seed=3)
     np.testing.assert_allclose(
-        replica_losses, [per_example[:4].sum() / 2.5, per_example[4:].sum() / 2.5],
-        rtol=1e-5)
+        replica_losses, [per_example[:4].sum() / replica_divisor,
+                         per_example[4:].sum() / replica_divisor], rtol=1e-5)
     np.testing.assert_allclose(np.mean(replica_losses),
-                               per_example.sum() / 5, rtol=1e-5)
+                               per_example.sum() / global_divisor, rtol=1e-5)
 
 
 def test_masked_cross_entropy_in_cross_replica_context_is_the_local_mean(
@@ -125,28 +142,3 @@ def test_masked_cross_entropy_in_cross_replica_context_is_the_local_mean(
         loss, _ = losses.masked_cross_entropy(tf.constant(labels),
                                               tf.constant(logits))
     np.testing.assert_allclose(float(loss), want, rtol=1e-5)
-
-
-def test_labelled_cross_entropy_per_image_on_two_replicas_is_the_global_sum_per_image(
-        two_replica_strategy):
-    # Distillation's label term: the labelled images' cross entropy summed,
-    # per image of the global batch, however the labelled ones fall.
-    logits = np.random.default_rng(4).normal(size=(8, 3)).astype(np.float32)
-    labels = np.array([2, -1, -1, -1, 0, 1, 2, 0])
-
-    def step():
-        i = tf.distribute.get_replica_context().replica_id_in_sync_group
-        return losses.labelled_cross_entropy_per_image(
-            tf.constant(labels.reshape(2, 4))[i],
-            tf.constant(logits.reshape(2, 4, 3))[i])[0]
-
-    results = two_replica_strategy.run(step)
-    replica_losses = [float(v) for v in
-                      two_replica_strategy.experimental_local_results(results)]
-    per_example = -np.log(_softmax(logits.astype(np.float64)))[
-        np.arange(8), np.maximum(labels, 0)] * (labels >= 0)
-    np.testing.assert_allclose(
-        replica_losses, [per_example[:4].sum() / 4, per_example[4:].sum() / 4],
-        rtol=1e-5)
-    np.testing.assert_allclose(np.mean(replica_losses), per_example.sum() / 8,
-                               rtol=1e-5)
