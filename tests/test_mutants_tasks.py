@@ -33,6 +33,11 @@ def test_each_task_declares_its_wiring(task, facts):
     assert tuple(getattr(task, name) for name in FACTS) == facts
 
 
+def test_the_train_modes_are_the_registry_keys():
+    assert tasks.TRAIN_MODES == ("pretrain", "finetune", "distill")
+    assert [tasks.get(mode).name for mode in tasks.TRAIN_MODES] == list(tasks.TRAIN_MODES)
+
+
 def test_library_defaults_follow_the_original_code():
     pretrain = tasks.PretrainTask()
     assert (pretrain.contrastive_loss, pretrain.temperature, pretrain.hidden_norm,
