@@ -88,7 +88,7 @@ DISTILL_SETTINGS = {
         f"{PRETRAIN_EPOCHS} epochs, temperature 1, from the checkpoint, "
         "crops of 35-100% of the area")),
     "long_noisy": dict(_distill(PRETRAIN_EPOCHS, "--distill_teacher_input=whole_image",
-                                augmentation=RECIPE_CROPS), what=(
+                                augmentation=RECIPE_CROPS), all_seeds=True, what=(
         f"{PRETRAIN_EPOCHS} epochs, temperature 1, from the checkpoint; the teacher "
         "labels whole images, the student learns them from crops of 35-100%")),
     "long_labels": dict(_distill(PRETRAIN_EPOCHS, labels=True), what=(
@@ -184,16 +184,25 @@ def run_list(out, seed, budget="cpu", distill_settings=DEFAULT_DISTILL):
 
 
 # The first distillation setting runs for every seed (claim 3's verdict and
-# the results row); each other setting is a comparison row, run for the
-# first COMPARISON_SEEDS seeds only (12 pretraining-epoch equivalents a run).
+# the results row), and so does a setting marked all_seeds; each other
+# setting is a comparison row, run for the first COMPARISON_SEEDS seeds only
+# (12 pretraining-epoch equivalents a run).
 COMPARISON_SEEDS = 2
+
+
+def _settings_of_seed(index, distill_settings):
+    """The distillation settings the index-th seed runs."""
+    if index < COMPARISON_SEEDS:
+        return distill_settings
+    return distill_settings[:1] + tuple(
+        name for name in distill_settings[1:] if DISTILL_SETTINGS[name].get("all_seeds"))
 
 
 def all_runs(out, seeds, budget="cpu", distill_settings=DEFAULT_DISTILL):
     """Every seed's runs, interleaved step by step (claim order for all seeds);
-    seeds after the first COMPARISON_SEEDS distil with the first setting only."""
-    lists = [run_list(out, s, budget,
-                      distill_settings if i < COMPARISON_SEEDS else distill_settings[:1])
+    seeds after the first COMPARISON_SEEDS distil with the first setting and
+    the all_seeds ones only."""
+    lists = [run_list(out, s, budget, _settings_of_seed(i, distill_settings))
              for i, s in enumerate(seeds)]
     blocks = itertools.zip_longest(*lists)
     return [run for block in blocks for run in block if run is not None]

@@ -81,6 +81,14 @@ def test_claims_arms_cover_the_budget_and_every_distillation_setting():
     assert names[:4] == ["pre3_s0", "pre3_s1", "pre3_s2", "ft1_pre3_l1_s0"]
 
 
+def test_all_seeds_settings_run_on_every_seed():
+    settings = ("long", "long_noisy", "long_t2")
+    names = set(name for name, _ in arms.all_runs("/o", (0, 1, 2), "cpu", settings))
+    for fraction in (1, 10):
+        assert {f"distill{fraction}_long_noisy_s{s}" for s in (0, 1, 2)} <= names
+        assert f"distill{fraction}_long_t2_s2" not in names
+
+
 def test_comparison_distillation_settings_run_on_the_first_two_seeds():
     settings = ("long", "long_t2", "short")
     names = [name for name, _ in arms.all_runs("/o", (0, 1, 2), "cpu", settings)]
