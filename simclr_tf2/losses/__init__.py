@@ -21,4 +21,5 @@ from simclr_tf2.losses.supervised import masked_cross_entropy
 
 __all__ = ["LARGE_NUM", "add_contrastive_loss", "add_supervised_contrastive_loss",
            "contrastive_metrics", "cross_replica_concat", "distillation_loss",
-           "labelled_cross_entropy_per_image", "masked_cross_entropy", "supervised_contrastive_targets"]
+           "labelled_cross_entropy_per_image", "masked_cross_entropy",
+           "supervised_contrastive_targets"]

@@ -42,14 +42,10 @@ def masked_cross_entropy(labels, logits):
     Returns:
       (mean loss, per-example weights [B] of 0/1).
     """
-    labels = tf.cast(labels, tf.int32)
-    weights = tf.cast(labels >= 0, tf.float32)
-    per_example = tf.nn.sparse_softmax_cross_entropy_with_logits(
-        tf.maximum(labels, 0), tf.cast(logits, tf.float32))
+    per_example, weights = _per_example_cross_entropy(labels, logits)
     loss = tf.math.divide_no_nan(tf.reduce_sum(per_example * weights),
                                  _labelled_per_replica(weights))
     return loss, weights
-
 
 
 def labelled_cross_entropy_per_image(labels, logits):
@@ -70,8 +66,15 @@ def labelled_cross_entropy_per_image(labels, logits):
     Returns:
       (loss, per-example weights [B] of 0/1).
     """
+    per_example, weights = _per_example_cross_entropy(labels, logits)
+    return tf.reduce_mean(per_example * weights), weights
+
+
+def _per_example_cross_entropy(labels, logits):
+    """(float32 cross entropy [B], 0/1 weights [B]) of labels [B] (-1:
+    unlabelled, its entropy computed against class 0 and weighted 0)."""
     labels = tf.cast(labels, tf.int32)
     weights = tf.cast(labels >= 0, tf.float32)
     per_example = tf.nn.sparse_softmax_cross_entropy_with_logits(
         tf.maximum(labels, 0), tf.cast(logits, tf.float32))
-    return tf.reduce_mean(per_example * weights), weights
+    return per_example, weights

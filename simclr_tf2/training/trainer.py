@@ -32,13 +32,14 @@ class Trainer:
         self.printer = experiment.printer
 
     def train_dataset(self, seed_offset=0):
-        """Batches {"image": [B, S, S, 6 or 3], "label": [B], "id": [B]},
-        repeated."""
+        """Batches {"image": [B, S, S, 6 or 3], "label": [B], "id": [B]}
+        (and "teacher_image" [B, S, S, 3] when a distillation teacher sees
+        whole images), repeated."""
         exp, data = self.experiment, self.config.data
         return pipeline.build_train_dataset(
             exp.source, data.train_split, self.config.train.train_batch_size,
-            exp.task.train_transform_for(data), seed=self.config.train.seed, cache=data.cache_dataset,
-            example_ids=exp.example_ids, labelled_ids=exp.labelled_ids,
+            exp.task.train_transform_for(data), seed=self.config.train.seed,
+            cache=data.cache_dataset, example_ids=exp.example_ids, labelled_ids=exp.labelled_ids,
             start_step=seed_offset)
 
     def restore_or_initialise(self):
