@@ -41,9 +41,11 @@ with the same --out skips runs whose result.json exists with the same command.
 """
 
 import argparse
+import glob
 import json
 import os
 import platform
+import re
 import shlex
 import subprocess
 import sys
@@ -159,14 +161,17 @@ def _display(command):
 
 
 def _call_logged(name, command, out):
-    """Runs command in the repository root, output to OUT/name.log; returns seconds.
+    """Runs command in the repository root, output appended to OUT/name.log
+    (an interrupted run's earlier output stays); returns this call's seconds.
 
     Exits with a one-line error (and the log's last lines) if it fails.
     """
     print(f"[{name}] {_display(command)}", flush=True)
     log_path = os.path.join(out, name + ".log")
     start = time.time()
-    with open(log_path, "w") as log:
+    with open(log_path, "a") as log:
+        log.write(f"== {time.strftime('%Y-%m-%d %H:%M:%S')}: {_display(command)}\n")
+        log.flush()
         code = subprocess.call(command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
     if code != 0:
         tail = open(log_path).read().splitlines()[-3:]
@@ -175,7 +180,7 @@ def _call_logged(name, command, out):
 
 
 def _set_aside_if_other_command(name, command, out):
-    """Moves OUT/<name> (and its done file) to OUT/<name>.before-<time> when it
+    """Moves OUT/<name> (and its done file and log) to OUT/<name>.before-<time> when it
     was written by another command, so that run.py starts afresh instead of
     resuming another configuration's checkpoint. Nothing is deleted."""
     model_dir = os.path.join(out, name)
@@ -189,9 +194,9 @@ def _set_aside_if_other_command(name, command, out):
         return
     aside = f"{model_dir}.before-{time.strftime('%Y%m%d-%H%M%S')}"
     os.replace(model_dir, aside)
-    done_file = os.path.join(out, name + ".done.json")
-    if os.path.exists(done_file):
-        os.replace(done_file, aside + ".done.json")
+    for suffix in (".done.json", ".log"):
+        if os.path.exists(os.path.join(out, name + suffix)):
+            os.replace(os.path.join(out, name + suffix), aside + suffix)
     print(f"[{name}] {model_dir} was written by another command; moved to {aside}",
           flush=True)
 
@@ -213,17 +218,28 @@ def run_one(name, command, out):
     _set_aside_if_other_command(name, _display(command), out)
     with open(os.path.join(out, name + ".command.json"), "w") as f:
         json.dump({"command": _display(command)}, f)
+    resumed_at = latest_checkpoint_step(model_dir)
     seconds = _call_logged(name, command, out)
     result = json.load(open(os.path.join(model_dir, "result.json")))
+    # seconds: this call only; a run resumed at step N > 0 ran before too.
     row = {"run": name, "command": _display(command), "seconds": seconds,
+           "resumed_at_step": resumed_at,
            "top1": result.get("eval/label_top_1_accuracy"),
            "knn_top1": result.get("eval/knn_top_1_accuracy"),
            "global_step": result.get("global_step")}
     with open(done_file, "w") as f:
         json.dump(row, f, indent=2)
-    print(f"[{name}] {seconds} s | top-1 {row['top1']:.4f} | kNN {row['knn_top1']:.4f}",
-          flush=True)
+    resumed = f" (resumed at step {resumed_at})" if resumed_at else ""
+    print(f"[{name}] {seconds} s{resumed} | top-1 {row['top1']:.4f} | "
+          f"kNN {row['knn_top1']:.4f}", flush=True)
     return row
+
+
+def latest_checkpoint_step(model_dir):
+    """The step of model_dir's newest ckpt-<step>.index, 0 when there is none."""
+    steps = [int(match.group(1)) for path in glob.glob(os.path.join(model_dir, "ckpt-*.index"))
+             if (match := re.search(r"ckpt-(\d+)\.index$", path))]
+    return max(steps, default=0)
 
 
 def run_module(name, args, out):

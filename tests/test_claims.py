@@ -271,11 +271,19 @@ def test_a_changed_command_does_not_resume_the_old_runs_checkpoint(tmp_path, cap
     assert second["top1"] == 0.9
     assert json.load(open(os.path.join(model_dir, "result.json")))["resumed"] is False
     aside = sorted(p for p in os.listdir(out) if p.startswith(name + ".before-"))
-    assert len(aside) == 2 and aside[1] == aside[0] + ".done.json"  # Kept, not deleted.
+    assert aside[1:] == [aside[0] + ".done.json", aside[0] + ".log"]  # Kept, not deleted.
     assert json.load(open(os.path.join(out, aside[1])))["top1"] == 0.8
     assert os.path.exists(os.path.join(out, aside[0], "ckpt"))
     assert "written by another command" in capsys.readouterr().out
-    # An interrupted run of the same command resumes from its checkpoint.
+    assert second["resumed_at_step"] == 0
+    # An interrupted run of the same command resumes from its checkpoint;
+    # its row says at which step, and its log keeps both calls' output.
     os.remove(os.path.join(out, name + ".done.json"))
-    suite.run_one(name, _fake_run(model_dir, 0.9), out)
+    open(os.path.join(model_dir, "ckpt-117.index"), "w").close()
+    open(os.path.join(model_dir, "ckpt-9.index"), "w").close()
+    resumed = suite.run_one(name, _fake_run(model_dir, 0.9), out)
     assert json.load(open(os.path.join(model_dir, "result.json")))["resumed"] is True
+    assert resumed["resumed_at_step"] == 117
+    assert "(resumed at step 117)" in capsys.readouterr().out
+    log = open(os.path.join(out, name + ".log")).read()
+    assert log.count("== ") == 2  # The second command's two calls.
