@@ -105,12 +105,11 @@ def student_and_teacher_transform(image_size, crop_min_area=0.08,
       randomly flipped), "teacher_image": float32 [S, S, 3] (the eval
       preprocessing), "label", "id"}.
     """
+    student_view = single_view_transform(image_size, crop_min_area, random_flip)
+
     def transform(example, seed):
-        image = augment.preprocess_for_finetune(example["image"], image_size,
-                                                seed, crop_min_area, random_flip)
-        whole = augment.preprocess_for_eval(example["image"], image_size)
-        return {"image": image, "teacher_image": whole,
-                "label": example["label"], "id": example["id"]}
+        return dict(student_view(example, seed), teacher_image=augment.preprocess_for_eval(
+            example["image"], image_size))
     return transform
 
 
