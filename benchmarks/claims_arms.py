@@ -34,6 +34,7 @@ SELECTOR = {"h": ["--ft_proj_selector=0"], "l1": ["--ft_proj_selector=1"]}
 # pretraining recipe's) gave 82.3%, 8-100% 82.0%, whole images 83.7%.
 WHOLE_IMAGES = ["--crop_min_area=1.0"]
 RECIPE_CROPS = ["--crop_min_area=0.35"]
+SMALL_CROPS = ["--crop_min_area=0.2"]
 # Supervised from scratch: the results suite's flags (weight decay, milder crops).
 SCRATCH = ["--train_mode=finetune"] + suite.SCRATCH_FLAGS
 # Per budget: lengths of each kind of run. "smoke" runs a few steps on a
@@ -61,15 +62,17 @@ BUDGETS = {
 }
 
 
-def _distill(epochs, *extra, checkpoint=True, labels=False, augmentation=None):
+def _distill(epochs, *extra, checkpoint=True, labels=False, augmentation=None,
+             teacher="ft{fraction}_pre3_l1"):
     """labels: add the true-label loss, reading only the labels of the
     teacher's subset (its label_subset.txt). augmentation: crop flags
-    (default whole images, as the teacher was fine-tuned)."""
+    (default whole images, as the teacher was fine-tuned). teacher: the
+    run that teaches, {fraction} standing for the label percentage."""
     if labels:
         extra = extra + ("--distill_label_weight=1",)
     return {"flags": ["--train_mode=distill", f"--train_epochs={epochs}", *extra,
                       *(WHOLE_IMAGES if augmentation is None else augmentation)],
-            "checkpoint": checkpoint, "labels": labels}
+            "checkpoint": checkpoint, "labels": labels, "teacher": teacher}
 
 
 # Distillation settings: each one a row at 1% and 10% labels. The first
@@ -91,12 +94,30 @@ DISTILL_SETTINGS = {
                                 augmentation=RECIPE_CROPS), all_seeds=True, what=(
         f"{PRETRAIN_EPOCHS} epochs, temperature 1, from the checkpoint; the teacher "
         "labels whole images, the student learns them from crops of 35-100%")),
+    "long_noisier": dict(_distill(PRETRAIN_EPOCHS, "--distill_teacher_input=whole_image",
+                                  augmentation=SMALL_CROPS), all_seeds=True, what=(
+        f"{PRETRAIN_EPOCHS} epochs, temperature 1, from the checkpoint; the teacher "
+        "labels whole images, the student learns them from crops of 20-100%")),
+    "noisy_round2": dict(_distill(PRETRAIN_EPOCHS, "--distill_teacher_input=whole_image",
+                                  augmentation=RECIPE_CROPS,
+                                  teacher="distill{fraction}_long_noisy"),
+                         all_seeds=True, what=(
+        "long_noisy again, taught by the long_noisy student instead of the "
+        "fine-tuned model (a second round; compared with the fine-tuned teacher)")),
     "long_labels": dict(_distill(PRETRAIN_EPOCHS, labels=True), what=(
         f"{PRETRAIN_EPOCHS} epochs, plus the true-label loss (weight 1) on the "
         "teacher's labelled subset only")),
 }
-DEFAULT_DISTILL = ("long", "long_crops", "long_noisy", "long_labels", "long_t2",
-                   "long_random", "short")
+DEFAULT_DISTILL = ("long", "long_crops", "long_noisy", "long_noisier", "noisy_round2",
+                   "long_labels", "long_t2", "long_random", "short")
+
+
+def teaching_setting(name):
+    """The distillation setting whose student teaches setting `name`, or
+    None when a fine-tuned model teaches it."""
+    prefix = "distill{fraction}_"
+    teacher = DISTILL_SETTINGS[name]["teacher"]
+    return teacher[len(prefix):] if teacher.startswith(prefix) else None
 
 
 def pretrain_arms():
@@ -139,7 +160,7 @@ def run_list(out, seed, budget="cpu", distill_settings=DEFAULT_DISTILL):
         spec = DISTILL_SETTINGS[setting]
         tag = setting if student == "pre3" else "small"
         start = [f"--checkpoint={d(student)}"] if spec["checkpoint"] else []
-        teacher = d(f"ft{fraction}_pre3_l1")
+        teacher = d(spec["teacher"].format(fraction=fraction))
         # The teacher's labels only: the others stay hidden (-1).
         labels = ([f"--label_subset_file={os.path.join(teacher, 'label_subset.txt')}"]
                   if spec["labels"] else [])

@@ -99,7 +99,8 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import fashion_mnist as suite  # noqa: E402
 from claims_arms import (BUDGETS, DEFAULT_DISTILL, DISTILL_SETTINGS, MODEL,  # noqa: E402
-                         PRETRAIN_EPOCHS, PROBE, SEEDS, TRAIN_EXAMPLES, all_runs)
+                         PRETRAIN_EPOCHS, PROBE, SEEDS, TRAIN_EXAMPLES, all_runs,
+                         teaching_setting)
 from claims_report import (claims_table, distill_verdicts, images_per_s,  # noqa: E402
                            suite_rows, verdict_rows, verdicts)
 from claims_svm import SVM, svm_row, svm_settings  # noqa: E402
@@ -244,6 +245,12 @@ def _settings(text):
                 f"unknown distillation setting {name!r}; known: {', '.join(DISTILL_SETTINGS)}")
     if not names:
         raise argparse.ArgumentTypeError("--distill_settings needs at least one setting")
+    for index, name in enumerate(names):
+        teacher = teaching_setting(name)
+        if teacher is not None and teacher not in names[:index]:
+            raise argparse.ArgumentTypeError(
+                f"distillation setting {name!r} is taught by the {teacher!r} student; "
+                f"list {teacher} before {name} in --distill_settings")
     return names
 
 
