@@ -131,6 +131,25 @@ def test_claims_distillation_settings_are_selectable_and_unknown_ones_refused():
             claims.parse_args([bad])
 
 
+def test_a_second_round_is_taught_by_the_first_rounds_student_of_its_seed(capsys):
+    runs = dict(arms.run_list("/o", 1, "cpu", ("long", "long_noisy", "noisy_round2")))
+    for fraction in (1, 10):
+        flags = runs[f"distill{fraction}_noisy_round2_s1"]
+        assert f"--teacher=/o/distill{fraction}_long_noisy_s1" in flags
+        assert "--checkpoint=/o/pre3_s1" in flags
+        assert "--distill_teacher_input=whole_image" in flags
+    noisier = dict(arms.run_list("/o", 0, "cpu", ("long_noisier",)))
+    assert "--crop_min_area=0.2" in noisier["distill1_long_noisier_s0"]
+    assert "--teacher=/o/ft1_pre3_l1_s0" in noisier["distill1_long_noisier_s0"]
+    assert arms.teaching_setting("noisy_round2") == "long_noisy"
+    assert arms.teaching_setting("long_noisy") is None
+    # The teaching setting has to run first: named after it, or refused.
+    for order in ("noisy_round2", "noisy_round2,long_noisy"):
+        with pytest.raises(SystemExit):
+            claims.parse_args([f"--distill_settings={order}"])
+        assert "list long_noisy before noisy_round2" in capsys.readouterr().err
+
+
 def test_claims_verdicts_read_paired_differences():
 
     def run(top1):
