@@ -45,13 +45,15 @@ import glob
 import json
 import os
 import platform
-import re
 import shlex
 import subprocess
 import sys
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if ROOT not in sys.path:
+    sys.path.insert(0, ROOT)
+from simclr_tf2 import rundir  # noqa: E402  (no TensorFlow at import)
 PYTHON = sys.executable
 
 # run.py's linear evaluation (frozen encoder, standardised h): whole images
@@ -236,10 +238,10 @@ def run_one(name, command, out):
 
 
 def latest_checkpoint_step(model_dir):
-    """The step of model_dir's newest ckpt-<step>.index, 0 when there is none."""
-    steps = [int(match.group(1)) for path in glob.glob(os.path.join(model_dir, "ckpt-*.index"))
-             if (match := re.search(r"ckpt-(\d+)\.index$", path))]
-    return max(steps, default=0)
+    """The step of model_dir's newest checkpoint, 0 when there is none."""
+    indexes = glob.glob(os.path.join(model_dir, f"{rundir.CHECKPOINT_PREFIX}-*.index"))
+    steps = [rundir.checkpoint_step(path[:-len(".index")]) for path in indexes]
+    return max(steps + [0])
 
 
 def run_module(name, args, out):
@@ -249,9 +251,10 @@ def run_module(name, args, out):
 
 
 def latest_export(model_dir):
-    root = os.path.join(model_dir, "saved_model")
-    steps = sorted((int(d) for d in os.listdir(root) if d.isdigit()))
-    return os.path.join(root, str(steps[-1]))
+    """model_dir's newest saved_model/<step> (a local listing: rundir's own
+    lookup goes through TensorFlow's file system)."""
+    steps = sorted(int(d) for d in os.listdir(rundir.export_root(model_dir)) if d.isdigit())
+    return rundir.export_dir(model_dir, steps[-1])
 
 
 def markdown_table(rows):

@@ -119,7 +119,7 @@ def probe_args(name, out, data_dir, budget="cpu"):
     """`python -m simclr_tf2.analysis probes` arguments of probes_<pre>_s<seed>."""
     pre, seed = name[len("probes_"):].rsplit("_s", 1)
     model_dir = os.path.join(out, f"{pre}_s{seed}")
-    root = os.path.join(model_dir, "saved_model")
+    root = suite.rundir.export_root(model_dir)
     export = (suite.latest_export(model_dir) if os.path.isdir(root)
               else os.path.join(root, "<last step>"))
     args = ["-m", "simclr_tf2.analysis", "probes", "--dataset=fashion_mnist",
