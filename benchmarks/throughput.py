@@ -19,7 +19,8 @@ and reports images/s (examples, each two views), ms/step, full/bare, the
 row's peak RSS (each row runs in a fresh process) and the speed-up of the
 full step over the first variant (by default today's float32 Keras-BN path)
 within the same sweep. It also measures the peak memory of one large-batch
-pretraining step with and without `micro_batch_size` (gradient caching).
+pretraining step with and without `micro_batch_size` (gradient caching;
+benchmarks/peak_memory.py).
 
 Usage (from a fresh clone, no install needed):
 
@@ -34,7 +35,6 @@ import argparse
 import json
 import os
 import platform
-import subprocess
 import sys
 import time
 
@@ -50,7 +50,7 @@ import tensorflow as tf  # noqa: E402
 from simclr_tf2 import optim  # noqa: E402
 from simclr_tf2.data import pipeline  # noqa: E402
 from simclr_tf2.models import batch_norm  # noqa: E402
-from synthetic_setup import NUM_CLASSES  # noqa: E402
+from peak_memory import RESULT_PREFIX, proc_status_mb, run_child, run_memory  # noqa: E402
 from throughput_report import print_tables  # noqa: E402
 from throughput_report import summarize  # noqa: E402
 from synthetic_setup import SyntheticSource  # noqa: E402
@@ -86,8 +86,6 @@ VARIANTS = {
 # batch with a buffer 16x its keys, where the memory's extra negatives count.
 MEMORY_CONFIGS = {"fmnist_cpu_budget+memory8192": ("fmnist_cpu_budget", 8192)}
 DEFAULT_VARIANTS = "f32_unfused,f32_fused,bf16_fused,f32_fused_xla,bf16_fused_xla"
-# A child process prints its result dict on a line starting with this.
-RESULT_PREFIX = "CHILD_RESULT "
 
 
 def clocks():
@@ -227,83 +225,10 @@ def row_child(spec, args):
     print(RESULT_PREFIX + json.dumps(result), flush=True)
 
 
-def run_child(argv, spec, timeout):
-    """Runs this script with `argv` (a --*_child flag last, given `spec`) in
-    a subprocess, so that the measurement has its own peak memory.
-
-    Returns:
-      The dict the child printed after RESULT_PREFIX, or `spec` with "error".
-    """
-    try:
-        proc = subprocess.run(
-            [sys.executable, os.path.abspath(__file__), *argv, json.dumps(spec)],
-            capture_output=True, text=True, timeout=timeout)
-    except subprocess.TimeoutExpired:
-        return dict(spec, error=f"timed out after {timeout} s")
-    for line in proc.stdout.splitlines():
-        if line.startswith(RESULT_PREFIX):
-            return json.loads(line[len(RESULT_PREFIX):])
-    return dict(spec, error=f"exit code {proc.returncode}: "
-                f"{proc.stderr.strip().splitlines()[-1:]}")
-
-
 def run_row(config, variant, argv, timeout):
     """Runs `row_child` in a subprocess; a dict."""
-    return run_child([*argv, "--row_child"], {"config": config, "variant": variant},
-                     timeout)
-
-
-def proc_status_mb(field):
-    """A memory field of /proc/self/status ("VmRSS", "VmHWM") in MB, or None."""
-    try:
-        with open("/proc/self/status") as status:
-            for line in status:
-                if line.startswith(field + ":"):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return None
-
-
-def memory_child(spec):
-    """In a fresh process: peak memory of a pretraining step (`spec` dict).
-
-    Reports the resident memory once the model and batch exist, and the
-    process's high-water mark (VmHWM) after two steps; their difference is
-    what the step needs. `ru_maxrss` would not do: Linux keeps it across
-    exec, so a child would inherit its parent's peak.
-    """
-    try:  # If memory runs out, let the kernel kill this process first.
-        with open("/proc/self/oom_score_adj", "w") as oom:
-            oom.write("1000")
-    except OSError:
-        pass
-    model = build_model(model_config(18, spec["width"], True), 32, "float32",
-                        micro_batch_size=spec["micro_batch_size"])
-    rng = np.random.default_rng(0)
-    data = {"image": tf.constant(rng.uniform(
-                size=(spec["batch"], 32, 32, 6)), tf.float32),
-            "label": tf.constant(rng.integers(0, NUM_CLASSES, spec["batch"]))}
-    step = tf.function(model.train_step)
-    result = dict(spec, rss_before_step_mb=proc_status_mb("VmRSS"))
-    gpu = bool(tf.config.list_logical_devices("GPU"))
-    if gpu:
-        tf.config.experimental.reset_memory_stats("GPU:0")
-    for _ in range(2):  # The first step traces; time the second.
-        start = time.perf_counter()
-        result["loss"] = float(step(data)["loss"])
-        result["step_s"] = time.perf_counter() - start
-    result["peak_rss_mb"] = proc_status_mb("VmHWM")
-    if gpu:
-        info = tf.config.experimental.get_memory_info("GPU:0")
-        result["gpu_peak_mb"] = info["peak"] / 2**20
-    print(RESULT_PREFIX + json.dumps(result), flush=True)
-
-
-def run_memory(batch, width, micro_batch_size, timeout):
-    """Runs `memory_child` in a subprocess; returns its result dict."""
-    spec = {"batch": batch, "width": width, "micro_batch_size": micro_batch_size}
-    return run_child(["--memory_child"], spec, timeout)
+    return run_child(__file__, [*argv, "--row_child"],
+                     {"config": config, "variant": variant}, timeout)
 
 
 def device_string():
@@ -354,7 +279,6 @@ def parse_args(argv):
                         help="chunk of the memory test (default batch / 16)")
     parser.add_argument("--device_note", default="",
                         help="free text stored with the results")
-    parser.add_argument("--memory_child", default="", help=argparse.SUPPRESS)
     parser.add_argument("--row_child", default="", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     unknown = set(args.variants.split(",")) - set(VARIANTS) - {""}
@@ -368,8 +292,6 @@ def parse_args(argv):
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     args = parse_args(argv)
-    if args.memory_child:
-        return memory_child(json.loads(args.memory_child))
     if args.row_child:
         return row_child(json.loads(args.row_child), args)
     variants = [v for v in args.variants.split(",") if v]
