@@ -95,7 +95,7 @@ DISTILL_SETTINGS = {
         f"{PRETRAIN_EPOCHS} epochs, temperature 1, from the checkpoint; the teacher "
         "labels whole images, the student learns them from crops of 35-100%")),
     "long_noisier": dict(_distill(PRETRAIN_EPOCHS, "--distill_teacher_input=whole_image",
-                                  augmentation=SMALL_CROPS), all_seeds=True, what=(
+                                  augmentation=SMALL_CROPS), what=(
         f"{PRETRAIN_EPOCHS} epochs, temperature 1, from the checkpoint; the teacher "
         "labels whole images, the student learns them from crops of 20-100%")),
     "noisy_round2": dict(_distill(PRETRAIN_EPOCHS, "--distill_teacher_input=whole_image",
