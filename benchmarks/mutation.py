@@ -57,7 +57,8 @@ MODULES = {
                   "tests/test_wiring_augmentation_flags.py"]),
     "embedding": (["simclr_tf2/embedding/"], ["tests/test_embedding.py"]),
     "memory": (["simclr_tf2/memory/"],
-               ["tests/test_memory.py", "tests/test_memory_ema.py"]),
+               ["tests/test_mutants_memory.py", "tests/test_memory.py",
+                "tests/test_memory_ema.py"]),
     "same_run": (["simclr_tf2/rundir/same_run.py"], ["tests/test_same_run.py"]),
 }
 
