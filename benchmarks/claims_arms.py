@@ -100,16 +100,18 @@ DISTILL_SETTINGS = {
         "labels whole images, the student learns them from crops of 20-100%")),
     "noisy_round2": dict(_distill(PRETRAIN_EPOCHS, "--distill_teacher_input=whole_image",
                                   augmentation=RECIPE_CROPS,
-                                  teacher="distill{fraction}_long_noisy"),
-                         all_seeds=True, what=(
+                                  teacher="distill{fraction}_long_noisy"), what=(
         "long_noisy again, taught by the long_noisy student instead of the "
         "fine-tuned model (a second round; compared with the fine-tuned teacher)")),
+    "longer_noisy": dict(_distill(2 * PRETRAIN_EPOCHS, "--distill_teacher_input=whole_image",
+                                  augmentation=RECIPE_CROPS), what=(
+        f"long_noisy for {2 * PRETRAIN_EPOCHS} epochs (twice as long as pretraining)")),
     "long_labels": dict(_distill(PRETRAIN_EPOCHS, labels=True), what=(
         f"{PRETRAIN_EPOCHS} epochs, plus the true-label loss (weight 1) on the "
         "teacher's labelled subset only")),
 }
 DEFAULT_DISTILL = ("long", "long_crops", "long_noisy", "long_noisier", "noisy_round2",
-                   "long_labels", "long_t2", "long_random", "short")
+                   "longer_noisy", "long_labels", "long_t2", "long_random", "short")
 
 
 def teaching_setting(name):

@@ -65,16 +65,16 @@ width; fine-tuning and distillation count their single views, distillation
 adds a third of a view for the teacher's forward pass, the memory 1.3x) plus
 90 s per run.py step for start-up, evaluation and export. The default suite
 (3 seeds; distillation settings long, long_crops, long_noisy, long_noisier,
-noisy_round2, long_labels, long_t2, long_random, short: long, long_noisy
-and noisy_round2 on seeds 0-2, the others on seeds 0 and 1) is 102 steps
-and 806 equivalents, 216 of them pretraining epochs and 500 distillation:
-about 36 hours on 2 shared cores at the 400 images/s a 1/4-width
-pretraining step ran there (median of a time-to-accuracy run's progress
-lines), and 23 hours at 650 images/s (2 idle cores of an AMD EPYC), before
+noisy_round2, longer_noisy, long_labels, long_t2, long_random, short: long
+and long_noisy on seeds 0-2, the others on seeds 0 and 1) is 104 steps and
+878 equivalents, 216 of them pretraining epochs and 572 distillation: about
+39 hours on 2 shared cores at the 400 images/s a 1/4-width pretraining
+step ran there (median of a time-to-accuracy run's progress lines), and 25
+hours at 650 images/s (2 idle cores of an AMD EPYC), before
 the SVM (extrapolated from 2,000 and 4,000 images: over an hour on one
 loaded core). --distill_settings=long alone is 414 equivalents (about 19
-hours shared). Seeds run interleaved claim by claim,
-so a partial suite answers the first claims for every seed.
+hours shared). Seeds run interleaved claim by claim, so a partial suite
+answers the first claims for every seed.
 
 Writes OUT/claims.json (every run's command, wall time and result),
 OUT/claims.md (verdicts, the distillation settings, every arm) and

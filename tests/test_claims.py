@@ -141,6 +141,8 @@ def test_a_second_round_is_taught_by_the_first_rounds_student_of_its_seed(capsys
     noisier = dict(arms.run_list("/o", 0, "cpu", ("long_noisier",)))
     assert "--crop_min_area=0.2" in noisier["distill1_long_noisier_s0"]
     assert "--teacher=/o/ft1_pre3_l1_s0" in noisier["distill1_long_noisier_s0"]
+    longer = dict(arms.run_list("/o", 0, "cpu", ("longer_noisy",)))["distill1_longer_noisy_s0"]
+    assert "--train_epochs=36" in longer and "--crop_min_area=0.35" in longer
     assert arms.teaching_setting("noisy_round2") == "long_noisy"
     assert arms.teaching_setting("long_noisy") is None
     # The teaching setting has to run first: named after it, or refused.
