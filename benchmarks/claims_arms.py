@@ -63,16 +63,16 @@ BUDGETS = {
 
 
 def _distill(epochs, *extra, checkpoint=True, labels=False, augmentation=None,
-             teacher="ft{fraction}_pre3_l1"):
+             taught_by=None):
     """labels: add the true-label loss, reading only the labels of the
     teacher's subset (its label_subset.txt). augmentation: crop flags
-    (default whole images, as the teacher was fine-tuned). teacher: the
-    run that teaches, {fraction} standing for the label percentage."""
+    (default whole images, as the teacher was fine-tuned). taught_by: the
+    setting whose student teaches (default: the fine-tuned model)."""
     if labels:
         extra = extra + ("--distill_label_weight=1",)
     return {"flags": ["--train_mode=distill", f"--train_epochs={epochs}", *extra,
                       *(WHOLE_IMAGES if augmentation is None else augmentation)],
-            "checkpoint": checkpoint, "labels": labels, "teacher": teacher}
+            "checkpoint": checkpoint, "labels": labels, "taught_by": taught_by}
 
 
 # Distillation settings: each one a row at 1% and 10% labels. The first
@@ -100,7 +100,7 @@ DISTILL_SETTINGS = {
         "labels whole images, the student learns them from crops of 20-100%")),
     "noisy_round2": dict(_distill(PRETRAIN_EPOCHS, "--distill_teacher_input=whole_image",
                                   augmentation=RECIPE_CROPS,
-                                  teacher="distill{fraction}_long_noisy"), what=(
+                                  taught_by="long_noisy"), what=(
         "long_noisy again, taught by the long_noisy student instead of the "
         "fine-tuned model (a second round; compared with the fine-tuned teacher)")),
     "longer_noisy": dict(_distill(2 * PRETRAIN_EPOCHS, "--distill_teacher_input=whole_image",
@@ -117,9 +117,7 @@ DEFAULT_DISTILL = ("long", "long_crops", "long_noisy", "long_noisier", "noisy_ro
 def teaching_setting(name):
     """The distillation setting whose student teaches setting `name`, or
     None when a fine-tuned model teaches it."""
-    prefix = "distill{fraction}_"
-    teacher = DISTILL_SETTINGS[name]["teacher"]
-    return teacher[len(prefix):] if teacher.startswith(prefix) else None
+    return DISTILL_SETTINGS[name]["taught_by"]
 
 
 def pretrain_arms():
@@ -162,7 +160,8 @@ def run_list(out, seed, budget="cpu", distill_settings=DEFAULT_DISTILL):
         spec = DISTILL_SETTINGS[setting]
         tag = setting if student == "pre3" else "small"
         start = [f"--checkpoint={d(student)}"] if spec["checkpoint"] else []
-        teacher = d(spec["teacher"].format(fraction=fraction))
+        teacher = d(f"distill{fraction}_{spec['taught_by']}" if spec["taught_by"]
+                    else f"ft{fraction}_pre3_l1")
         # The teacher's labels only: the others stay hidden (-1).
         labels = ([f"--label_subset_file={os.path.join(teacher, 'label_subset.txt')}"]
                   if spec["labels"] else [])
