@@ -55,6 +55,9 @@ if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 from simclr_tf2 import rundir  # noqa: E402  (no TensorFlow at import)
 PYTHON = sys.executable
+# How often a running step records its seconds so far (OUT/<name>.command.json),
+# so that a killed call still counts in the run's total.
+PROGRESS_EVERY_S = 60
 
 # run.py's linear evaluation (frozen encoder, standardised h): whole images
 # with flips only (crops would train the classifier on views it is never
@@ -162,9 +165,11 @@ def _display(command):
     return " ".join(shlex.quote(part) for part in ["python"] + command[1:])
 
 
-def _call_logged(name, command, out):
+def _call_logged(name, command, out, on_progress=None):
     """Runs command in the repository root, output appended to OUT/name.log
     (an interrupted run's earlier output stays); returns this call's seconds.
+    on_progress(seconds so far) is called about every PROGRESS_EVERY_S
+    seconds while it runs.
 
     Exits with a one-line error (and the log's last lines) if it fails.
     """
@@ -174,7 +179,14 @@ def _call_logged(name, command, out):
     with open(log_path, "a") as log:
         log.write(f"== {time.strftime('%Y-%m-%d %H:%M:%S')}: {_display(command)}\n")
         log.flush()
-        code = subprocess.call(command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+        process = subprocess.Popen(command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+        while True:
+            try:
+                code = process.wait(timeout=PROGRESS_EVERY_S)
+                break
+            except subprocess.TimeoutExpired:
+                if on_progress:
+                    on_progress(round(time.time() - start))
     if code != 0:
         tail = open(log_path).read().splitlines()[-3:]
         sys.exit(f"error: {name} failed (exit {code}); see {log_path}:\n" + "\n".join(tail))
@@ -218,21 +230,30 @@ def run_one(name, command, out):
             print(f"[{name}] reused ({done['seconds']} s)", flush=True)
             return done
     _set_aside_if_other_command(name, _display(command), out)
-    with open(os.path.join(out, name + ".command.json"), "w") as f:
-        json.dump({"command": _display(command)}, f)
+    # Earlier calls of this command (killed before they finished) ran too.
+    started_path = os.path.join(out, name + ".command.json")
+    started = json.load(open(started_path)) if os.path.exists(started_path) else {}
+    earlier = started.get("seconds", 0) if started.get("command") == _display(command) else 0
+
+    def record_start(seconds_this_call):
+        with open(started_path, "w") as f:
+            json.dump({"command": _display(command), "seconds": earlier + seconds_this_call}, f)
+
+    record_start(0)
     resumed_at = latest_checkpoint_step(model_dir)
-    seconds = _call_logged(name, command, out)
+    seconds = _call_logged(name, command, out, on_progress=record_start)
     result = json.load(open(os.path.join(model_dir, "result.json")))
-    # seconds: this call only; a run resumed at step N > 0 ran before too.
-    row = {"run": name, "command": _display(command), "seconds": seconds,
-           "resumed_at_step": resumed_at,
+    # seconds: every call of this command (to within PROGRESS_EVERY_S for a
+    # killed one); last_call_seconds: this one, from resumed_at_step.
+    row = {"run": name, "command": _display(command), "seconds": earlier + seconds,
+           "last_call_seconds": seconds, "resumed_at_step": resumed_at,
            "top1": result.get("eval/label_top_1_accuracy"),
            "knn_top1": result.get("eval/knn_top_1_accuracy"),
            "global_step": result.get("global_step")}
     with open(done_file, "w") as f:
         json.dump(row, f, indent=2)
     resumed = f" (resumed at step {resumed_at})" if resumed_at else ""
-    print(f"[{name}] {seconds} s{resumed} | top-1 {row['top1']:.4f} | "
+    print(f"[{name}] {row['seconds']} s{resumed} | top-1 {row['top1']:.4f} | "
           f"kNN {row['knn_top1']:.4f}", flush=True)
     return row
 

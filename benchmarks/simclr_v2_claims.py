@@ -82,8 +82,8 @@ OUT/fashion_mnist.json (the results suite's row shape, rows such as
 finetune_1pct and distill_1pct with top1 = the mean over seeds). A rerun with
 the same --out reuses runs whose result exists for the same command, and
 run.py resumes an interrupted run from its checkpoint (its OUT/<run>.log
-keeps every call's output; the result's "seconds" counts the last call and
-"resumed_at_step" says where it began); a run reads only
+keeps every call's output; the result's "seconds" counts every call,
+"last_call_seconds" the last one, which began at "resumed_at_step"); a run reads only
 earlier runs of its own seed, so seeds can also run as separate processes
 (--seeds=0, --seeds=1, ... on the same --out; each writes the tables of its
 own seeds, and --report_only then writes those of all). --report_only

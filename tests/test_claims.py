@@ -308,3 +308,24 @@ def test_a_changed_command_does_not_resume_the_old_runs_checkpoint(tmp_path, cap
     assert "(resumed at step 117)" in capsys.readouterr().out
     log = open(os.path.join(out, name + ".log")).read()
     assert log.count("== ") == 2  # The second command's two calls.
+
+
+def test_a_killed_calls_seconds_count_in_the_runs_total(tmp_path, monkeypatch):
+    suite = claims.suite
+    monkeypatch.setattr(suite, "PROGRESS_EVERY_S", 0.25)
+    out, name = str(tmp_path), "pre3_s0"
+    model_dir = os.path.join(out, name)
+    marker = os.path.join(out, "fail")
+    open(marker, "w").close()
+    # While the marker exists the run trains for 2.5 s and then dies.
+    command = _fake_run(model_dir, 0.8)
+    command[-1] = (f"import os, sys, time\nif os.path.exists({marker!r}):\n"
+                   "    time.sleep(2.5); sys.exit(3)\n" + command[-1])
+    with pytest.raises(SystemExit, match="pre3_s0 failed"):
+        suite.run_one(name, command, out)
+    os.remove(marker)
+    row = suite.run_one(name, command, out)
+    assert row["last_call_seconds"] <= 1
+    assert row["seconds"] >= 2 + row["last_call_seconds"]
+    # Another command starts its count afresh.
+    assert suite.run_one(name, _fake_run(model_dir, 0.9), out)["seconds"] <= 1
