@@ -179,14 +179,19 @@ def _call_logged(name, command, out, on_progress=None):
     with open(log_path, "a") as log:
         log.write(f"== {time.strftime('%Y-%m-%d %H:%M:%S')}: {_display(command)}\n")
         log.flush()
-        process = subprocess.Popen(command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
-        while True:
+        with subprocess.Popen(command, cwd=ROOT, stdout=log,
+                              stderr=subprocess.STDOUT) as process:
             try:
-                code = process.wait(timeout=PROGRESS_EVERY_S)
-                break
-            except subprocess.TimeoutExpired:
-                if on_progress:
-                    on_progress(round(time.time() - start))
+                while True:
+                    try:
+                        code = process.wait(timeout=PROGRESS_EVERY_S)
+                        break
+                    except subprocess.TimeoutExpired:
+                        if on_progress:
+                            on_progress(round(time.time() - start))
+            except BaseException:  # Ctrl-C or an error: no orphaned run.
+                process.kill()
+                raise
     if code != 0:
         tail = open(log_path).read().splitlines()[-3:]
         sys.exit(f"error: {name} failed (exit {code}); see {log_path}:\n" + "\n".join(tail))
@@ -235,13 +240,14 @@ def run_one(name, command, out):
     started = json.load(open(started_path)) if os.path.exists(started_path) else {}
     earlier = started.get("seconds", 0) if started.get("command") == _display(command) else 0
 
-    def record_start(seconds_this_call):
-        with open(started_path, "w") as f:
+    def record_seconds(seconds_this_call):  # Whole or not at all: a kill may come.
+        with open(started_path + ".tmp", "w") as f:
             json.dump({"command": _display(command), "seconds": earlier + seconds_this_call}, f)
+        os.replace(started_path + ".tmp", started_path)
 
-    record_start(0)
+    record_seconds(0)
     resumed_at = latest_checkpoint_step(model_dir)
-    seconds = _call_logged(name, command, out, on_progress=record_start)
+    seconds = _call_logged(name, command, out, on_progress=record_seconds)
     result = json.load(open(os.path.join(model_dir, "result.json")))
     # seconds: every call of this command (to within PROGRESS_EVERY_S for a
     # killed one); last_call_seconds: this one, from resumed_at_step.

@@ -329,3 +329,22 @@ def test_a_killed_calls_seconds_count_in_the_runs_total(tmp_path, monkeypatch):
     assert row["seconds"] >= 2 + row["last_call_seconds"]
     # Another command starts its count afresh.
     assert suite.run_one(name, _fake_run(model_dir, 0.9), out)["seconds"] <= 1
+
+
+def test_an_interrupted_suite_leaves_no_run_behind(tmp_path, monkeypatch):
+    suite = claims.suite
+    monkeypatch.setattr(suite, "PROGRESS_EVERY_S", 0.25)
+    pid_file, finished = str(tmp_path / "pid"), str(tmp_path / "finished")
+    command = [sys.executable, "-c",
+               f"import os, time; open({pid_file!r}, 'w').write(str(os.getpid())); "
+               f"time.sleep(20); open({finished!r}, 'w')"]
+
+    def interrupt(seconds):
+        if os.path.exists(pid_file):
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        suite._call_logged("pre3_s0", command, str(tmp_path), on_progress=interrupt)
+    with pytest.raises(ProcessLookupError):  # Killed and reaped...
+        os.kill(int(open(pid_file).read()), 0)
+    assert not os.path.exists(finished)  # ...not waited for.
