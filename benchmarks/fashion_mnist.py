@@ -220,6 +220,13 @@ def _set_aside_if_other_command(name, command, out):
           flush=True)
 
 
+def _write_whole(path, data):
+    """Writes data as JSON to path whole or not at all (a kill may come)."""
+    with open(path + ".tmp", "w") as f:
+        json.dump(data, f, indent=2)
+    os.replace(path + ".tmp", path)
+
+
 def run_one(name, command, out):
     """Runs (or reuses) one run.py command; returns its result row.
 
@@ -227,23 +234,21 @@ def run_one(name, command, out):
     resumes from its checkpoint; a model_dir of another command is set
     aside first (`_set_aside_if_other_command`).
     """
-    model_dir = os.path.join(out, name)
+    model_dir, display = os.path.join(out, name), _display(command)
     done_file = os.path.join(out, name + ".done.json")
     if os.path.exists(done_file):
         done = json.load(open(done_file))
-        if done["command"] == _display(command):
+        if done["command"] == display:
             print(f"[{name}] reused ({done['seconds']} s)", flush=True)
             return done
-    _set_aside_if_other_command(name, _display(command), out)
+    _set_aside_if_other_command(name, display, out)
     # Earlier calls of this command (killed before they finished) ran too.
     started_path = os.path.join(out, name + ".command.json")
     started = json.load(open(started_path)) if os.path.exists(started_path) else {}
-    earlier = started.get("seconds", 0) if started.get("command") == _display(command) else 0
+    earlier = started.get("seconds", 0) if started.get("command") == display else 0
 
-    def record_seconds(seconds_this_call):  # Whole or not at all: a kill may come.
-        with open(started_path + ".tmp", "w") as f:
-            json.dump({"command": _display(command), "seconds": earlier + seconds_this_call}, f)
-        os.replace(started_path + ".tmp", started_path)
+    def record_seconds(seconds_this_call):
+        _write_whole(started_path, {"command": display, "seconds": earlier + seconds_this_call})
 
     record_seconds(0)
     resumed_at = latest_checkpoint_step(model_dir)
@@ -251,13 +256,12 @@ def run_one(name, command, out):
     result = json.load(open(os.path.join(model_dir, "result.json")))
     # seconds: every call of this command (to within PROGRESS_EVERY_S for a
     # killed one); last_call_seconds: this one, from resumed_at_step.
-    row = {"run": name, "command": _display(command), "seconds": earlier + seconds,
+    row = {"run": name, "command": display, "seconds": earlier + seconds,
            "last_call_seconds": seconds, "resumed_at_step": resumed_at,
            "top1": result.get("eval/label_top_1_accuracy"),
            "knn_top1": result.get("eval/knn_top_1_accuracy"),
            "global_step": result.get("global_step")}
-    with open(done_file, "w") as f:
-        json.dump(row, f, indent=2)
+    _write_whole(done_file, row)
     resumed = f" (resumed at step {resumed_at})" if resumed_at else ""
     print(f"[{name}] {row['seconds']} s{resumed} | top-1 {row['top1']:.4f} | "
           f"kNN {row['knn_top1']:.4f}", flush=True)
