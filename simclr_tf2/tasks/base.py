@@ -22,6 +22,7 @@ import tensorflow as tf
 
 from simclr_tf2 import losses
 from simclr_tf2 import optim
+from simclr_tf2.data import pipeline
 from simclr_tf2.optim import WeightDecay
 
 # Model outputs a task reads (keys of SimCLRModel.call's dict).
@@ -137,13 +138,17 @@ class Task:
     @classmethod
     def train_transform(cls, image_size, color_jitter_strength, use_blur,
                         crop_min_area, random_flip=True):
-        """The per-example training augmentation.
+        """The per-example training augmentation; by default one view,
+        cropped and flipped (`pipeline.single_view_transform`: the
+        pretraining colour and blur augmentations are not applied).
 
         Returns:
           fn(example {"image": uint8 [H, W, C], "label", "id"}, seed int [2])
           -> {"image": float32 [S, S, 3 or 6], "label", "id"}.
         """
-        raise NotImplementedError
+        del color_jitter_strength, use_blur
+        return pipeline.single_view_transform(image_size, crop_min_area,
+                                              random_flip)
 
     def train_transform_for(self, data_config):
         """This task's per-example training augmentation for a run's

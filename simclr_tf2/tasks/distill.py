@@ -70,13 +70,6 @@ class DistillTask(base.Task):
     def frozen_after_block(cls, model_cfg):
         return model_cfg.fine_tune_after_block
 
-    @classmethod
-    def train_transform(cls, image_size, color_jitter_strength, use_blur,
-                        crop_min_area, random_flip=True):
-        del color_jitter_strength, use_blur  # Pretraining augmentations.
-        return pipeline.single_view_transform(image_size, crop_min_area,
-                                              random_flip)
-
     def train_transform_for(self, data_config):
         """The student's augmented view; with teacher_input="whole_image"
         also the teacher's whole image ("teacher_image")."""

@@ -7,7 +7,6 @@ evaluation) the classifier standardises h. Training may be restricted to a
 class-balanced labelled subset (--label_fraction).
 """
 
-from simclr_tf2.data import pipeline
 from simclr_tf2.tasks import base
 
 
@@ -33,12 +32,6 @@ class FinetuneTask(base.Task):
     @classmethod
     def frozen_after_block(cls, model_cfg):
         return model_cfg.fine_tune_after_block
-
-    @classmethod
-    def train_transform(cls, image_size, color_jitter_strength, use_blur,
-                        crop_min_area, random_flip=True):
-        del color_jitter_strength, use_blur  # Pretraining augmentations.
-        return pipeline.single_view_transform(image_size, crop_min_area, random_flip)
 
     def compute_loss(self, model, batch, outputs):
         """Masked cross entropy of logits [B, C] (label -1: ignored)."""
