@@ -198,19 +198,24 @@ def _call_logged(name, command, out, on_progress=None):
     return round(time.time() - start)
 
 
-def _set_aside_if_other_command(name, command, out):
-    """Moves OUT/<name> (and its done file and log) to OUT/<name>.before-<time> when it
-    was written by another command, so that run.py starts afresh instead of
-    resuming another configuration's checkpoint. Nothing is deleted."""
+def _recorded_command(name, out):
+    """What OUT records of run `name`'s latest start: {"command", "seconds"}
+    from <name>.command.json, else {"command"} of its result (a folder
+    written before starts were recorded), else {}."""
+    for suffix in (".command.json", ".done.json"):
+        path = os.path.join(out, name + suffix)
+        if os.path.exists(path):
+            recorded = json.load(open(path))
+            return {"command": recorded["command"],
+                    "seconds": recorded["seconds"] if suffix == ".command.json" else 0}
+    return {}
+
+
+def _set_aside(name, out):
+    """Moves OUT/<name> (and its done file and log) to OUT/<name>.before-<time>,
+    so that run.py starts afresh instead of resuming another configuration's
+    checkpoint. Nothing is deleted."""
     model_dir = os.path.join(out, name)
-    # The command of the latest start (<name>.command.json), else of the
-    # result (a folder written before starts were recorded).
-    recorded = next((json.load(open(path))["command"]
-                     for path in (os.path.join(out, name + suffix)
-                                  for suffix in (".command.json", ".done.json"))
-                     if os.path.exists(path)), None)
-    if recorded is None or recorded == command or not os.path.exists(model_dir):
-        return
     aside = f"{model_dir}.before-{time.strftime('%Y%m%d-%H%M%S')}"
     os.replace(model_dir, aside)
     for suffix in (".done.json", ".log"):
@@ -232,7 +237,7 @@ def run_one(name, command, out):
 
     A result of the same command is reused and an interrupted run of it
     resumes from its checkpoint; a model_dir of another command is set
-    aside first (`_set_aside_if_other_command`).
+    aside first (`_set_aside`).
     """
     model_dir, display = os.path.join(out, name), _display(command)
     done_file = os.path.join(out, name + ".done.json")
@@ -241,11 +246,13 @@ def run_one(name, command, out):
         if done["command"] == display:
             print(f"[{name}] reused ({done['seconds']} s)", flush=True)
             return done
-    _set_aside_if_other_command(name, display, out)
+    recorded = _recorded_command(name, out)
+    same_command = recorded.get("command") == display
+    if recorded and not same_command and os.path.exists(model_dir):
+        _set_aside(name, out)
     # Earlier calls of this command (killed before they finished) ran too.
+    earlier = recorded["seconds"] if same_command else 0
     started_path = os.path.join(out, name + ".command.json")
-    started = json.load(open(started_path)) if os.path.exists(started_path) else {}
-    earlier = started.get("seconds", 0) if started.get("command") == display else 0
 
     def record_seconds(seconds_this_call):
         _write_whole(started_path, {"command": display, "seconds": earlier + seconds_this_call})
