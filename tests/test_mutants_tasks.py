@@ -3,6 +3,8 @@ found unpinned by tests/test_tasks.py: the wiring facts each task declares,
 the library API's defaults, the memory's wiring and the errors a user reads.
 """
 
+import types
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -136,3 +138,44 @@ def test_supervised_tasks_want_a_classifier_and_supcon_says_what_to_do():
     assert str(raised.value) == (
         "--contrastive_loss=supcon needs labels, but dataset folder:/x has none; "
         "use a labelled dataset or --contrastive_loss=nt_xent.")
+
+
+def test_every_mode_builds_its_task_from_a_run_config():
+    # What run.py does for each --train_mode: the task class's from_config,
+    # reached through the registry, carries the run's loss and decay values.
+    from tests.harness import tiny_config
+
+    def config(mode, **flags):
+        return tiny_config("/tmp/unused", train_mode=mode, optimizer="momentum",
+                           weight_decay=3e-4, **flags)
+
+    pretrain = tasks.from_config(config("pretrain", temperature=0.3,
+                                        contrastive_loss="supcon"))
+    assert type(pretrain) is tasks.PretrainTask
+    assert (pretrain.temperature, pretrain.contrastive_loss) == (0.3, "supcon")
+    finetune = tasks.from_config(config("finetune"))
+    assert type(finetune) is tasks.FinetuneTask
+    distill = tasks.from_config(config("distill", distill_temperature=2.0),
+                                teacher=lambda images: images)
+    assert type(distill) is tasks.DistillTask and distill.distill_temperature == 2.0
+    for task in (pretrain, finetune, distill):
+        assert task.weight_decay.coefficient == 3e-4
+        assert not task.weight_decay.optimizer_decays  # Momentum: the loss decays.
+
+
+def test_distillation_freezes_what_fine_tuning_freezes():
+    # Asked of the class, before any task object exists (the model's wiring).
+    model_cfg = types.SimpleNamespace(fine_tune_after_block=2)
+    assert tasks.DistillTask.frozen_after_block(model_cfg) == 2
+    assert tasks.FinetuneTask.frozen_after_block(model_cfg) == 2
+    assert tasks.PretrainTask.frozen_after_block(model_cfg) is None
+
+
+def test_single_image_tasks_inherit_the_data_check_and_one_view():
+    # Asked of the class: the experiment checks the data before building a
+    # task; the step splits a batch into views through the class.
+    from tests.harness import tiny_config
+    for task in (tasks.FinetuneTask, tasks.DistillTask):
+        assert task.check_data(tiny_config("/tmp/unused"), 10, "digits") is None
+        images = tf.zeros([2, 4, 4, 3])
+        assert task.views(images) == [images]
