@@ -1,13 +1,15 @@
 """Behaviour of simclr_tf2/data/pipeline.py that the mutation run
 (benchmarks/mutation.py) found unpinned: the seeds of a run from step 0 and
-of a resumed one, the transforms' library defaults, the batch-copies line.
+of a resumed one, the transforms' library defaults, the batch-copies line, the teacher's
+image, and what build_train_dataset does by default and with id lists.
 """
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from simclr_tf2.data import pipeline
+from simclr_tf2.data import augment, pipeline, source as source_lib
+from simclr_tf2.data.in_memory import ArraySource
 
 
 def test_a_run_from_step_0_uses_its_seed_a_resumed_run_hashes_seed_and_step():
@@ -53,3 +55,58 @@ def test_transforms_default_to_the_papers_augmentation(make, explicit):
         assert set(a) == set(b)
         for key in a:
             np.testing.assert_array_equal(a[key], b[key])
+
+
+def test_the_teacher_sees_the_eval_image_the_student_its_own_view():
+    both = pipeline.student_and_teacher_transform(8, 0.3, True)
+    student = pipeline.single_view_transform(8, 0.3, True)
+    for seed in range(4):
+        seeds = tf.constant([seed, 9], tf.int64)
+        out = both(_example(seed), seeds)
+        np.testing.assert_array_equal(
+            out["teacher_image"], augment.preprocess_for_eval(_example(seed)["image"], 8))
+        np.testing.assert_array_equal(out["image"], student(_example(seed), seeds)["image"])
+
+
+@pytest.fixture(scope="module")
+def numbered_source():
+    """40 noise images; the first pixel holds the example's id."""
+    images = np.random.default_rng(0).integers(0, 256, [40, 8, 8, 3]).astype(np.uint8)
+    images[:, 0, 0, 0] = np.arange(40)
+    info = source_lib.DatasetInfo(name="numbered", num_classes=4,
+                                  num_examples={"train": 40}, image_shape=(8, 8, 3))
+    return ArraySource(info, {"train": lambda: (images, np.arange(40) % 4)})
+
+
+def _ids_and_labels(dataset, steps=4):
+    batches = list(dataset.take(steps).as_numpy_iterator())
+    return (np.concatenate([b["id"] for b in batches]),
+            np.concatenate([b["label"] for b in batches]))
+
+
+def _build(source, **kwargs):
+    transform = pipeline.single_view_transform(8, 1.0, False)
+    return pipeline.build_train_dataset(source, "train", 10, transform, **kwargs)
+
+
+def test_build_train_dataset_defaults_are_a_fresh_uncached_run_of_seed_0(numbered_source):
+    default = _ids_and_labels(_build(numbered_source))
+    explicit = _ids_and_labels(_build(numbered_source, seed=0, cache=False, example_ids=None,
+                                      labelled_ids=None, start_step=0))
+    np.testing.assert_array_equal(default, explicit)
+    # Each of those defaults matters: another value draws another order.
+    for changed in (dict(seed=1), dict(cache=True), dict(start_step=1)):
+        other = _ids_and_labels(_build(numbered_source, **changed))
+        assert not np.array_equal(default[0], other[0]), changed
+
+
+def test_a_label_subset_keeps_only_its_labels_and_an_id_list_is_cached(numbered_source):
+    ids, labels = _ids_and_labels(_build(numbered_source, labelled_ids=[3, 7, 12]))
+    assert len(set(ids)) == 40  # Every image still trains...
+    np.testing.assert_array_equal(labels, np.where(np.isin(ids, [3, 7, 12]), ids % 4, -1))
+    # An id list takes the cached path whether or not cache is asked for.
+    subset = list(range(0, 40, 2))
+    plain = _ids_and_labels(_build(numbered_source, example_ids=subset))
+    cached = _ids_and_labels(_build(numbered_source, example_ids=subset, cache=True))
+    np.testing.assert_array_equal(plain, cached)
+    assert set(plain[0]) == set(subset)
