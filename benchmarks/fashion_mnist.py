@@ -200,8 +200,8 @@ def _call_logged(name, command, out, on_progress=None):
 
 def _recorded_command(name, out):
     """What OUT records of run `name`'s latest start: {"command", "seconds"}
-    from <name>.command.json, else {"command"} of its result (a folder
-    written before starts were recorded), else {}."""
+    from <name>.command.json, else its result's command with seconds 0 (a
+    folder written before starts were recorded), else {}."""
     for suffix in (".command.json", ".done.json"):
         path = os.path.join(out, name + suffix)
         if os.path.exists(path):
