@@ -27,10 +27,13 @@ modules move.
 """
 
 import argparse
+import contextlib
+import fcntl
 import json
 import os
 import shutil
 import socket
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -210,32 +213,76 @@ def run_module(name, workdir, sock_path, mutmut, cache_dir):
     elapsed = time.time() - start
     xml_text = subprocess.run([mutmut, "junitxml"], cwd=workdir,
                               capture_output=True, text=True).stdout
-    found = parse_junit(xml_text)
-    survivors = [(m, diff.strip()) for m, status, diff in found
-                 if status == "survived"]
-    total = len(found)
-    survived = len(survivors)
-    by_status = {}
-    for _, status, _ in found:
-        by_status[status] = by_status.get(status, 0) + 1
+    counts = tally(parse_junit(xml_text), cached_statuses(cache))
     if kept:
         os.makedirs(cache_dir, exist_ok=True)
         shutil.copy(cache, kept)
     shutil.move(cache, os.path.join(workdir, f".mutmut-cache-{name}"))
-    if total == 0:
+    if counts["total"] == 0 or counts["untested"]:
         print(proc.stdout[-3000:], proc.stderr[-3000:], file=sys.stderr)
-    return {"module": name, "paths": paths, "tests": tests, "total": total,
-            "killed": total - survived, "survived": survived,
-            "by_status": by_status,
-            "seconds": round(elapsed), "survivors": survivors}
+    return dict(counts, module=name, paths=paths, tests=tests,
+                seconds=round(elapsed))
+
+
+def cached_statuses(cache_path):
+    """{mutant id: status} from mutmut 2's cache (sqlite): "ok_killed",
+    "bad_survived", "bad_timeout", "ok_suspicious", "skipped", "untested"."""
+    with contextlib.closing(sqlite3.connect(cache_path)) as db:
+        return dict(db.execute("SELECT id, status FROM Mutant"))
+
+
+def tally(found, statuses):
+    """Counts of one module's mutants.
+
+    Args:
+      found: parse_junit's [(mutant id, status, diff)]. `mutmut junitxml`
+        writes an untested mutant like a killed one, so
+      statuses: cached_statuses' {mutant id: status} says which were never
+        tested (a run stopped early).
+
+    Returns:
+      {"total", "killed" (timeouts and suspicious runs count as killed),
+      "survived", "untested", "by_status", "survivors": [(id, diff)]}.
+    """
+    found = [(m, "untested" if statuses.get(m) == "untested" else status, diff)
+             for m, status, diff in found]
+    by_status = {}
+    for _, status, _ in found:
+        by_status[status] = by_status.get(status, 0) + 1
+    survivors = [(m, diff.strip()) for m, status, diff in found if status == "survived"]
+    return {"total": len(found),
+            "killed": sum(by_status.get(s, 0) for s in ("killed", "timeout", "suspicious")),
+            "survived": len(survivors), "untested": by_status.get("untested", 0),
+            "by_status": by_status, "survivors": survivors}
+
+
+@contextlib.contextmanager
+def exclusive(cache_dir):
+    """Holds cache_dir for one run: two runs on one cache would overwrite
+    each other's results. Exits with a one-line error when it is taken."""
+    if not cache_dir:
+        yield
+        return
+    os.makedirs(cache_dir, exist_ok=True)
+    with open(os.path.join(cache_dir, ".lock"), "w") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            sys.exit(f"error: another mutation run is using --cache_dir={cache_dir}; "
+                     "wait for it to end or pass another --cache_dir.")
+        yield
 
 
 def report(results):
-    lines = ["| module | killed / total | score | time |", "|---|---|---|---|"]
+    lines = ["| module | killed / total | score | untested | time |",
+             "|---|---|---|---|---|"]
     for r in results:
         score = r["killed"] / r["total"] if r["total"] else float("nan")
         lines.append(f"| {r['module']} | {r['killed']} / {r['total']} | "
-                     f"{score:.0%} | {r['seconds'] // 60} min |")
+                     f"{score:.0%} | {r['untested']} | {r['seconds'] // 60} min |")
+    if any(r["untested"] for r in results):
+        lines.append("\nSome mutants were not tested (the run stopped early); "
+                     "a re-run with the same --cache_dir tests them.")
     for r in results:
         if r["survivors"]:
             lines.append(f"\n### {r['module']}: {r['survived']} survivor(s)"
@@ -243,6 +290,40 @@ def report(results):
             for mutant, diff in r["survivors"]:
                 lines.append(f"```diff\n{diff}\n```")
     return "\n".join(lines)
+
+
+def run_modules(names, mutmut, args):
+    """Runs each module's mutants in one working copy; their result dicts."""
+    workdir = tempfile.mkdtemp(prefix="simclr_mutation_")
+    copy_checkout(workdir)
+    sock_path = os.path.join(workdir, ".mutation.sock")
+    env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1",
+               TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=workdir)
+    server = subprocess.Popen(
+        ["nice", "-n", str(args.nice), sys.executable, __file__, f"--serve={sock_path}"],
+        cwd=workdir, env=env, start_new_session=True)
+    lower_session_priority(server.pid, args.nice)
+    results = []
+    try:
+        while not os.path.exists(sock_path):
+            if server.poll() is not None:
+                raise RuntimeError("the fork server did not start")
+            time.sleep(0.5)
+        for name in names:
+            result = run_module(name, workdir, sock_path, mutmut,
+                                args.cache_dir)
+            results.append(result)
+            print(f"{name}: {result['killed']} / {result['total']} killed, "
+                  f"{result['untested']} untested ({result['seconds']} s)", flush=True)
+    finally:
+        if server.poll() is None:
+            stop_server(sock_path)
+            server.wait(timeout=60)
+        if not args.keep:
+            shutil.rmtree(workdir, ignore_errors=True)
+        else:
+            print(f"working copy kept: {workdir}")
+    return results
 
 
 def main():
@@ -275,35 +356,8 @@ def main():
         parser.error(f"unknown module(s) {sorted(unknown)}; see --list")
     mutmut = shutil.which("mutmut") or os.path.join(
         os.path.dirname(sys.executable), "mutmut")
-    workdir = tempfile.mkdtemp(prefix="simclr_mutation_")
-    copy_checkout(workdir)
-    sock_path = os.path.join(workdir, ".mutation.sock")
-    env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1",
-               TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=workdir)
-    server = subprocess.Popen(
-        ["nice", "-n", str(args.nice), sys.executable, __file__, f"--serve={sock_path}"],
-        cwd=workdir, env=env, start_new_session=True)
-    lower_session_priority(server.pid, args.nice)
-    results = []
-    try:
-        while not os.path.exists(sock_path):
-            if server.poll() is not None:
-                raise RuntimeError("the fork server did not start")
-            time.sleep(0.5)
-        for name in names:
-            result = run_module(name, workdir, sock_path, mutmut,
-                                args.cache_dir)
-            results.append(result)
-            print(f"{name}: {result['killed']} / {result['total']} killed "
-                  f"({result['seconds']} s)", flush=True)
-    finally:
-        if server.poll() is None:
-            stop_server(sock_path)
-            server.wait(timeout=60)
-        if not args.keep:
-            shutil.rmtree(workdir, ignore_errors=True)
-        else:
-            print(f"working copy kept: {workdir}")
+    with exclusive(args.cache_dir):
+        results = run_modules(names, mutmut, args)
     text = report(results)
     print(text)
     if args.out:

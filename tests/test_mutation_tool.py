@@ -1,6 +1,8 @@
-"""benchmarks/mutation.py's scheduling: its test runs yield to training jobs."""
+"""benchmarks/mutation.py: its test runs yield to training jobs, its counts are
+honest about untested mutants, and one run holds a cache at a time."""
 
 import os
+import sqlite3
 import subprocess
 import sys
 
@@ -38,3 +40,43 @@ def test_a_session_of_its_own_gets_the_niceness_and_the_callers_does_not():
         sleeper.kill()
         sleeper.wait()
     assert not mutation.lower_session_priority(sleeper.pid, 19)  # Gone: no error.
+
+
+def _junit(cases):
+    """A `mutmut junitxml` document: (mutant id, failure message or None)."""
+    rows = "".join(
+        f'<testcase name="Mutant #{m}">'
+        + (f'<failure message="{msg}">diff {m}</failure>' if msg else "")
+        + "</testcase>" for m, msg in cases)
+    return f'<testsuites><testsuite name="mutmut">{rows}</testsuite></testsuites>'
+
+
+def test_untested_mutants_are_not_counted_as_killed(tmp_path):
+    # mutmut junitxml writes an untested mutant like a killed one; the cache
+    # says which it is (a run that stopped early left 83 of 132 so).
+    cache = str(tmp_path / "cache.sqlite")
+    with sqlite3.connect(cache) as db:
+        db.execute("CREATE TABLE Mutant (id INTEGER PRIMARY KEY, status TEXT)")
+        db.executemany("INSERT INTO Mutant VALUES (?, ?)", [
+            (1, "ok_killed"), (2, "bad_survived"), (3, "untested"), (4, "untested"),
+            (5, "bad_timeout")])
+    found = mutation.parse_junit(_junit(
+        [(1, None), (2, "bad_survived"), (3, None), (4, None), (5, "bad_timeout")]))
+    counts = mutation.tally(found, mutation.cached_statuses(cache))
+    assert (counts["total"], counts["killed"], counts["survived"], counts["untested"]) == (5, 2, 1, 2)
+    assert counts["survivors"] == [(2, "diff 2")]
+    text = mutation.report([dict(counts, module="pipeline", tests=["t.py"], seconds=60)])
+    assert "| pipeline | 2 / 5 | 40% | 2 | 1 min |" in text
+    assert "Some mutants were not tested" in text
+
+
+def test_a_second_run_on_the_same_cache_dir_is_refused(tmp_path):
+    with mutation.exclusive(str(tmp_path)):
+        with pytest.raises(SystemExit) as refused:
+            with mutation.exclusive(str(tmp_path)):
+                pass
+    assert str(refused.value) == (
+        f"error: another mutation run is using --cache_dir={tmp_path}; "
+        "wait for it to end or pass another --cache_dir.")
+    with mutation.exclusive(str(tmp_path)):  # Free again once the first ends.
+        pass
