@@ -198,17 +198,9 @@ def _call_logged(name, command, out, on_progress=None):
     return round(time.time() - start)
 
 
-def _recorded_command(name, out):
-    """What OUT records of run `name`'s latest start: {"command", "seconds"}
-    from <name>.command.json, else its result's command with seconds 0 (a
-    folder written before starts were recorded), else {}."""
-    for suffix in (".command.json", ".done.json"):
-        path = os.path.join(out, name + suffix)
-        if os.path.exists(path):
-            recorded = json.load(open(path))
-            return {"command": recorded["command"],
-                    "seconds": recorded["seconds"] if suffix == ".command.json" else 0}
-    return {}
+def _read_json(path):
+    """The JSON object at path, or {} when there is no such file."""
+    return json.load(open(path)) if os.path.exists(path) else {}
 
 
 def _set_aside(name, out):
@@ -241,18 +233,19 @@ def run_one(name, command, out):
     """
     model_dir, display = os.path.join(out, name), _display(command)
     done_file = os.path.join(out, name + ".done.json")
-    if os.path.exists(done_file):
-        done = json.load(open(done_file))
-        if done["command"] == display:
-            print(f"[{name}] reused ({done['seconds']} s)", flush=True)
-            return done
-    recorded = _recorded_command(name, out)
-    same_command = recorded.get("command") == display
-    if recorded and not same_command and os.path.exists(model_dir):
+    started_path = os.path.join(out, name + ".command.json")
+    done = _read_json(done_file)
+    if done.get("command") == display:
+        print(f"[{name}] reused ({done['seconds']} s)", flush=True)
+        return done
+    # The command of the latest start, else of the result (a folder written
+    # before starts were recorded), else None.
+    started = _read_json(started_path) or {"command": done.get("command"), "seconds": 0}
+    same_command = started["command"] == display
+    if started["command"] is not None and not same_command and os.path.exists(model_dir):
         _set_aside(name, out)
     # Earlier calls of this command (killed before they finished) ran too.
-    earlier = recorded["seconds"] if same_command else 0
-    started_path = os.path.join(out, name + ".command.json")
+    earlier = started["seconds"] if same_command else 0
 
     def record_seconds(seconds_this_call):
         _write_whole(started_path, {"command": display, "seconds": earlier + seconds_this_call})

@@ -27,6 +27,7 @@ modules move.
 """
 
 import argparse
+import collections
 import contextlib
 import fcntl
 import json
@@ -235,10 +236,10 @@ def tally(found, statuses):
     """Counts of one module's mutants.
 
     Args:
-      found: parse_junit's [(mutant id, status, diff)]. `mutmut junitxml`
-        writes an untested mutant like a killed one, so
-      statuses: cached_statuses' {mutant id: status} says which were never
-        tested (a run stopped early).
+      found: parse_junit's [(mutant id, status, diff)], where an untested
+        mutant looks killed (`mutmut junitxml` writes it so).
+      statuses: cached_statuses' {mutant id: status}, which says which
+        mutants were never tested (a run stopped early).
 
     Returns:
       {"total", "killed" (timeouts and suspicious runs count as killed),
@@ -246,9 +247,7 @@ def tally(found, statuses):
     """
     found = [(m, "untested" if statuses.get(m) == "untested" else status, diff)
              for m, status, diff in found]
-    by_status = {}
-    for _, status, _ in found:
-        by_status[status] = by_status.get(status, 0) + 1
+    by_status = dict(collections.Counter(status for _, status, _ in found))
     survivors = [(m, diff.strip()) for m, status, diff in found if status == "survived"]
     return {"total": len(found),
             "killed": sum(by_status.get(s, 0) for s in ("killed", "timeout", "suspicious")),
