@@ -24,6 +24,13 @@ def images_per_s(log_path):
     return statistics.median(rates[1:] or rates) if rates else None
 
 
+def run_images_per_s(results, out, name):
+    """images/s of pretraining run `name`: from its log in OUT, else the rate
+    its result carries (a result restored from another machine's suite)."""
+    rate = images_per_s(os.path.join(out, f"{name}.log")) if out else None
+    return rate if rate is not None else results.get(name, {}).get("images_per_s")
+
+
 def _mean_spread(values, scale=100, digits=1, unit=""):
     """'mean ± half-range' over seeds, or '' if none."""
     values = [v for v in values if v is not None]
@@ -189,7 +196,7 @@ def claims_table(results, seeds=SEEDS, distill_settings=DEFAULT_DISTILL, out=Non
         lines.append(f"| {claim} | {arm} | {_mean_spread(values)[0]} |")
     if out is not None:
         for pre, label in (("pre3", "no memory"), ("pre3_mem", "memory")):
-            rates = [images_per_s(os.path.join(out, f"{pre}_s{s}.log")) for s in seeds]
+            rates = [run_images_per_s(results, out, f"{pre}_s{s}") for s in seeds]
             text = _mean_spread(rates, scale=1, digits=0)[0]
             lines.append(f"| 4 memory | {label}: pretraining images/s (median of the "
                          f"log's progress lines) | {text} |")

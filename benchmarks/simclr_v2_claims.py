@@ -56,6 +56,9 @@ Usage:
     python benchmarks/simclr_v2_claims.py --out=/tmp/claims \
         --only=pre3_mem,ft1_pre3_mem_l1,probes_pre3_mem              # named arms
     python benchmarks/simclr_v2_claims.py --out=/tmp/claims --report_only
+    python benchmarks/simclr_v2_claims.py --out=/work/runs/claims \
+        --resume_from=docs/results/simclr_v2_claims/cpu_budget/claims.json
+                                  # the recorded results, on a new machine
     python benchmarks/simclr_v2_claims.py --out=/tmp/cs --budget=smoke \
         --seeds=0 --svm_train_examples=2000                          # plumbing only
 
@@ -102,8 +105,9 @@ import fashion_mnist as suite  # noqa: E402
 from claims_arms import (BUDGETS, DEFAULT_DISTILL, DISTILL_SETTINGS, MODEL,  # noqa: E402
                          PRETRAIN_EPOCHS, PROBE, SEEDS, TRAIN_EXAMPLES, all_runs,
                          teaching_setting)
-from claims_report import (claims_table, distill_verdicts, images_per_s,  # noqa: E402
+from claims_report import (claims_table, distill_verdicts, run_images_per_s,  # noqa: E402
                            suite_rows, verdict_rows, verdicts)
+from claims_restore import RestoreError, restore  # noqa: E402
 from claims_svm import SVM, svm_row, svm_settings  # noqa: E402
 
 
@@ -284,6 +288,11 @@ def parse_args(argv=None):
                              "run nothing.")
     parser.add_argument("--images_per_s", type=float, default=MEASURED_IMAGES_PER_S,
                         help="pretraining images/s that --plan converts work into hours")
+    parser.add_argument("--resume_from", default=None,
+                        help="claims.json of an earlier suite with the same --out (e.g. "
+                             "the one under docs/results): its results are reused "
+                             "where --out has none, so a machine without those runs' "
+                             "folders runs only the missing ones")
     parser.add_argument("--report_only", action="store_true",
                         help="Only summarise the runs already in --out.")
     return parser.parse_args(argv)
@@ -306,6 +315,12 @@ def main(argv=None):
                              if not args.only or "svm_pixels" in args.only else 0)))
         return
     os.makedirs(out, exist_ok=True)
+    if args.resume_from:
+        try:
+            restored = restore(args.resume_from, out)
+        except RestoreError as error:
+            sys.exit(f"error: {error}")
+        print(f"restored {len(restored)} results from {args.resume_from}", flush=True)
     start = time.time()
     results, failed = {}, []
     # --report_only leaves commands.txt as the runs wrote it.
@@ -348,7 +363,7 @@ def main(argv=None):
                "pretrain_epochs": PRETRAIN_EPOCHS,
                "distill_settings": {s: DISTILL_SETTINGS[s]["what"]
                                     for s in args.distill_settings},
-               "images_per_s": {f"{pre}_s{s}": images_per_s(os.path.join(out, f"{pre}_s{s}.log"))
+               "images_per_s": {f"{pre}_s{s}": run_images_per_s(results, out, f"{pre}_s{s}")
                                 for pre in ("pre3", "pre3_mem") for s in args.seeds},
                "total_seconds": round(time.time() - start), "runs": results}
     with open(os.path.join(out, "claims.json"), "w") as f:
