@@ -120,6 +120,23 @@ def command_for(name, flags, out, data_dir, budget="cpu"):
     return [suite.PYTHON, "run.py"] + common + MODEL + BUDGETS[budget]["split"] + flags
 
 
+def missing_input(flags):
+    """The first input of a step that is not on this machine, said as
+    "--flag=path (what is missing)": a --checkpoint / --teacher model_dir
+    with neither a checkpoint nor an export, or a --label_subset_file that
+    does not exist; else None. A result restored by --resume_from brings
+    no model folder with it."""
+    for flag in ("checkpoint", "teacher"):
+        path = _flag(flags, flag)
+        if path and not (suite.latest_checkpoint_step(path)
+                         or os.path.isdir(suite.rundir.export_root(path))):
+            return f"--{flag}={path} (no checkpoint or export there)"
+    path = _flag(flags, "label_subset_file")
+    if path and not os.path.exists(path):
+        return f"--label_subset_file={path} (no such file)"
+    return None
+
+
 def probe_args(name, out, data_dir, budget="cpu"):
     """`python -m simclr_tf2.analysis probes` arguments of probes_<pre>_s<seed>."""
     pre, seed = name[len("probes_"):].rsplit("_s", 1)
@@ -342,6 +359,13 @@ def main(argv=None):
                 else:
                     command = command_for(name, flags, out, args.data_dir, args.budget)
                     commands.write(f"{name}: {suite._display(command)}\n")
+                    reusable = suite._read_json(done_file).get("command") == suite._display(command)
+                    missing = None if reusable else missing_input(flags)
+                    if missing:
+                        raise SystemExit(
+                            f"{missing}: a result restored by --resume_from keeps no "
+                            "folder; rerun the step that writes it (delete its "
+                            "OUT/<run>.done.json) first")
                     results[name] = suite.run_one(name, command, out)
             except (SystemExit, OSError) as failure:  # Later arms still run.
                 print(f"[{name}] failed: {failure}", flush=True)

@@ -252,8 +252,15 @@ def test_claims_only_runs_the_named_arms_and_reports_the_rest(tmp_path, monkeypa
     (out / "pre3_s0.done.json").write_text(json.dumps({"command": "python run.py x",
                                                        "top1": 0.5}))
     ran = []
-    monkeypatch.setattr(claims.suite, "run_one",
-                        lambda name, command, out: ran.append(name) or {"top1": 0.6})
+
+    def run_one(name, command, out):  # Leaves a checkpoint, as run.py does.
+        ran.append(name)
+        os.makedirs(os.path.join(out, name))
+        open(os.path.join(out, name, f"{claims.suite.rundir.CHECKPOINT_PREFIX}-117.index"),
+             "w").close()
+        return {"top1": 0.6}
+
+    monkeypatch.setattr(claims.suite, "run_one", run_one)
     claims.main([f"--out={out}", "--seeds=0", "--distill_settings=long",
                  "--only=pre3_mem,ft1_pre3_mem_l1"])
     assert ran == ["pre3_mem_s0", "ft1_pre3_mem_l1_s0"]
@@ -433,3 +440,36 @@ def test_restored_label_subset_is_the_one_run_py_chose(tmp_path):
     other = restore.write_label_subset(str(tmp_path / "seed4"), {
         **restore._flags(" ".join(args)), "seed": "4"})
     assert other != ids
+
+
+def test_a_step_whose_input_model_is_missing_fails_with_one_line(tmp_path, monkeypatch, capsys):
+    """A pretraining restored from a record has no folder: the fine-tune
+    that starts from it is refused before run.py starts, the others run."""
+    out = tmp_path / "out"
+    out.mkdir()
+    restored = claims.command_for("pre3_mem_s0", [], str(out), None)
+    (out / "pre3_mem_s0.done.json").write_text(json.dumps(
+        {"command": claims.suite._display(restored), "top1": 0.8}))
+    monkeypatch.setattr(claims, "command_for", lambda name, flags, *rest: (
+        restored if name == "pre3_mem_s0" else ["python", "run.py", *flags]))
+    ran = []
+    monkeypatch.setattr(claims.suite, "run_one",
+                        lambda name, command, out: ran.append(name) or {"top1": 0.6})
+    with pytest.raises(SystemExit, match="2 steps failed"):
+        claims.main([f"--out={out}", "--seeds=0", "--distill_settings=long",
+                     "--only=pre3_mem,ft1_pre3_mem_l1,scratch1"])
+    # The restored pretraining is reused (run_one returns its record); scratch1
+    # reads ft1_pre3_l1's label subset, missing too.
+    assert ran == ["pre3_mem_s0"]
+    printed = capsys.readouterr().out
+    assert (f"[ft1_pre3_mem_l1_s0] failed: --checkpoint={out}/pre3_mem_s0 "
+            "(no checkpoint or export there): a result restored") in printed
+    assert f"[scratch1_s0] failed: --label_subset_file={out}/ft1_pre3_l1_s0" in printed
+    # With the model there (or a checkpoint), the fine-tune runs.
+    (out / "pre3_mem_s0" / "saved_model").mkdir(parents=True)
+    claims.main([f"--out={out}", "--seeds=0", "--distill_settings=long",
+                 "--only=ft1_pre3_mem_l1"])
+    assert ran == ["pre3_mem_s0", "ft1_pre3_mem_l1_s0"]
+    assert claims.missing_input([f"--label_subset_file={out}/none.txt"]) == (
+        f"--label_subset_file={out}/none.txt (no such file)")
+    assert claims.missing_input(["--teacher=" + str(out / "pre3_mem_s0")]) is None
