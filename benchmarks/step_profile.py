@@ -204,8 +204,15 @@ def main(argv=None):
     parser.add_argument("--alternate", action="store_true",
                         help="no profile: time float32 and mixed_bfloat16 steps "
                              "alternating in one process")
+    parser.add_argument("--onednn_kernel_gradient", action="store_true",
+                        help="every convolution's kernel gradient by oneDNN "
+                             "(Conv2DBackpropFilter): no matrix-product kernel "
+                             "gradient for small bf16 outputs (simclr_tf2/models/conv.py)")
     parser.add_argument("--out", default="")
     args = parser.parse_args(argv)
+    if args.onednn_kernel_gradient:
+        from simclr_tf2.models import conv
+        conv.SMALL_OUTPUT_PIXELS = 0  # No output is this small: oneDNN everywhere.
     if args.alternate:
         rates = alternate(args.config, args.steps, args.warmup)
         for precision, (images_per_s, cpu) in rates.items():

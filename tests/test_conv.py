@@ -162,3 +162,20 @@ def test_saved_model_keeps_a_trainable_bf16_conv(tmp_path):
         gradients.append(tape.gradient(loss, model.kernel))
     assert gradients[1] is not None
     np.testing.assert_allclose(gradients[1], gradients[0], rtol=1e-6)
+
+
+def test_step_profile_can_put_every_kernel_gradient_on_onednn(monkeypatch):
+    """benchmarks/step_profile.py --onednn_kernel_gradient profiles the step
+    with the matrix-product kernel gradient switched off."""
+    from tests import harness
+    step_profile = harness.benchmark_module("step_profile")
+    monkeypatch.setattr(conv, "SMALL_OUTPUT_PIXELS", conv.SMALL_OUTPUT_PIXELS)
+    small = tf.zeros((2, 8, 8, 128), tf.bfloat16)
+    layer = MatmulGradConv2D(128, 3, padding="same", dtype="mixed_bfloat16")
+    decisions = []
+    monkeypatch.setattr(step_profile, "profile", lambda *args: decisions.append(
+        layer.uses_matmul_gradient(small)) or {})
+    monkeypatch.setattr(step_profile, "print_profile", lambda result: None)
+    step_profile.main(["--precision=mixed_bfloat16"])
+    step_profile.main(["--precision=mixed_bfloat16", "--onednn_kernel_gradient"])
+    assert decisions == [True, False]
