@@ -363,9 +363,10 @@ def main(argv=None):
                     missing = None if reusable else missing_input(flags)
                     if missing:
                         raise SystemExit(
-                            f"{missing}: a result restored by --resume_from keeps no "
-                            "folder; rerun the step that writes it (delete its "
-                            "OUT/<run>.done.json) first")
+                            f"{missing}: the step that writes it failed, or its result "
+                            "was restored by --resume_from without its folder; run that "
+                            "step first (a restored one after deleting its "
+                            "OUT/<run>.done.json)")
                     results[name] = suite.run_one(name, command, out)
             except (SystemExit, OSError) as failure:  # Later arms still run.
                 print(f"[{name}] failed: {failure}", flush=True)

@@ -463,7 +463,7 @@ def test_a_step_whose_input_model_is_missing_fails_with_one_line(tmp_path, monke
     assert ran == ["pre3_mem_s0"]
     printed = capsys.readouterr().out
     assert (f"[ft1_pre3_mem_l1_s0] failed: --checkpoint={out}/pre3_mem_s0 "
-            "(no checkpoint or export there): a result restored") in printed
+            "(no checkpoint or export there): the step that writes it failed") in printed
     assert f"[scratch1_s0] failed: --label_subset_file={out}/ft1_pre3_l1_s0" in printed
     # With the model there (or a checkpoint), the fine-tune runs.
     (out / "pre3_mem_s0" / "saved_model").mkdir(parents=True)
