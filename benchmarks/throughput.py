@@ -84,7 +84,8 @@ VARIANTS = {
 }
 # Rows with SimCLRv2's memory on: name -> (config, memory_size). A small
 # batch with a buffer 16x its keys, where the memory's extra negatives count.
-MEMORY_CONFIGS = {"fmnist_cpu_budget+memory8192": ("fmnist_cpu_budget", 8192)}
+MEMORY_CONFIGS = {"fmnist_cpu_budget+memory8192": ("fmnist_cpu_budget", 8192),
+                  "fmnist_w4+memory8192": ("fmnist_w4", 8192)}
 DEFAULT_VARIANTS = "f32_unfused,f32_fused,bf16_fused,f32_fused_xla,bf16_fused_xla"
 
 
