@@ -409,7 +409,7 @@ def test_restore_reuses_recorded_results_and_rechooses_label_subsets(tmp_path):
     assert report.run_images_per_s({"pre3_s0": row}, str(out), "pre3_s0") == 300.0
 
 
-def test_restore_refuses_another_out_and_other_files(tmp_path, capsys):
+def test_restore_refuses_another_out_and_other_files(tmp_path):
     _recorded_suite(tmp_path / "claims.json", "/elsewhere/claims")
     out = tmp_path / "out"
     with pytest.raises(SystemExit) as exit_info:
