@@ -107,6 +107,8 @@ from claims_arms import (BUDGETS, DEFAULT_DISTILL, DISTILL_SETTINGS, MODEL,  # n
                          teaching_setting)
 from claims_report import (claims_table, distill_verdicts, run_images_per_s,  # noqa: E402
                            suite_rows, verdict_rows, verdicts)
+from claims_cost import (MEASURED_IMAGES_PER_S, STEP_OVERHEAD_S, cost,  # noqa: E402
+                         flag_value)
 from claims_restore import RestoreError, restore  # noqa: E402
 from claims_svm import SVM, svm_row, svm_settings  # noqa: E402
 
@@ -127,11 +129,11 @@ def missing_input(flags):
     does not exist; else None. A result restored by --resume_from brings
     no model folder with it."""
     for flag in ("checkpoint", "teacher"):
-        path = _flag(flags, flag)
+        path = flag_value(flags, flag)
         if path and not (suite.latest_checkpoint_step(path)
                          or os.path.isdir(suite.rundir.export_root(path))):
             return f"--{flag}={path} (no checkpoint or export there)"
-    path = _flag(flags, "label_subset_file")
+    path = flag_value(flags, "label_subset_file")
     if path and not os.path.exists(path):
         return f"--label_subset_file={path} (no such file)"
     return None
@@ -172,53 +174,6 @@ def probe(name, out, data_dir, budget="cpu"):
     return result
 
 
-# ---- Cost estimate (--plan). ----
-
-# Work of one run in pretraining-epoch equivalents: image-views through a
-# forward and backward pass, over the 120,000 of one pretraining epoch at
-# 1/4 width. 1/8 width counts as 1/4: in mixed bfloat16 the sweep measured
-# it slower (501 against 931 images/s, docs/performance.md), before batch
-# norm moved to float32 at narrow channels; not measured since. Assumed
-# factors: the memory's momentum encoder 1.3x, a teacher's forward pass a
-# third of a training view, a probe (feature extraction, L-BFGS, kNN) 2.
-WIDTH_COST = {0.25: 1.0, 0.125: 1.0}
-MEMORY_COST = 1.3
-TEACHER_COST = 1 / 3
-PROBE_COST = 2.0
-# Per run.py step: TensorFlow start-up, the evaluation (run.py's kNN over
-# the 60k training images) and the export; assumed, not measured.
-STEP_OVERHEAD_S = 90
-# images/s of a 1/4-width pretraining step at batch 512 (2 views per image),
-# mixed bfloat16, 2 shared cores: the median progress line of a
-# time-to-accuracy run (--width=0.25 --epochs=18), the first left out.
-MEASURED_IMAGES_PER_S = 400
-
-
-def _flag(flags, name, default=None):
-    for flag in flags:
-        if flag.startswith(f"--{name}="):
-            return flag.split("=", 1)[1]
-    return default
-
-
-def cost(name, flags):
-    """(pretraining-epoch equivalents, of which pretraining epochs) of one step."""
-    if flags == PROBE:
-        return PROBE_COST, 0.0
-    width = WIDTH_COST.get(float(_flag(flags, "width_multiplier", 0.25)), 1.0)
-    epochs = float(_flag(flags, "train_epochs", 0))
-    mode = _flag(flags, "train_mode", "pretrain")
-    if mode == "pretrain":
-        factor = MEMORY_COST if _flag(flags, "memory_size", "0") != "0" else 1.0
-        return epochs * width * factor, epochs
-    fraction = float(_flag(flags, "label_fraction", 1.0))
-    examples = TRAIN_EXAMPLES * (1.0 if mode == "distill" else fraction)
-    if mode == "finetune" and _flag(flags, "label_subset_file"):
-        examples = TRAIN_EXAMPLES * 0.01  # A distillation reads every image.
-    views = 1 + (TEACHER_COST if mode == "distill" else 0)
-    return epochs * examples * views * width / (2 * TRAIN_EXAMPLES), 0.0
-
-
 def plan(runs, out, data_dir, budget, images_per_s, svm_examples):
     """Lines: every command in order, then the estimated cost."""
     lines, total, pretraining, kinds = [], 0.0, 0.0, {}
@@ -228,7 +183,7 @@ def plan(runs, out, data_dir, budget, images_per_s, svm_examples):
         pretraining += epochs
         kind = ("probes" if flags == PROBE else
                 {"pretrain": "pretraining", "finetune": "fine-tuning and from scratch",
-                 "distill": "distillation"}[_flag(flags, "train_mode", "pretrain")])
+                 "distill": "distillation"}[flag_value(flags, "train_mode", "pretrain")])
         kinds[kind] = kinds.get(kind, 0.0) + work
         command = (suite._display([suite.PYTHON] + probe_args(name, out, data_dir, budget))
                    if flags == PROBE else
@@ -359,9 +314,10 @@ def main(argv=None):
                 else:
                     command = command_for(name, flags, out, args.data_dir, args.budget)
                     commands.write(f"{name}: {suite._display(command)}\n")
-                    reusable = suite._read_json(done_file).get("command") == suite._display(command)
-                    missing = None if reusable else missing_input(flags)
-                    if missing:
+                    missing = missing_input(flags)
+                    # A reused result needs no inputs (run_one reads it again).
+                    if missing and suite._read_json(done_file).get("command") != \
+                            suite._display(command):
                         raise SystemExit(
                             f"{missing}: the step that writes it failed, or its result "
                             "was restored by --resume_from without its folder; run that "

@@ -1,0 +1,49 @@
+"""The claims suite's cost model: the work of one step in pretraining-epoch
+equivalents, which `simclr_v2_claims.py --plan` turns into hours."""
+
+from claims_arms import PROBE, TRAIN_EXAMPLES
+
+# Work of one run in pretraining-epoch equivalents: image-views through a
+# forward and backward pass, over the 120,000 of one pretraining epoch at
+# 1/4 width. 1/8 width counts as 1/4: in mixed bfloat16 the sweep measured
+# it slower (501 against 931 images/s, docs/performance.md), before batch
+# norm moved to float32 at narrow channels; not measured since. Assumed
+# factors: the memory's momentum encoder 1.3x, a teacher's forward pass a
+# third of a training view, a probe (feature extraction, L-BFGS, kNN) 2.
+WIDTH_COST = {0.25: 1.0, 0.125: 1.0}
+MEMORY_COST = 1.3
+TEACHER_COST = 1 / 3
+PROBE_COST = 2.0
+# Per run.py step: TensorFlow start-up, the evaluation (run.py's kNN over
+# the 60k training images) and the export; assumed, not measured.
+STEP_OVERHEAD_S = 90
+# images/s of a 1/4-width pretraining step at batch 512 (2 views per image),
+# mixed bfloat16, 2 shared cores: the median progress line of a
+# time-to-accuracy run (--width=0.25 --epochs=18), the first left out.
+MEASURED_IMAGES_PER_S = 400
+
+
+def flag_value(flags, name, default=None):
+    """The value of --name=... in a list of run.py flags, else default."""
+    for flag in flags:
+        if flag.startswith(f"--{name}="):
+            return flag.split("=", 1)[1]
+    return default
+
+
+def cost(name, flags):
+    """(pretraining-epoch equivalents, of which pretraining epochs) of one step."""
+    if flags == PROBE:
+        return PROBE_COST, 0.0
+    width = WIDTH_COST.get(float(flag_value(flags, "width_multiplier", 0.25)), 1.0)
+    epochs = float(flag_value(flags, "train_epochs", 0))
+    mode = flag_value(flags, "train_mode", "pretrain")
+    if mode == "pretrain":
+        factor = MEMORY_COST if flag_value(flags, "memory_size", "0") != "0" else 1.0
+        return epochs * width * factor, epochs
+    fraction = float(flag_value(flags, "label_fraction", 1.0))
+    examples = TRAIN_EXAMPLES * (1.0 if mode == "distill" else fraction)
+    if mode == "finetune" and flag_value(flags, "label_subset_file"):
+        examples = TRAIN_EXAMPLES * 0.01  # A distillation reads every image.
+    views = 1 + (TEACHER_COST if mode == "distill" else 0)
+    return epochs * examples * views * width / (2 * TRAIN_EXAMPLES), 0.0
