@@ -114,6 +114,18 @@ DEFAULT_DISTILL = ("long", "long_crops", "long_noisy", "long_noisier", "noisy_ro
                    "longer_noisy", "long_labels", "long_t2", "long_random", "short")
 
 
+# Run-name infix of a distillation family: the students of pre3's teachers
+# (distill{1,10}_<setting>) and of pre3_mem's (distill10_mem_<setting>).
+FAMILIES = {"pre3": "", "pre3_mem": "mem_"}
+
+
+def memory_settings(distill_settings):
+    """The settings the memory's 10% teacher is distilled with: the first
+    and those marked all_seeds (every seed runs them)."""
+    return distill_settings[:1] + tuple(
+        name for name in distill_settings[1:] if DISTILL_SETTINGS[name].get("all_seeds"))
+
+
 def teaching_setting(name):
     """The distillation setting whose student teaches setting `name`, or
     None when a fine-tuned model teaches it."""
@@ -158,10 +170,14 @@ def run_list(out, seed, budget="cpu", distill_settings=DEFAULT_DISTILL):
 
     def distill(fraction, setting, student="pre3"):
         spec = DISTILL_SETTINGS[setting]
-        tag = setting if student == "pre3" else "small"
+        # The smaller student learns from the bigger encoder's teacher; the
+        # memory's student from the model fine-tuned from the memory's pretraining.
+        base = "pre3_mem" if student == "pre3_mem" else "pre3"
+        family = FAMILIES[base]
+        tag = "small" if student == "pre3_small" else family + setting
         start = [f"--checkpoint={d(student)}"] if spec["checkpoint"] else []
-        teacher = d(f"distill{fraction}_{spec['taught_by']}" if spec["taught_by"]
-                    else f"ft{fraction}_pre3_l1")
+        teacher = d(f"distill{fraction}_{family}{spec['taught_by']}" if spec["taught_by"]
+                    else f"ft{fraction}_{base}_l1")
         # The teacher's labels only: the others stay hidden (-1).
         labels = ([f"--label_subset_file={os.path.join(teacher, 'label_subset.txt')}"]
                   if spec["labels"] else [])
@@ -192,6 +208,11 @@ def run_list(out, seed, budget="cpu", distill_settings=DEFAULT_DISTILL):
     pretrain("pre3_mem")
     finetune(1, "pre3_mem", "l1")
     probes("pre3_mem")
+    # Claims 3a and 4 on SimCLRv2's whole recipe (pretraining with the
+    # memory): its 10% fine-tune, and that teacher's self-distilled students.
+    finetune(10, "pre3_mem", "l1")
+    for setting in memory_settings(distill_settings):
+        distill(10, setting, student="pre3_mem")
     # Claims 2 and 3b: a smaller encoder, fine-tuned, and distilled from
     # the bigger one's 1% model.
     pretrain("pre3_small")
@@ -214,10 +235,7 @@ COMPARISON_SEEDS = 2
 
 def _settings_of_seed(index, distill_settings):
     """The distillation settings the index-th seed runs."""
-    if index < COMPARISON_SEEDS:
-        return distill_settings
-    return distill_settings[:1] + tuple(
-        name for name in distill_settings[1:] if DISTILL_SETTINGS[name].get("all_seeds"))
+    return distill_settings if index < COMPARISON_SEEDS else memory_settings(distill_settings)
 
 
 def all_runs(out, seeds, budget="cpu", distill_settings=DEFAULT_DISTILL):
