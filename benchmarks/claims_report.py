@@ -11,7 +11,8 @@ import statistics
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from claims_arms import DEFAULT_DISTILL, DISTILL_SETTINGS, SEEDS, WIDTH_NAMES  # noqa: E402
+from claims_arms import (DEFAULT_DISTILL, DISTILL_SETTINGS, SEEDS, WIDTH_NAMES,  # noqa: E402
+                         memory_settings)
 
 
 def images_per_s(log_path):
@@ -69,12 +70,17 @@ def verdicts(distill_settings=DEFAULT_DISTILL):
          f"distill1_{main}", "ft1_pre3_l1", "top1"),
         (f"3: self-distilled student ({main}) > its teacher, 10% labels",
          f"distill10_{main}", "ft10_pre3_l1", "top1"),
+        (f"3: self-distilled student ({main}) > its teacher, 10% labels, "
+         "pretrained with the memory",
+         f"distill10_mem_{main}", "ft10_pre3_mem_l1", "top1"),
         (f"3: {small} student of the {big} teacher > {small} fine-tuned, 1%",
          "distill1_small", "ft1_pre3_small_l1", "top1"),
         ("4: memory > no memory, L-BFGS all labels",
          "pre3_mem", "pre3", "probe:logreg_pretrained_100pct"),
         ("4: memory > no memory, 1% labels (fine-tuned)",
          "ft1_pre3_mem_l1", "ft1_pre3_l1", "top1"),
+        ("4: memory > no memory, 10% labels (fine-tuned)",
+         "ft10_pre3_mem_l1", "ft10_pre3_l1", "top1"),
         ("features > raw pixels, L-BFGS all labels",
          "pre3", "pre3", "probe:logreg_pretrained_100pct|logreg_pixels_100pct"),
         ("features > raw pixels, better of kNN-10 / kNN-200",
@@ -89,7 +95,10 @@ def distill_verdicts(distill_settings=DEFAULT_DISTILL):
     """One verdict row per distillation setting and label fraction."""
     return [(f"{setting}, {fraction}% labels: {DISTILL_SETTINGS[setting]['what']}",
              f"distill{fraction}_{setting}", f"ft{fraction}_pre3_l1", "top1")
-            for setting in distill_settings for fraction in (1, 10)]
+            for setting in distill_settings for fraction in (1, 10)] + [
+        (f"{setting}, 10% labels, pretrained with the memory",
+         f"distill10_mem_{setting}", "ft10_pre3_mem_l1", "top1")
+        for setting in memory_settings(distill_settings)]
 
 
 def _metric(results, run, metric, seed):
@@ -179,12 +188,19 @@ def claims_table(results, seeds=SEEDS, distill_settings=DEFAULT_DISTILL, out=Non
             arms.append(("3 distillation", f"self-distilled student, {fraction}%, {setting}: "
                          f"{DISTILL_SETTINGS[setting]['what']}",
                          top1(f"distill{fraction}_{setting}")))
+    arms.append(("3 distillation", f"teacher: {big} pretrained with the memory, "
+                 "fine-tuned on 10%", top1("ft10_pre3_mem_l1")))
+    for setting in memory_settings(distill_settings):
+        arms.append(("3 distillation", f"its self-distilled student, 10%, {setting}",
+                     top1(f"distill10_mem_{setting}")))
     arms += [
         ("3 distillation", f"{small} fine-tuned on 1% directly", top1("ft1_pre3_small_l1")),
         ("3 distillation", f"{small} student of the {big} 1% teacher ({distill_settings[0]})",
          top1("distill1_small")),
         ("4 memory", "no memory: 1% labels (ft from layer 1)", top1("ft1_pre3_l1")),
         ("4 memory", "memory: 1% labels (ft from layer 1)", top1("ft1_pre3_mem_l1")),
+        ("4 memory", "no memory: 10% labels (ft from layer 1)", top1("ft10_pre3_l1")),
+        ("4 memory", "memory: 10% labels (ft from layer 1)", top1("ft10_pre3_mem_l1")),
     ]
     for pre, label in (("pre3", "no memory"), ("pre3_mem", "memory")):
         for row, what in (("logreg_pretrained_100pct", "L-BFGS, all labels"),

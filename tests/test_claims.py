@@ -89,6 +89,26 @@ def test_all_seeds_settings_run_on_every_seed():
         assert f"distill{fraction}_long_t2_s2" not in names
 
 
+def test_the_memorys_teacher_distils_its_own_students():
+    settings = ("long", "long_t2", "long_noisy")
+    runs = dict(arms.run_list("/o", 2, "cpu", settings))
+    teacher = runs["ft10_pre3_mem_l1_s2"]
+    assert "--checkpoint=/o/pre3_mem_s2" in teacher and "--label_fraction=0.1" in teacher
+    for setting in ("long", "long_noisy"):  # The first and the all-seeds one.
+        flags = runs[f"distill10_mem_{setting}_s2"]
+        assert "--teacher=/o/ft10_pre3_mem_l1_s2" in flags
+        assert "--checkpoint=/o/pre3_mem_s2" in flags
+        assert flags[:-2] == runs[f"distill10_{setting}_s2"][:-2]  # Same recipe.
+    assert "distill10_mem_long_t2_s2" not in runs and "distill1_mem_long_s2" not in runs
+    # Each student is reported against its own teacher, paired by seed.
+    results = {f"{name}_s{s}": {"top1": top1} for s in (0, 1) for name, top1 in (
+        ("ft10_pre3_mem_l1", 0.86), ("distill10_mem_long", 0.87), ("ft10_pre3_l1", 0.80))}
+    lines = report.verdict_rows(results, (0, 1), report.distill_verdicts(settings))
+    row = next(line for line in lines.splitlines()
+               if line.startswith("| long, 10% labels, pretrained with the memory"))
+    assert "+1.0 (+1.0, +1.0)" in row and row.endswith("| holds |")
+
+
 def test_comparison_distillation_settings_run_on_the_first_two_seeds():
     settings = ("long", "long_t2", "short")
     names = [name for name, _ in arms.all_runs("/o", (0, 1, 2), "cpu", settings)]
