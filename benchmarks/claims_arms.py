@@ -115,13 +115,13 @@ DEFAULT_DISTILL = ("long", "long_crops", "long_noisy", "long_noisier", "noisy_ro
 
 
 # Run-name infix of a distillation family: the students of pre3's teachers
-# (distill{1,10}_<setting>) and of pre3_mem's (distill10_mem_<setting>).
+# (distill{1,10}_<setting>) and of pre3_mem's (distill{1,10}_mem_<setting>).
 FAMILIES = {"pre3": "", "pre3_mem": "mem_"}
 
 
 def memory_settings(distill_settings):
-    """The settings the memory's 10% teacher is distilled with: the first
-    and those marked all_seeds (every seed runs them)."""
+    """The settings the memory's teachers are distilled with: the first and
+    those marked all_seeds (every seed runs them)."""
     return distill_settings[:1] + tuple(
         name for name in distill_settings[1:] if DISTILL_SETTINGS[name].get("all_seeds"))
 
@@ -209,10 +209,11 @@ def run_list(out, seed, budget="cpu", distill_settings=DEFAULT_DISTILL):
     finetune(1, "pre3_mem", "l1")
     probes("pre3_mem")
     # Claims 3a and 4 on SimCLRv2's whole recipe (pretraining with the
-    # memory): its 10% fine-tune, and that teacher's self-distilled students.
+    # memory): its 10% fine-tune, and the 1% and 10% teachers' students.
     finetune(10, "pre3_mem", "l1")
     for setting in memory_settings(distill_settings):
-        distill(10, setting, student="pre3_mem")
+        for fraction in (10, 1):
+            distill(fraction, setting, student="pre3_mem")
     # Claims 2 and 3b: a smaller encoder, fine-tuned, and distilled from
     # the bigger one's 1% model.
     pretrain("pre3_small")

@@ -70,6 +70,9 @@ def verdicts(distill_settings=DEFAULT_DISTILL):
          f"distill1_{main}", "ft1_pre3_l1", "top1"),
         (f"3: self-distilled student ({main}) > its teacher, 10% labels",
          f"distill10_{main}", "ft10_pre3_l1", "top1"),
+        (f"3: self-distilled student ({main}) > its teacher, 1% labels, "
+         "pretrained with the memory",
+         f"distill1_mem_{main}", "ft1_pre3_mem_l1", "top1"),
         (f"3: self-distilled student ({main}) > its teacher, 10% labels, "
          "pretrained with the memory",
          f"distill10_mem_{main}", "ft10_pre3_mem_l1", "top1"),
@@ -96,9 +99,9 @@ def distill_verdicts(distill_settings=DEFAULT_DISTILL):
     return [(f"{setting}, {fraction}% labels: {DISTILL_SETTINGS[setting]['what']}",
              f"distill{fraction}_{setting}", f"ft{fraction}_pre3_l1", "top1")
             for setting in distill_settings for fraction in (1, 10)] + [
-        (f"{setting}, 10% labels, pretrained with the memory",
-         f"distill10_mem_{setting}", "ft10_pre3_mem_l1", "top1")
-        for setting in memory_settings(distill_settings)]
+        (f"{setting}, {fraction}% labels, pretrained with the memory",
+         f"distill{fraction}_mem_{setting}", f"ft{fraction}_pre3_mem_l1", "top1")
+        for setting in memory_settings(distill_settings) for fraction in (1, 10)]
 
 
 def _metric(results, run, metric, seed):
@@ -188,11 +191,12 @@ def claims_table(results, seeds=SEEDS, distill_settings=DEFAULT_DISTILL, out=Non
             arms.append(("3 distillation", f"self-distilled student, {fraction}%, {setting}: "
                          f"{DISTILL_SETTINGS[setting]['what']}",
                          top1(f"distill{fraction}_{setting}")))
-    arms.append(("3 distillation", f"teacher: {big} pretrained with the memory, "
-                 "fine-tuned on 10%", top1("ft10_pre3_mem_l1")))
-    for setting in memory_settings(distill_settings):
-        arms.append(("3 distillation", f"its self-distilled student, 10%, {setting}",
-                     top1(f"distill10_mem_{setting}")))
+    for fraction in (1, 10):
+        arms.append(("3 distillation", f"teacher: {big} pretrained with the memory, "
+                     f"fine-tuned on {fraction}%", top1(f"ft{fraction}_pre3_mem_l1")))
+        for setting in memory_settings(distill_settings):
+            arms.append(("3 distillation", f"its self-distilled student, {fraction}%, "
+                         f"{setting}", top1(f"distill{fraction}_mem_{setting}")))
     arms += [
         ("3 distillation", f"{small} fine-tuned on 1% directly", top1("ft1_pre3_small_l1")),
         ("3 distillation", f"{small} student of the {big} 1% teacher ({distill_settings[0]})",

@@ -38,10 +38,10 @@ Arms per seed S (model_dir OUT/<name>_sS):
                           fine-tuning augmentation (whole images, random
                           flips); one row per distillation setting
                           (DISTILL_SETTINGS, --distill_settings picks them)
-  ft10_pre3_mem_l1        pre3_mem fine-tuned on 10% of the labels from
-                          layer 1: SimCLRv2's whole recipe as a teacher
-  distill10_mem_<setting> its student, started from pre3_mem (the first
-                          setting and those run on every seed)
+  ft{1,10}_pre3_mem_l1    pre3_mem fine-tuned on 1% / 10% of the labels
+                          from layer 1: SimCLRv2's whole recipe as teachers
+  distill{1,10}_mem_<setting>  their students, started from pre3_mem (the
+                          first setting and those run on every seed)
   distill1_small          1/8-width student started from pre3_small, taught
                           by the 1/4-width ft1_pre3_l1 (the first setting)
   probes_{pre}            L-BFGS logistic regression (all labels and the
@@ -73,13 +73,13 @@ adds a third of a view for the teacher's forward pass, the memory 1.3x) plus
 90 s per run.py step for start-up, evaluation and export. The default suite
 (3 seeds; distillation settings long, long_crops, long_noisy, long_noisier,
 noisy_round2, longer_noisy, long_labels, long_t2, long_random, short: long
-and long_noisy on seeds 0-2, the others on seeds 0 and 1) is 113 steps and
-954 equivalents, 216 of them pretraining epochs and 644 distillation: about
-42 hours on 2 shared cores at the 400 images/s a 1/4-width pretraining
-step ran there (median of a time-to-accuracy run's progress lines), and 27
+and long_noisy on seeds 0-2, the others on seeds 0 and 1) is 119 steps and
+1,026 equivalents, 216 of them pretraining epochs and 716 distillation: about
+45 hours on 2 shared cores at the 400 images/s a 1/4-width pretraining
+step ran there (median of a time-to-accuracy run's progress lines), and 29
 hours at 650 images/s (2 idle cores of an AMD EPYC), before
 the SVM (extrapolated from 2,000 and 4,000 images: over an hour on one
-loaded core). --distill_settings=long alone is 454 equivalents (about 20
+loaded core). --distill_settings=long alone is 490 equivalents (about 22
 hours shared). Seeds run interleaved claim by claim, so a partial suite
 answers the first claims for every seed.
 

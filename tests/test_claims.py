@@ -95,11 +95,13 @@ def test_the_memorys_teacher_distils_its_own_students():
     teacher = runs["ft10_pre3_mem_l1_s2"]
     assert "--checkpoint=/o/pre3_mem_s2" in teacher and "--label_fraction=0.1" in teacher
     for setting in ("long", "long_noisy"):  # The first and the all-seeds one.
-        flags = runs[f"distill10_mem_{setting}_s2"]
-        assert "--teacher=/o/ft10_pre3_mem_l1_s2" in flags
-        assert "--checkpoint=/o/pre3_mem_s2" in flags
-        assert flags[:-2] == runs[f"distill10_{setting}_s2"][:-2]  # Same recipe.
-    assert "distill10_mem_long_t2_s2" not in runs and "distill1_mem_long_s2" not in runs
+        for fraction in (1, 10):
+            flags = runs[f"distill{fraction}_mem_{setting}_s2"]
+            assert f"--teacher=/o/ft{fraction}_pre3_mem_l1_s2" in flags
+            assert "--checkpoint=/o/pre3_mem_s2" in flags
+            # The same recipe as pre3's student.
+            assert flags[:-2] == runs[f"distill{fraction}_{setting}_s2"][:-2]
+    assert "distill10_mem_long_t2_s2" not in runs and "distill1_mem_long_t2_s2" not in runs
     # Each student is reported against its own teacher, paired by seed.
     results = {f"{name}_s{s}": {"top1": top1} for s in (0, 1) for name, top1 in (
         ("ft10_pre3_mem_l1", 0.86), ("distill10_mem_long", 0.87), ("ft10_pre3_l1", 0.80))}
