@@ -119,9 +119,9 @@ DEFAULT_DISTILL = ("long", "long_crops", "long_noisy", "long_noisier", "noisy_ro
 FAMILIES = {"pre3": "", "pre3_mem": "mem_"}
 
 
-def memory_settings(distill_settings):
-    """The settings the memory's teachers are distilled with: the first and
-    those marked all_seeds (every seed runs them)."""
+def every_seed_settings(distill_settings):
+    """The first setting and those marked all_seeds: every seed runs them,
+    and the memory's teachers are distilled with them."""
     return distill_settings[:1] + tuple(
         name for name in distill_settings[1:] if DISTILL_SETTINGS[name].get("all_seeds"))
 
@@ -211,7 +211,7 @@ def run_list(out, seed, budget="cpu", distill_settings=DEFAULT_DISTILL):
     # Claims 3a and 4 on SimCLRv2's whole recipe (pretraining with the
     # memory): its 10% fine-tune, and the 1% and 10% teachers' students.
     finetune(10, "pre3_mem", "l1")
-    for setting in memory_settings(distill_settings):
+    for setting in every_seed_settings(distill_settings):
         for fraction in (10, 1):
             distill(fraction, setting, student="pre3_mem")
     # Claims 2 and 3b: a smaller encoder, fine-tuned, and distilled from
@@ -236,7 +236,7 @@ COMPARISON_SEEDS = 2
 
 def _settings_of_seed(index, distill_settings):
     """The distillation settings the index-th seed runs."""
-    return distill_settings if index < COMPARISON_SEEDS else memory_settings(distill_settings)
+    return distill_settings if index < COMPARISON_SEEDS else every_seed_settings(distill_settings)
 
 
 def all_runs(out, seeds, budget="cpu", distill_settings=DEFAULT_DISTILL):

@@ -12,7 +12,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from claims_arms import (DEFAULT_DISTILL, DISTILL_SETTINGS, SEEDS, WIDTH_NAMES,  # noqa: E402
-                         memory_settings)
+                         every_seed_settings)
 
 
 def images_per_s(log_path):
@@ -101,7 +101,7 @@ def distill_verdicts(distill_settings=DEFAULT_DISTILL):
             for setting in distill_settings for fraction in (1, 10)] + [
         (f"{setting}, {fraction}% labels, pretrained with the memory",
          f"distill{fraction}_mem_{setting}", f"ft{fraction}_pre3_mem_l1", "top1")
-        for setting in memory_settings(distill_settings) for fraction in (1, 10)]
+        for setting in every_seed_settings(distill_settings) for fraction in (1, 10)]
 
 
 def _metric(results, run, metric, seed):
@@ -194,7 +194,7 @@ def claims_table(results, seeds=SEEDS, distill_settings=DEFAULT_DISTILL, out=Non
     for fraction in (1, 10):
         arms.append(("3 distillation", f"teacher: {big} pretrained with the memory, "
                      f"fine-tuned on {fraction}%", top1(f"ft{fraction}_pre3_mem_l1")))
-        for setting in memory_settings(distill_settings):
+        for setting in every_seed_settings(distill_settings):
             arms.append(("3 distillation", f"its self-distilled student, {fraction}%, "
                          f"{setting}", top1(f"distill{fraction}_mem_{setting}")))
     arms += [
