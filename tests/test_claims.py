@@ -81,53 +81,6 @@ def test_claims_arms_cover_the_budget_and_every_distillation_setting():
     assert names[:4] == ["pre3_s0", "pre3_s1", "pre3_s2", "ft1_pre3_l1_s0"]
 
 
-def test_all_seeds_settings_run_on_every_seed():
-    settings = ("long", "long_noisy", "long_t2")
-    names = set(name for name, _ in arms.all_runs("/o", (0, 1, 2), "cpu", settings))
-    for fraction in (1, 10):
-        assert {f"distill{fraction}_long_noisy_s{s}" for s in (0, 1, 2)} <= names
-        assert f"distill{fraction}_long_t2_s2" not in names
-
-
-def test_the_memorys_teacher_distils_its_own_students():
-    settings = ("long", "long_t2", "long_noisy")
-    runs = dict(arms.run_list("/o", 2, "cpu", settings))
-    teacher = runs["ft10_pre3_mem_l1_s2"]
-    assert "--checkpoint=/o/pre3_mem_s2" in teacher and "--label_fraction=0.1" in teacher
-    for setting in ("long", "long_noisy"):  # The first and the all-seeds one.
-        for fraction in (1, 10):
-            flags = runs[f"distill{fraction}_mem_{setting}_s2"]
-            assert f"--teacher=/o/ft{fraction}_pre3_mem_l1_s2" in flags
-            assert "--checkpoint=/o/pre3_mem_s2" in flags
-            # The same recipe as pre3's student.
-            assert flags[:-2] == runs[f"distill{fraction}_{setting}_s2"][:-2]
-    assert "distill10_mem_long_t2_s2" not in runs and "distill1_mem_long_t2_s2" not in runs
-    # Each student is reported against its own teacher, paired by seed.
-    results = {f"{name}_s{s}": {"top1": top1} for s in (0, 1) for name, top1 in (
-        ("ft10_pre3_mem_l1", 0.86), ("distill10_mem_long", 0.87), ("ft10_pre3_l1", 0.80))}
-    lines = report.verdict_rows(results, (0, 1), report.distill_verdicts(settings))
-    row = next(line for line in lines.splitlines()
-               if line.startswith("| long, 10% labels, pretrained with the memory"))
-    assert "+1.0 (+1.0, +1.0)" in row and row.endswith("| holds |")
-
-
-def test_comparison_distillation_settings_run_on_the_first_two_seeds():
-    settings = ("long", "long_t2", "short")
-    names = [name for name, _ in arms.all_runs("/o", (0, 1, 2), "cpu", settings)]
-    assert len(names) == len(set(names))
-    for fraction in (1, 10):
-        assert {f"distill{fraction}_long_s{s}" for s in (0, 1, 2)} <= set(names)
-        for setting in ("long_t2", "short"):
-            assert {f"distill{fraction}_{setting}_s{s}" for s in (0, 1)} <= set(names)
-            assert f"distill{fraction}_{setting}_s2" not in names
-    # Everything else runs for all three seeds: only the 8 comparison runs are missing.
-    full = [name for name, _ in arms.run_list("/o", 2, "cpu", settings)]
-    assert sorted(set(full) - set(names)) == sorted(
-        f"distill{f}_{s}_s2" for f in (1, 10) for s in ("long_t2", "short"))
-    # Seed 2's runs keep their order among themselves.
-    assert [n for n in names if n.endswith("_s2")] == [n for n in full if n in names]
-
-
 def test_verdicts_use_the_seeds_that_measured_both_arms():
     def run(top1):
         return {"top1": top1}
