@@ -15,9 +15,10 @@ SEEDS = (0, 1, 2)
 TRAIN_EXAMPLES = 60000
 PRETRAIN_EPOCHS = 18
 MODEL = ["--resnet_depth=18", "--cifar_stem=true", "--precision=auto"]
-# The bigger and the smaller encoder of claim 2; every other arm is the bigger.
-WIDTHS = {"": 0.25, "_small": 0.125}
-WIDTH_NAMES = {"": "1/4 width", "_small": "1/8 width"}
+# The encoders of claim 2 by pretraining-name suffix: every other arm is
+# the 1/4 width; the 1/8 width is the smaller encoder, the 1/2 width the wider.
+WIDTHS = {"": 0.25, "_small": 0.125, "_wide": 0.5}
+WIDTH_NAMES = {"": "1/4 width", "_small": "1/8 width", "_wide": "1/2 width"}
 # The time-to-accuracy recipe (fashion_mnist recipe: LARS, crops >= 35% of
 # the area, jitter 1.0, no blur; batch 512, 0.075 x sqrt(batch)).
 PRETRAIN = suite.PRETRAIN_FLAGS + ["--temperature=0.5",
@@ -135,11 +136,12 @@ def teaching_setting(name):
 def pretrain_arms():
     """{pretraining name: its flags without the width}."""
     return {"pre3": PRETRAIN, "pre2": PRETRAIN + ["--num_proj_layers=2"],
-            "pre3_mem": PRETRAIN + MEMORY, "pre3_small": PRETRAIN}
+            "pre3_mem": PRETRAIN + MEMORY, "pre3_small": PRETRAIN, "pre3_wide": PRETRAIN}
 
 
 def _width(pre):
-    return [f"--width_multiplier={WIDTHS['_small' if pre.endswith('_small') else '']}"]
+    suffix = next((s for s in WIDTHS if s and pre.endswith(s)), "")
+    return [f"--width_multiplier={WIDTHS[suffix]}"]
 
 
 PROBE = "probe"  # A run_list entry (name, PROBE): probe that pretraining's h.
@@ -224,6 +226,11 @@ def run_list(out, seed, budget="cpu", distill_settings=DEFAULT_DISTILL):
     finetune(10, "pre3", "h")
     probes("pre2")
     runs.append((f"scratch100_s{seed}", _width("pre3") + SCRATCH + b["scratch100"]))
+    # Claim 2 one width up: the 1/2 width, fine-tuned and probed.
+    pretrain("pre3_wide")
+    finetune(1, "pre3_wide", "l1")
+    finetune(10, "pre3_wide", "l1")
+    probes("pre3_wide")
     return runs
 
 

@@ -7,10 +7,12 @@ from claims_arms import PROBE, TRAIN_EXAMPLES
 # forward and backward pass, over the 120,000 of one pretraining epoch at
 # 1/4 width. 1/8 width counts as 1/4: in mixed bfloat16 the sweep measured
 # it slower (501 against 931 images/s, docs/performance.md), before batch
-# norm moved to float32 at narrow channels; not measured since. Assumed
+# norm moved to float32 at narrow channels; not measured since. 1/2 width
+# counts 3.3x: 4.5 against 1.37 CPU s a bf16 step at batch 512 on the AMD
+# EPYC (docs/performance.md, the bf16 kernel gradient). Assumed
 # factors: the memory's momentum encoder 1.3x, a teacher's forward pass a
 # third of a training view, a probe (feature extraction, L-BFGS, kNN) 2.
-WIDTH_COST = {0.25: 1.0, 0.125: 1.0}
+WIDTH_COST = {0.25: 1.0, 0.125: 1.0, 0.5: 3.3}
 MEMORY_COST = 1.3
 TEACHER_COST = 1 / 3
 PROBE_COST = 2.0

@@ -49,7 +49,7 @@ def verdicts(distill_settings=DEFAULT_DISTILL):
     "probe:<row>" reads probes_<pre>_s<seed>'s row for pretraining <pre>;
     "probe:<row>|<other row>" compares two rows of the same probe; the arm
     "svm_pixels" is the seedless SVM row."""
-    big, small = WIDTH_NAMES[""], WIDTH_NAMES["_small"]
+    big, small, wide = WIDTH_NAMES[""], WIDTH_NAMES["_small"], WIDTH_NAMES["_wide"]
     main = distill_settings[0]
     rows = [
         ("1: 3-layer head from layer 1 > 2-layer head from h, 1% labels",
@@ -66,6 +66,12 @@ def verdicts(distill_settings=DEFAULT_DISTILL):
          "ft10_pre3_l1", "ft10_pre3_small_l1", "top1"),
         (f"2: {big} > {small}, 100% labels (L-BFGS on h)",
          "pre3", "pre3_small", "probe:logreg_pretrained_100pct"),
+        (f"2: {wide} > {big}, 1% labels (fine-tuned)",
+         "ft1_pre3_wide_l1", "ft1_pre3_l1", "top1"),
+        (f"2: {wide} > {big}, 10% labels (fine-tuned)",
+         "ft10_pre3_wide_l1", "ft10_pre3_l1", "top1"),
+        (f"2: {wide} > {big}, 100% labels (L-BFGS on h)",
+         "pre3_wide", "pre3", "probe:logreg_pretrained_100pct"),
         (f"3: self-distilled student ({main}) > its teacher, 1% labels",
          f"distill1_{main}", "ft1_pre3_l1", "top1"),
         (f"3: self-distilled student ({main}) > its teacher, 10% labels",
@@ -156,7 +162,7 @@ def verdict_rows(results, seeds=SEEDS, rows=None):
 
 def claims_table(results, seeds=SEEDS, distill_settings=DEFAULT_DISTILL, out=None):
     """Markdown rows: claim, arm, mean ± half-range over seeds."""
-    big, small = WIDTH_NAMES[""], WIDTH_NAMES["_small"]
+    big, small, wide = WIDTH_NAMES[""], WIDTH_NAMES["_small"], WIDTH_NAMES["_wide"]
 
     def top1(name):
         return [_metric(results, name, "top1", s) for s in seeds]
@@ -177,12 +183,16 @@ def claims_table(results, seeds=SEEDS, distill_settings=DEFAULT_DISTILL, out=Non
         ("label efficiency", "supervised from scratch, all 60,000", top1("scratch100")),
         ("2 bigger encoder", f"{small}, 1% labels (ft from layer 1)", top1("ft1_pre3_small_l1")),
         ("2 bigger encoder", f"{big}, 1% labels (ft from layer 1)", top1("ft1_pre3_l1")),
+        ("2 bigger encoder", f"{wide}, 1% labels (ft from layer 1)", top1("ft1_pre3_wide_l1")),
         ("2 bigger encoder", f"{small}, 10% labels", top1("ft10_pre3_small_l1")),
         ("2 bigger encoder", f"{big}, 10% labels", top1("ft10_pre3_l1")),
+        ("2 bigger encoder", f"{wide}, 10% labels", top1("ft10_pre3_wide_l1")),
         ("2 bigger encoder", f"{small}, 100% labels (L-BFGS on h)",
          probe_value("pre3_small", "logreg_pretrained_100pct")),
         ("2 bigger encoder", f"{big}, 100% labels (L-BFGS on h)",
          probe_value("pre3", "logreg_pretrained_100pct")),
+        ("2 bigger encoder", f"{wide}, 100% labels (L-BFGS on h)",
+         probe_value("pre3_wide", "logreg_pretrained_100pct")),
         ("3 distillation", f"teacher: {big} fine-tuned on 1%", top1("ft1_pre3_l1")),
         ("3 distillation", f"teacher: {big} fine-tuned on 10%", top1("ft10_pre3_l1")),
     ]
@@ -222,7 +232,7 @@ def claims_table(results, seeds=SEEDS, distill_settings=DEFAULT_DISTILL, out=Non
                          f"log's progress lines) | {text} |")
     for pre, label in (("pre3", f"SimCLR h, {big}"), ("pre2", "SimCLR h, 2-layer head"),
                        ("pre3_mem", "SimCLR h, memory"), ("pre3_small", f"SimCLR h, {small}"),
-                       ("pre3", "raw pixels")):
+                       ("pre3_wide", f"SimCLR h, {wide}"), ("pre3", "raw pixels")):
         tag = "pixels" if label == "raw pixels" else "pretrained"
         for row, what in (("logreg_{}_100pct", "L-BFGS all labels"),
                           ("logreg_{}_1pct", "L-BFGS 1% labels"),

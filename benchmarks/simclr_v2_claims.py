@@ -14,8 +14,8 @@ test). Pretraining is the time-to-accuracy recipe (benchmarks/
 time_to_accuracy.py with --width=0.25 --epochs=18): ResNet-18 with the CIFAR
 stem at 1/4 width, batch 512, LARS, learning rate 0.075 with square-root
 scaling, temperature 0.5, 18 epochs with 2 of warmup, --precision=auto
-(mixed bfloat16 on CPUs with bf16 instructions). The smaller encoder of
-claim 2 is the 1/8 width. A seed fixes the pretraining, the 1% / 10% label
+(mixed bfloat16 on CPUs with bf16 instructions). Claim 2 compares it with
+the 1/8 width (smaller) and the 1/2 width (wider). A seed fixes the pretraining, the 1% / 10% label
 subsets and the fine-tuning, so the arms of one seed are paired.
 
 Arms per seed S (model_dir OUT/<name>_sS):
@@ -27,6 +27,7 @@ Arms per seed S (model_dir OUT/<name>_sS):
               the paper's 0.999 (a time constant of 3.2 ImageNet epochs at
               its batch) rescaled to 2.8 epochs of this run's 117 steps
   pre3_small  1/8 width, 3-layer head
+  pre3_wide   1/2 width, 3-layer head
   ft{1,10}_{pre}_{h,l1}   fine-tuned on 1% / 10% of the labels from h
                           (--ft_proj_selector=0) or from the head's first
                           layer (--ft_proj_selector=1), on whole images
@@ -69,17 +70,18 @@ Usage:
 Cost: `--plan` prints every command in order and the work in pretraining-
 epoch equivalents (one epoch of two augmented views of 60k images at 1/4
 width; fine-tuning and distillation count their single views, distillation
-adds a third of a view for the teacher's forward pass, the memory 1.3x) plus
-90 s per run.py step for start-up, evaluation and export. The default suite
+adds a third of a view for the teacher's forward pass, the memory 1.3x, the
+1/2 width 3.3x) plus 90 s per run.py step for start-up, evaluation and
+export. The default suite
 (3 seeds; distillation settings long, long_crops, long_noisy, long_noisier,
 noisy_round2, longer_noisy, long_labels, long_t2, long_random, short: long
-and long_noisy on seeds 0-2, the others on seeds 0 and 1) is 119 steps and
-1,026 equivalents, 216 of them pretraining epochs and 716 distillation: about
-45 hours on 2 shared cores at the 400 images/s a 1/4-width pretraining
-step ran there (median of a time-to-accuracy run's progress lines), and 29
+and long_noisy on seeds 0-2, the others on seeds 0 and 1) is 131 steps and
+1,230 equivalents, 270 of them pretraining epochs and 716 distillation: about
+54 hours on 2 shared cores at the 400 images/s a 1/4-width pretraining
+step ran there (median of a time-to-accuracy run's progress lines), and 34
 hours at 650 images/s (2 idle cores of an AMD EPYC), before
 the SVM (extrapolated from 2,000 and 4,000 images: over an hour on one
-loaded core). --distill_settings=long alone is 490 equivalents (about 22
+loaded core). --distill_settings=long alone is 694 equivalents (about 31
 hours shared). Seeds run interleaved claim by claim, so a partial suite
 answers the first claims for every seed.
 

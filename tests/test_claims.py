@@ -36,10 +36,15 @@ def test_claims_runs_depend_only_on_earlier_runs_of_their_seed():
 
 def test_claims_arms_cover_the_budget_and_every_distillation_setting():
     runs = dict(arms.run_list("/o", 0, "cpu", ("long", "short", "long_random")))
-    for pre in ("pre3_s0", "pre2_s0", "pre3_mem_s0", "pre3_small_s0"):
+    for pre in ("pre3_s0", "pre2_s0", "pre3_mem_s0", "pre3_small_s0", "pre3_wide_s0"):
         assert "--train_epochs=18" in runs[pre] and "--temperature=0.5" in runs[pre]
     assert "--width_multiplier=0.25" in runs["pre3_s0"]
     assert "--width_multiplier=0.125" in runs["pre3_small_s0"]
+    # The wider encoder is fine-tuned at its own width from its own pretraining.
+    for fraction in (1, 10):
+        wide = runs[f"ft{fraction}_pre3_wide_l1_s0"]
+        assert "--width_multiplier=0.5" in wide and "--checkpoint=/o/pre3_wide_s0" in wide
+    assert runs["probes_pre3_wide_s0"] == arms.PROBE
     assert "--memory_size=8192" in runs["pre3_mem_s0"]
     assert not any(f.startswith("--memory_size") for f in runs["pre3_s0"])
     assert "--precision=auto" in arms.MODEL
@@ -188,9 +193,9 @@ def test_claims_plan_prints_every_command_and_the_cost(capsys):
                for line in lines)
     assert "svm_pixels: SVC(C=10.0" in lines[-3]
     assert lines[-2].startswith("by kind: pretraining ")
-    # 8 pretrainings of 18 epochs (3 at 1/4 width, the small one at half cost,
-    # the memory at 1.3x) per seed.
-    assert "(144 of them pretraining epochs" in lines[-1]
+    # 5 pretrainings of 18 epochs per seed (pre3, pre2, pre3_mem, pre3_small,
+    # pre3_wide), two seeds.
+    assert "(180 of them pretraining epochs" in lines[-1]
     # A distillation reads every image, also when it reads a subset's labels.
     labelled = dict(arms.run_list("/o", 0, "cpu", ("long", "long_labels")))
     assert claims.cost("d", labelled["distill1_long_labels_s0"]) == \
