@@ -5,14 +5,13 @@ from claims_arms import PROBE, TRAIN_EXAMPLES
 
 # Work of one run in pretraining-epoch equivalents: image-views through a
 # forward and backward pass, over the 120,000 of one pretraining epoch at
-# 1/4 width. 1/8 width counts as 1/4: in mixed bfloat16 the sweep measured
-# it slower (501 against 931 images/s, docs/performance.md), before batch
-# norm moved to float32 at narrow channels; not measured since. 1/2 width
-# counts 3.3x: 4.5 against 1.37 CPU s a bf16 step at batch 512 on the AMD
-# EPYC (docs/performance.md, the bf16 kernel gradient). Assumed
+# 1/4 width. 1/8 width counts half: the suite's 1/8-width pretraining took
+# 901-933 s a seed against about 1,880 s at 1/4 width (AMD EPYC, mixed
+# bfloat16). 1/2 width counts 3.3x: 4.5 against 1.37 CPU s a bf16 step at
+# batch 512 on the same CPU (docs/performance.md). Assumed
 # factors: the memory's momentum encoder 1.3x, a teacher's forward pass a
 # third of a training view, a probe (feature extraction, L-BFGS, kNN) 2.
-WIDTH_COST = {0.25: 1.0, 0.125: 1.0, 0.5: 3.3}
+WIDTH_COST = {0.25: 1.0, 0.125: 0.5, 0.5: 3.3}
 MEMORY_COST = 1.3
 TEACHER_COST = 1 / 3
 PROBE_COST = 2.0

@@ -71,17 +71,16 @@ Cost: `--plan` prints every command in order and the work in pretraining-
 epoch equivalents (one epoch of two augmented views of 60k images at 1/4
 width; fine-tuning and distillation count their single views, distillation
 adds a third of a view for the teacher's forward pass, the memory 1.3x, the
-1/2 width 3.3x) plus 90 s per run.py step for start-up, evaluation and
-export. The default suite
-(3 seeds; distillation settings long, long_crops, long_noisy, long_noisier,
+1/8 width half, the 1/2 width 3.3x) plus 90 s per run.py step for start-up,
+evaluation and export. The default suite (3 seeds; distillation settings long, long_crops, long_noisy, long_noisier,
 noisy_round2, longer_noisy, long_labels, long_t2, long_random, short: long
 and long_noisy on seeds 0-2, the others on seeds 0 and 1) is 131 steps and
-1,230 equivalents, 270 of them pretraining epochs and 716 distillation: about
-54 hours on 2 shared cores at the 400 images/s a 1/4-width pretraining
-step ran there (median of a time-to-accuracy run's progress lines), and 34
+1,182 equivalents, 270 of them pretraining epochs and 698 distillation: about
+52 hours on 2 shared cores at the 400 images/s a 1/4-width pretraining
+step ran there (median of a time-to-accuracy run's progress lines), and 33
 hours at 650 images/s (2 idle cores of an AMD EPYC), before
 the SVM (extrapolated from 2,000 and 4,000 images: over an hour on one
-loaded core). --distill_settings=long alone is 694 equivalents (about 31
+loaded core). --distill_settings=long alone is 646 equivalents (about 29
 hours shared). Seeds run interleaved claim by claim, so a partial suite
 answers the first claims for every seed.
 
