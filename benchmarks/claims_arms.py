@@ -116,8 +116,9 @@ DEFAULT_DISTILL = ("long", "long_crops", "long_noisy", "long_noisier", "noisy_ro
 
 
 # Run-name infix of a distillation family: the students of pre3's teachers
-# (distill{1,10}_<setting>) and of pre3_mem's (distill{1,10}_mem_<setting>).
-FAMILIES = {"pre3": "", "pre3_mem": "mem_"}
+# (distill{1,10}_<setting>), of pre3_mem's (distill{1,10}_mem_<setting>) and
+# of pre3_wide's (distill1_from_wide_<setting>).
+FAMILIES = {"pre3": "", "pre3_mem": "mem_", "pre3_wide": "from_wide_"}
 
 
 def every_seed_settings(distill_settings):
@@ -170,11 +171,12 @@ def run_list(out, seed, budget="cpu", distill_settings=DEFAULT_DISTILL):
                      _width(name) + ["--train_mode=finetune", f"--checkpoint={d(name)}"]
                      + SELECTOR[layer] + WHOLE_IMAGES + finetune_flags[fraction]))
 
-    def distill(fraction, setting, student="pre3"):
+    def distill(fraction, setting, student="pre3", teacher_pre=None):
         spec = DISTILL_SETTINGS[setting]
         # The smaller student learns from the bigger encoder's teacher; the
-        # memory's student from the model fine-tuned from the memory's pretraining.
-        base = "pre3_mem" if student == "pre3_mem" else "pre3"
+        # memory's student from the model fine-tuned from the memory's
+        # pretraining; teacher_pre names another teacher's pretraining.
+        base = teacher_pre or ("pre3_mem" if student == "pre3_mem" else "pre3")
         family = FAMILIES[base]
         tag = "small" if student == "pre3_small" else family + setting
         start = [f"--checkpoint={d(student)}"] if spec["checkpoint"] else []
@@ -231,6 +233,9 @@ def run_list(out, seed, budget="cpu", distill_settings=DEFAULT_DISTILL):
     finetune(1, "pre3_wide", "l1")
     finetune(10, "pre3_wide", "l1")
     probes("pre3_wide")
+    # SimCLRv2's bigger teacher: the 1/2-width 1% model teaches a 1/4-width
+    # noised student started from the memory's pretraining.
+    distill(1, "long_noisy", student="pre3_mem", teacher_pre="pre3_wide")
     return runs
 
 

@@ -84,6 +84,8 @@ def verdicts(distill_settings=DEFAULT_DISTILL):
          f"distill10_mem_{main}", "ft10_pre3_mem_l1", "top1"),
         (f"3: {small} student of the {big} teacher > {small} fine-tuned, 1%",
          "distill1_small", "ft1_pre3_small_l1", "top1"),
+        (f"3: {big} noised student of the {wide} teacher > {big} fine-tuned, 1%",
+         "distill1_from_wide_long_noisy", "ft1_pre3_l1", "top1"),
         ("4: memory > no memory, L-BFGS all labels",
          "pre3_mem", "pre3", "probe:logreg_pretrained_100pct"),
         ("4: memory > no memory, 1% labels (fine-tuned)",
@@ -211,6 +213,9 @@ def claims_table(results, seeds=SEEDS, distill_settings=DEFAULT_DISTILL, out=Non
         ("3 distillation", f"{small} fine-tuned on 1% directly", top1("ft1_pre3_small_l1")),
         ("3 distillation", f"{small} student of the {big} 1% teacher ({distill_settings[0]})",
          top1("distill1_small")),
+        ("3 distillation", f"teacher: {wide} fine-tuned on 1%", top1("ft1_pre3_wide_l1")),
+        ("3 distillation", f"{big} noised student of the {wide} 1% teacher (long_noisy, "
+         "started from the memory's pretraining)", top1("distill1_from_wide_long_noisy")),
         ("4 memory", "no memory: 1% labels (ft from layer 1)", top1("ft1_pre3_l1")),
         ("4 memory", "memory: 1% labels (ft from layer 1)", top1("ft1_pre3_mem_l1")),
         ("4 memory", "no memory: 10% labels (ft from layer 1)", top1("ft10_pre3_l1")),

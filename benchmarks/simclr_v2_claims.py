@@ -45,6 +45,8 @@ Arms per seed S (model_dir OUT/<name>_sS):
                           first setting and those run on every seed)
   distill1_small          1/8-width student started from pre3_small, taught
                           by the 1/4-width ft1_pre3_l1 (the first setting)
+  distill1_from_wide_long_noisy  1/4-width noised student started from
+                          pre3_mem, taught by ft1_pre3_wide_l1 (1/2 width)
   probes_{pre}            L-BFGS logistic regression (all labels and the
                           seed's 1% subset) and cosine kNN-10 / kNN-200 on
                           frozen h, and on the raw pixels of the same split

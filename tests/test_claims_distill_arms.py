@@ -52,3 +52,22 @@ def test_comparison_distillation_settings_run_on_the_first_two_seeds():
         f"distill{f}_{s}_s2" for f in (1, 10) for s in ("long_t2", "short"))
     # Seed 2's runs keep their order among themselves.
     assert [n for n in names if n.endswith("_s2")] == [n for n in full if n in names]
+
+
+def test_the_wider_teacher_teaches_a_quarter_width_noised_student():
+    runs = dict(arms.run_list("/o", 1, "cpu", ("long",)))
+    flags = runs["distill1_from_wide_long_noisy_s1"]
+    assert "--teacher=/o/ft1_pre3_wide_l1_s1" in flags
+    assert "--checkpoint=/o/pre3_mem_s1" in flags
+    assert "--width_multiplier=0.25" in flags and "--width_multiplier=0.5" not in flags
+    # The noised recipe of long_noisy, whatever --distill_settings selects.
+    assert "--distill_teacher_input=whole_image" in flags and "--crop_min_area=0.35" in flags
+    assert "--width_multiplier=0.5" in runs["ft1_pre3_wide_l1_s1"]
+    names = [name for name, _ in arms.run_list("/o", 1, "cpu", ("long",))]
+    assert names.index("ft1_pre3_wide_l1_s1") < names.index("distill1_from_wide_long_noisy_s1")
+    # Its verdict compares it with the 1/4 width fine-tuned on the same 600.
+    results = {f"{name}_s{s}": {"top1": top1} for s in (0, 1) for name, top1 in (
+        ("ft1_pre3_l1", 0.83), ("ft1_pre3_wide_l1", 0.84), ("distill1_from_wide_long_noisy", 0.86))}
+    row = next(line for line in report.verdict_rows(results, (0, 1)).splitlines()
+               if "noised student of the 1/2 width teacher" in line)
+    assert "+3.0 (+3.0, +3.0)" in row and row.endswith("| holds |")
