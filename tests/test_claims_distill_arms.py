@@ -1,5 +1,5 @@
 """benchmarks/claims_arms.py: which seeds run which distillation settings,
-and the memory's teachers' students."""
+the memory's teachers' students and the wider teacher's student."""
 
 from tests import harness
 
