@@ -119,6 +119,8 @@ DEFAULT_DISTILL = ("long", "long_crops", "long_noisy", "long_noisier", "noisy_ro
 # (distill{1,10}_<setting>), of pre3_mem's (distill{1,10}_mem_<setting>) and
 # of pre3_wide's (distill1_from_wide_<setting>).
 FAMILIES = {"pre3": "", "pre3_mem": "mem_", "pre3_wide": "from_wide_"}
+# The recipe of the wider teacher's student (distill1_from_wide_<setting>).
+WIDE_TEACHER_SETTING = "long_noisy"
 
 
 def every_seed_settings(distill_settings):
@@ -235,7 +237,7 @@ def run_list(out, seed, budget="cpu", distill_settings=DEFAULT_DISTILL):
     probes("pre3_wide")
     # SimCLRv2's bigger teacher: the 1/2-width 1% model teaches a 1/4-width
     # noised student started from the memory's pretraining.
-    distill(1, "long_noisy", student="pre3_mem", teacher_pre="pre3_wide")
+    distill(1, WIDE_TEACHER_SETTING, student="pre3_mem", teacher_pre="pre3_wide")
     return runs
 
 
