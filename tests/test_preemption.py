@@ -38,13 +38,26 @@ class Run:
             command + list(args), cwd=ROOT, text=True,
             env=dict(os.environ, PYTHONPATH=ROOT, **(env or {})),
             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        self.lines, self._queue = [], queue.Queue()
+        self.lines, self._queue, self._err = [], queue.Queue(), []
+        # Both pipes are drained by threads, never by communicate(): a second
+        # reader of stdout would steal lines and close the pipe under the first.
         threading.Thread(target=self._read, daemon=True).start()
+        self._err_reader = threading.Thread(target=self._read_stderr,
+                                            daemon=True)
+        self._err_reader.start()
 
     def _read(self):
         for line in self.proc.stdout:
             self._queue.put(line.rstrip("\n"))
         self._queue.put(None)
+
+    def _read_stderr(self):
+        self._err.append(self.proc.stderr.read())
+
+    def stderr(self, timeout=30):
+        """The whole stderr once the process has closed it."""
+        self._err_reader.join(timeout)
+        return "".join(self._err)
 
     def wait_for(self, pattern, timeout=240):
         """Blocks until a stdout line matches `pattern`; returns the match."""
@@ -62,15 +75,15 @@ class Run:
                 return found
         self.proc.kill()
         raise AssertionError(f"no line matching {pattern!r}; stderr: "
-                             f"{self.proc.stderr.read()[-3000:]}")
+                             f"{self.stderr()[-3000:]}")
 
     def finish(self, timeout=240):
         """Waits for the exit; returns (status, stderr) with stdout collected."""
-        _, err = self.proc.communicate(timeout=timeout)
+        self.proc.wait(timeout=timeout)
         while True:
-            line = self._queue.get(timeout=10)
+            line = self._queue.get(timeout=30)
             if line is None:
-                return self.proc.returncode, err
+                return self.proc.returncode, self.stderr()
             self.lines.append(line)
 
     def last_logged_step(self):
