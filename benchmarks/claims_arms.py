@@ -119,7 +119,8 @@ DEFAULT_DISTILL = ("long", "long_crops", "long_noisy", "long_noisier", "noisy_ro
 # (distill{1,10}_<setting>), of pre3_mem's (distill{1,10}_mem_<setting>) and
 # of pre3_wide's (distill1_from_wide_<setting>).
 FAMILIES = {"pre3": "", "pre3_mem": "mem_", "pre3_wide": "from_wide_"}
-# The recipe of the wider teacher's student (distill1_from_wide_<setting>).
+# The recipe of the wider teacher's students (distill1_from_wide_<setting> at
+# the 1/4 width, distill1_wide_<setting> at its own 1/2 width).
 WIDE_TEACHER_SETTING = "long_noisy"
 
 
@@ -180,7 +181,8 @@ def run_list(out, seed, budget="cpu", distill_settings=DEFAULT_DISTILL):
         # pretraining; teacher_pre names another teacher's pretraining.
         base = teacher_pre or ("pre3_mem" if student == "pre3_mem" else "pre3")
         family = FAMILIES[base]
-        tag = "small" if student == "pre3_small" else family + setting
+        tag = ("small" if student == "pre3_small"
+               else "wide_" + setting if student == "pre3_wide" else family + setting)
         start = [f"--checkpoint={d(student)}"] if spec["checkpoint"] else []
         teacher = d(f"distill{fraction}_{family}{spec['taught_by']}" if spec["taught_by"]
                     else f"ft{fraction}_{base}_l1")
@@ -238,6 +240,9 @@ def run_list(out, seed, budget="cpu", distill_settings=DEFAULT_DISTILL):
     # SimCLRv2's bigger teacher: the 1/2-width 1% model teaches a 1/4-width
     # noised student started from the memory's pretraining.
     distill(1, WIDE_TEACHER_SETTING, student="pre3_mem", teacher_pre="pre3_wide")
+    # Its 1/2-width noised student (distill1_wide_<setting>): the same recipe,
+    # student and teacher at the 1/2 width.
+    distill(1, WIDE_TEACHER_SETTING, student="pre3_wide", teacher_pre="pre3_wide")
     return runs
 
 

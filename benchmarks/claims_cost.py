@@ -1,7 +1,9 @@
 """The claims suite's cost model: the work of one step in pretraining-epoch
 equivalents, which `simclr_v2_claims.py --plan` turns into hours."""
 
-from claims_arms import PROBE, TRAIN_EXAMPLES
+import os
+
+from claims_arms import PROBE, TRAIN_EXAMPLES, WIDTHS
 
 # Work of one run in pretraining-epoch equivalents: image-views through a
 # forward and backward pass, over the 120,000 of one pretraining epoch at
@@ -10,7 +12,8 @@ from claims_arms import PROBE, TRAIN_EXAMPLES
 # bfloat16). 1/2 width counts 3.3x: 4.5 against 1.37 CPU s a bf16 step at
 # batch 512 on the same CPU (docs/performance.md). Assumed
 # factors: the memory's momentum encoder 1.3x, a teacher's forward pass a
-# third of a training view, a probe (feature extraction, L-BFGS, kNN) 2.
+# third of a training view at the teacher's width, a probe (feature
+# extraction, L-BFGS, kNN) 2.
 WIDTH_COST = {0.25: 1.0, 0.125: 0.5, 0.5: 3.3}
 MEMORY_COST = 1.3
 TEACHER_COST = 1 / 3
@@ -46,5 +49,13 @@ def cost(name, flags):
     examples = TRAIN_EXAMPLES * (1.0 if mode == "distill" else fraction)
     if mode == "finetune" and flag_value(flags, "label_subset_file"):
         examples = TRAIN_EXAMPLES * 0.01  # A distillation reads every image.
-    views = 1 + (TEACHER_COST if mode == "distill" else 0)
-    return epochs * examples * views * width / (2 * TRAIN_EXAMPLES), 0.0
+    views = width + (TEACHER_COST * teacher_width(flags) if mode == "distill" else 0)
+    return epochs * examples * views / (2 * TRAIN_EXAMPLES), 0.0
+
+
+def teacher_width(flags):
+    """WIDTH_COST of a distillation's teacher, read from the width suffix of
+    the pretraining in its run name (ft1_pre3_wide_l1_s0: the 1/2 width)."""
+    teacher = os.path.basename(flag_value(flags, "teacher", "").rstrip("/"))
+    suffix = next((s for s in WIDTHS if s and f"pre3{s}_" in teacher), "")
+    return WIDTH_COST[WIDTHS[suffix]]

@@ -11,8 +11,12 @@ import statistics
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from claims_arms import (DEFAULT_DISTILL, DISTILL_SETTINGS, SEEDS, WIDTH_NAMES,  # noqa: E402
-                         every_seed_settings)
+from claims_arms import (DEFAULT_DISTILL, DISTILL_SETTINGS, SEEDS,  # noqa: E402
+                         WIDE_TEACHER_SETTING, WIDTH_NAMES, every_seed_settings)
+
+# The wider teacher's students: at the 1/4 width and at its own 1/2 width.
+FROM_WIDE = f"distill1_from_wide_{WIDE_TEACHER_SETTING}"
+WIDE_STUDENT = f"distill1_wide_{WIDE_TEACHER_SETTING}"
 
 
 def images_per_s(log_path):
@@ -85,7 +89,9 @@ def verdicts(distill_settings=DEFAULT_DISTILL):
         (f"3: {small} student of the {big} teacher > {small} fine-tuned, 1%",
          "distill1_small", "ft1_pre3_small_l1", "top1"),
         (f"3: {big} noised student of the {wide} teacher > {big} fine-tuned, 1%",
-         "distill1_from_wide_long_noisy", "ft1_pre3_l1", "top1"),
+         FROM_WIDE, "ft1_pre3_l1", "top1"),
+        (f"3: {wide} noised student ({WIDE_TEACHER_SETTING}) > its teacher, 1% labels",
+         WIDE_STUDENT, "ft1_pre3_wide_l1", "top1"),
         ("4: memory > no memory, L-BFGS all labels",
          "pre3_mem", "pre3", "probe:logreg_pretrained_100pct"),
         ("4: memory > no memory, 1% labels (fine-tuned)",
@@ -214,8 +220,11 @@ def claims_table(results, seeds=SEEDS, distill_settings=DEFAULT_DISTILL, out=Non
         ("3 distillation", f"{small} student of the {big} 1% teacher ({distill_settings[0]})",
          top1("distill1_small")),
         ("3 distillation", f"teacher: {wide} fine-tuned on 1%", top1("ft1_pre3_wide_l1")),
-        ("3 distillation", f"{big} noised student of the {wide} 1% teacher (long_noisy, "
-         "started from the memory's pretraining)", top1("distill1_from_wide_long_noisy")),
+        ("3 distillation", f"{big} noised student of the {wide} 1% teacher "
+         f"({WIDE_TEACHER_SETTING}, started from the memory's pretraining)",
+         top1(FROM_WIDE)),
+        ("3 distillation", f"{wide} noised student of the {wide} 1% teacher "
+         f"({WIDE_TEACHER_SETTING}, started from its pretraining)", top1(WIDE_STUDENT)),
         ("4 memory", "no memory: 1% labels (ft from layer 1)", top1("ft1_pre3_l1")),
         ("4 memory", "memory: 1% labels (ft from layer 1)", top1("ft1_pre3_mem_l1")),
         ("4 memory", "no memory: 10% labels (ft from layer 1)", top1("ft10_pre3_l1")),

@@ -47,6 +47,8 @@ Arms per seed S (model_dir OUT/<name>_sS):
                           by the 1/4-width ft1_pre3_l1 (the first setting)
   distill1_from_wide_long_noisy  1/4-width noised student started from
                           pre3_mem, taught by ft1_pre3_wide_l1 (1/2 width)
+  distill1_wide_long_noisy  1/2-width noised student started from
+                          pre3_wide, taught by ft1_pre3_wide_l1
   probes_{pre}            L-BFGS logistic regression (all labels and the
                           seed's 1% subset) and cosine kNN-10 / kNN-200 on
                           frozen h, and on the raw pixels of the same split
@@ -72,17 +74,17 @@ Usage:
 Cost: `--plan` prints every command in order and the work in pretraining-
 epoch equivalents (one epoch of two augmented views of 60k images at 1/4
 width; fine-tuning and distillation count their single views, distillation
-adds a third of a view for the teacher's forward pass, the memory 1.3x, the
+adds a third of a view at the teacher's width for its forward pass, the memory 1.3x, the
 1/8 width half, the 1/2 width 3.3x) plus 90 s per run.py step for start-up,
 evaluation and export. The default suite (3 seeds; distillation settings long, long_crops, long_noisy, long_noisier,
 noisy_round2, longer_noisy, long_labels, long_t2, long_random, short: long
-and long_noisy on seeds 0-2, the others on seeds 0 and 1) is 131 steps and
-1,182 equivalents, 270 of them pretraining epochs and 698 distillation: about
-52 hours on 2 shared cores at the 400 images/s a 1/4-width pretraining
-step ran there (median of a time-to-accuracy run's progress lines), and 33
+and long_noisy on seeds 0-2, the others on seeds 0 and 1) is 137 steps and
+1,362 equivalents, 270 of them pretraining epochs and 878 distillation: about
+60 hours on 2 shared cores at the 400 images/s a 1/4-width pretraining
+step ran there (median of a time-to-accuracy run's progress lines), and 38
 hours at 650 images/s (2 idle cores of an AMD EPYC), before
 the SVM (extrapolated from 2,000 and 4,000 images: over an hour on one
-loaded core). --distill_settings=long alone is 646 equivalents (about 29
+loaded core). --distill_settings=long alone is 826 equivalents (about 36
 hours shared). Seeds run interleaved claim by claim, so a partial suite
 answers the first claims for every seed.
 

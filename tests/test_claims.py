@@ -201,6 +201,12 @@ def test_claims_plan_prints_every_command_and_the_cost(capsys):
     assert claims.cost("d", labelled["distill1_long_labels_s0"]) == \
         claims.cost("d", labelled["distill1_long_s0"])
     assert claims.cost("s", labelled["scratch1_s0"])[0] < 1  # 600 images.
+    # The teacher's pass costs at the teacher's width: the 1/2-width teacher's
+    # 1/4-width student costs more than a 1/4-width teacher's.
+    noised = dict(arms.run_list("/o", 0, "cpu", ("long_noisy",)))
+    own, from_wide = (claims.cost("d", noised[f"distill1_{tag}long_noisy_s0"])[0]
+                      for tag in ("", "from_wide_"))
+    assert from_wide == pytest.approx(own + 9 * (3.3 - 1) / 3)  # 18 epochs / 2 views.
     total = sum(claims.cost(name, flags)[0] for name, flags in runs)
     steps = sum(flags != arms.PROBE for _, flags in runs)
     hours = (total * 60000 / 300 + steps * claims.STEP_OVERHEAD_S) / 3600

@@ -71,3 +71,20 @@ def test_the_wider_teacher_teaches_a_quarter_width_noised_student():
     row = next(line for line in report.verdict_rows(results, (0, 1)).splitlines()
                if "noised student of the 1/2 width teacher" in line)
     assert "+3.0 (+3.0, +3.0)" in row and row.endswith("| holds |")
+
+
+def test_the_wider_teacher_teaches_its_own_width_too():
+    runs = arms.run_list("/o", 1, "cpu", ("long",))
+    flags = dict(runs)["distill1_wide_long_noisy_s1"]
+    assert "--teacher=/o/ft1_pre3_wide_l1_s1" in flags
+    assert "--checkpoint=/o/pre3_wide_s1" in flags
+    assert "--width_multiplier=0.5" in flags and "--width_multiplier=0.25" not in flags
+    assert "--distill_teacher_input=whole_image" in flags and "--crop_min_area=0.35" in flags
+    # Last: the earlier steps keep their order, so a resumed suite is unchanged.
+    assert runs[-1][0] == "distill1_wide_long_noisy_s1"
+    # Its verdict compares it with its own teacher, not the 1/4 width.
+    results = {f"{name}_s{s}": {"top1": top1} for s in (0, 1) for name, top1 in (
+        ("ft1_pre3_l1", 0.80), ("ft1_pre3_wide_l1", 0.84), ("distill1_wide_long_noisy", 0.86))}
+    row = next(line for line in report.verdict_rows(results, (0, 1)).splitlines()
+               if "1/2 width noised student (long_noisy) > its teacher" in line)
+    assert "+2.0 (+2.0, +2.0)" in row and row.endswith("| holds |")
