@@ -14,6 +14,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from claims_arms import (DEFAULT_DISTILL, DISTILL_SETTINGS, SEEDS,  # noqa: E402
                          WIDE_TEACHER_SETTING, WIDTH_NAMES, every_seed_settings)
 
+# Width suffixes from the narrowest up (claim 2's table rows).
+WIDTHS_UP = ("_small", "", "_wide")
 # The wider teacher's students: at the 1/4 width and at its own 1/2 width.
 FROM_WIDE = f"distill1_from_wide_{WIDE_TEACHER_SETTING}"
 WIDE_STUDENT = f"distill1_wide_{WIDE_TEACHER_SETTING}"
@@ -47,6 +49,15 @@ def _mean_spread(values, scale=100, digits=1, unit=""):
             f"(n={len(values)})"), mean
 
 
+def _width_arms(*suffixes):
+    """(what, run names, metric) of claim 2's three comparisons, one run name
+    per width suffix: 1% and 10% fine-tuned from layer 1, L-BFGS on h."""
+    return [("1% labels (fine-tuned)", [f"ft1_pre3{s}_l1" for s in suffixes], "top1"),
+            ("10% labels (fine-tuned)", [f"ft10_pre3{s}_l1" for s in suffixes], "top1"),
+            ("100% labels (L-BFGS on h)", [f"pre3{s}" for s in suffixes],
+             "probe:logreg_pretrained_100pct")]
+
+
 def verdicts(distill_settings=DEFAULT_DISTILL):
     """(claim, the arm the paper expects higher, the other arm, metric): the
     verdict rows. A metric "top1" reads run.py's result of that run name;
@@ -64,18 +75,11 @@ def verdicts(distill_settings=DEFAULT_DISTILL):
          "ft1_pre3_l1", "ft1_pre3_h", "top1"),
         ("headline: 1% labels fine-tuned from layer 1 > supervised on the same 600",
          "ft1_pre3_l1", "scratch1", "top1"),
-        (f"2: {big} > {small}, 1% labels (fine-tuned)",
-         "ft1_pre3_l1", "ft1_pre3_small_l1", "top1"),
-        (f"2: {big} > {small}, 10% labels (fine-tuned)",
-         "ft10_pre3_l1", "ft10_pre3_small_l1", "top1"),
-        (f"2: {big} > {small}, 100% labels (L-BFGS on h)",
-         "pre3", "pre3_small", "probe:logreg_pretrained_100pct"),
-        (f"2: {wide} > {big}, 1% labels (fine-tuned)",
-         "ft1_pre3_wide_l1", "ft1_pre3_l1", "top1"),
-        (f"2: {wide} > {big}, 10% labels (fine-tuned)",
-         "ft10_pre3_wide_l1", "ft10_pre3_l1", "top1"),
-        (f"2: {wide} > {big}, 100% labels (L-BFGS on h)",
-         "pre3_wide", "pre3", "probe:logreg_pretrained_100pct"),
+    ] + [
+        (f"2: {WIDTH_NAMES[higher]} > {WIDTH_NAMES[lower]}, {what}", *pair, metric)
+        for higher, lower in (("", "_small"), ("_wide", ""))
+        for what, pair, metric in _width_arms(higher, lower)
+    ] + [
         (f"3: self-distilled student ({main}) > its teacher, 1% labels",
          f"distill1_{main}", "ft1_pre3_l1", "top1"),
         (f"3: self-distilled student ({main}) > its teacher, 10% labels",
@@ -189,18 +193,12 @@ def claims_table(results, seeds=SEEDS, distill_settings=DEFAULT_DISTILL, out=Non
          top1("ft1_pre3_l1")),
         ("label efficiency", "supervised from scratch, the same 600", top1("scratch1")),
         ("label efficiency", "supervised from scratch, all 60,000", top1("scratch100")),
-        ("2 bigger encoder", f"{small}, 1% labels (ft from layer 1)", top1("ft1_pre3_small_l1")),
-        ("2 bigger encoder", f"{big}, 1% labels (ft from layer 1)", top1("ft1_pre3_l1")),
-        ("2 bigger encoder", f"{wide}, 1% labels (ft from layer 1)", top1("ft1_pre3_wide_l1")),
-        ("2 bigger encoder", f"{small}, 10% labels", top1("ft10_pre3_small_l1")),
-        ("2 bigger encoder", f"{big}, 10% labels", top1("ft10_pre3_l1")),
-        ("2 bigger encoder", f"{wide}, 10% labels", top1("ft10_pre3_wide_l1")),
-        ("2 bigger encoder", f"{small}, 100% labels (L-BFGS on h)",
-         probe_value("pre3_small", "logreg_pretrained_100pct")),
-        ("2 bigger encoder", f"{big}, 100% labels (L-BFGS on h)",
-         probe_value("pre3", "logreg_pretrained_100pct")),
-        ("2 bigger encoder", f"{wide}, 100% labels (L-BFGS on h)",
-         probe_value("pre3_wide", "logreg_pretrained_100pct")),
+    ] + [
+        ("2 bigger encoder", f"{WIDTH_NAMES[suffix]}, {what}",
+         top1(run) if metric == "top1" else probe_value(run, metric.removeprefix("probe:")))
+        for what, runs, metric in _width_arms(*WIDTHS_UP)
+        for suffix, run in zip(WIDTHS_UP, runs)
+    ] + [
         ("3 distillation", f"teacher: {big} fine-tuned on 1%", top1("ft1_pre3_l1")),
         ("3 distillation", f"teacher: {big} fine-tuned on 10%", top1("ft10_pre3_l1")),
     ]
