@@ -70,6 +70,9 @@ MODULES = {
 PYTEST_ARGS = ["-q", "-x", "-n", "0", "-p", "no:cacheprovider",
                "-W", "ignore::DeprecationWarning"]
 CHILD_TIMEOUT = 300  # seconds; a mutant that hangs the tests counts as killed
+# mutmut 2.5 waits forever when its worker process ends without a result;
+# a run whose cache records nothing for this long is stopped.
+STALL_SECONDS = 3 * CHILD_TIMEOUT
 
 
 # --- fork server: TensorFlow imported once, each test run in a fork -------
@@ -206,11 +209,13 @@ def run_module(name, workdir, sock_path, mutmut, cache_dir):
     runner = (f"{sys.executable} {os.path.join(workdir, 'benchmarks', 'mutation.py')}"
               f" --client={sock_path} " + " ".join(tests))
     start = time.time()
-    proc = subprocess.run(
+    out, err, stalled = run_watched(
         [mutmut, "run", "--paths-to-mutate", ",".join(paths),
          "--tests-dir", "tests", "--runner", runner, "--no-progress",
-         "--simple-output", "--test-time-base", "30"],
-        cwd=workdir, capture_output=True, text=True)
+         "--simple-output", "--test-time-base", "30"], workdir, cache)
+    if stalled:
+        print(f"{name}: mutmut recorded no result for {STALL_SECONDS} s and was "
+              "stopped; its untested mutants stay in the cache", file=sys.stderr)
     elapsed = time.time() - start
     xml_text = subprocess.run([mutmut, "junitxml"], cwd=workdir,
                               capture_output=True, text=True).stdout
@@ -220,9 +225,27 @@ def run_module(name, workdir, sock_path, mutmut, cache_dir):
         shutil.copy(cache, kept)
     shutil.move(cache, os.path.join(workdir, f".mutmut-cache-{name}"))
     if counts["total"] == 0 or counts["untested"]:
-        print(proc.stdout[-3000:], proc.stderr[-3000:], file=sys.stderr)
+        print(out[-3000:], err[-3000:], file=sys.stderr)
     return dict(counts, module=name, paths=paths, tests=tests,
                 seconds=round(elapsed))
+
+
+def run_watched(command, cwd, watched, stall_s=STALL_SECONDS, poll_s=60):
+    """Runs `command` to its end, or kills it once the file `watched` (its
+    results) has not changed for stall_s seconds: (stdout, stderr, stalled)."""
+    proc = subprocess.Popen(command, cwd=cwd, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    start = time.time()
+    while True:
+        try:
+            out, err = proc.communicate(timeout=poll_s)
+            return out, err, False
+        except subprocess.TimeoutExpired:
+            changed = os.path.getmtime(watched) if os.path.exists(watched) else start
+            if time.time() - max(changed, start) > stall_s:
+                proc.kill()
+                out, err = proc.communicate()
+                return out, err, True
 
 
 def cached_statuses(cache_path):

@@ -80,3 +80,21 @@ def test_a_second_run_on_the_same_cache_dir_is_refused(tmp_path):
         "wait for it to end or pass another --cache_dir.")
     with mutation.exclusive(str(tmp_path)):  # Free again once the first ends.
         pass
+
+
+def test_a_run_whose_results_stop_changing_is_stopped(tmp_path):
+    results = tmp_path / "cache"
+    results.write_text("")
+    # Writes its results once, then hangs (as mutmut does when its worker dies).
+    hang = [sys.executable, "-c", "import time; print('started', flush=True); time.sleep(60)"]
+    out, _, stalled = mutation.run_watched(hang, str(tmp_path), str(results),
+                                           stall_s=1, poll_s=0.5)
+    assert stalled and out == "started\n"
+    # A run that keeps writing its results, then ends, is left to finish.
+    busy = [sys.executable, "-c", "import time, pathlib\n"
+            "for i in range(6):\n"
+            f"    pathlib.Path({str(results)!r}).write_text(str(i)); time.sleep(0.4)\n"
+            "print('done')"]
+    out, _, stalled = mutation.run_watched(busy, str(tmp_path), str(results),
+                                           stall_s=1.5, poll_s=0.3)
+    assert not stalled and out == "done\n" and results.read_text() == "5"
