@@ -115,10 +115,12 @@ DEFAULT_DISTILL = ("long", "long_crops", "long_noisy", "long_noisier", "noisy_ro
                    "longer_noisy", "long_labels", "long_t2", "long_random", "short")
 
 
-# Run-name infix of a distillation family: the students of pre3's teachers
-# (distill{1,10}_<setting>), of pre3_mem's (distill{1,10}_mem_<setting>) and
-# of pre3_wide's (distill1_from_wide_<setting>).
-FAMILIES = {"pre3": "", "pre3_mem": "mem_", "pre3_wide": "from_wide_"}
+# Run-name infix of a distillation family, by the teacher's pretraining:
+# students of pre3's teachers (distill{1,10}_<setting>), of pre3_mem's
+# (distill{1,10}_mem_<setting>), of pre3_wide's (distill1_wide_<setting>);
+# "from_" before it when the student starts from another pretraining
+# (distill1_from_wide_<setting>).
+FAMILIES = {"pre3": "", "pre3_mem": "mem_", "pre3_wide": "wide_"}
 # The recipe of the wider teacher's students (distill1_from_wide_<setting> at
 # the 1/4 width, distill1_wide_<setting> at its own 1/2 width).
 WIDE_TEACHER_SETTING = "long_noisy"
@@ -180,9 +182,8 @@ def run_list(out, seed, budget="cpu", distill_settings=DEFAULT_DISTILL):
         # memory's student from the model fine-tuned from the memory's
         # pretraining; teacher_pre names another teacher's pretraining.
         base = teacher_pre or ("pre3_mem" if student == "pre3_mem" else "pre3")
-        family = FAMILIES[base]
-        tag = ("small" if student == "pre3_small"
-               else "wide_" + setting if student == "pre3_wide" else family + setting)
+        family = FAMILIES[base] if base == student else "from_" + FAMILIES[base]
+        tag = "small" if student == "pre3_small" else family + setting
         start = [f"--checkpoint={d(student)}"] if spec["checkpoint"] else []
         teacher = d(f"distill{fraction}_{family}{spec['taught_by']}" if spec["taught_by"]
                     else f"ft{fraction}_{base}_l1")

@@ -12,10 +12,11 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from claims_arms import (DEFAULT_DISTILL, DISTILL_SETTINGS, SEEDS,  # noqa: E402
-                         WIDE_TEACHER_SETTING, WIDTH_NAMES, every_seed_settings)
+                         WIDE_TEACHER_SETTING, WIDTH_NAMES, WIDTHS,
+                         every_seed_settings)
 
 # Width suffixes from the narrowest up (claim 2's table rows).
-WIDTHS_UP = ("_small", "", "_wide")
+WIDTHS_UP = tuple(sorted(WIDTHS, key=WIDTHS.get))
 # The wider teacher's students: at the 1/4 width and at its own 1/2 width.
 FROM_WIDE = f"distill1_from_wide_{WIDE_TEACHER_SETTING}"
 WIDE_STUDENT = f"distill1_wide_{WIDE_TEACHER_SETTING}"

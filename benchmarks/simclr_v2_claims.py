@@ -74,8 +74,8 @@ Usage:
 Cost: `--plan` prints every command in order and the work in pretraining-
 epoch equivalents (one epoch of two augmented views of 60k images at 1/4
 width; fine-tuning and distillation count their single views, distillation
-adds a third of a view at the teacher's width for its forward pass, the memory 1.3x, the
-1/8 width half, the 1/2 width 3.3x) plus 90 s per run.py step for start-up,
+adds a third of a view at the teacher's width for its forward pass, the
+memory 1.3x, the 1/8 width half, the 1/2 width 3.3x) plus 90 s per run.py step for start-up,
 evaluation and export. The default suite (3 seeds; distillation settings long, long_crops, long_noisy, long_noisier,
 noisy_round2, longer_noisy, long_labels, long_t2, long_random, short: long
 and long_noisy on seeds 0-2, the others on seeds 0 and 1) is 137 steps and
